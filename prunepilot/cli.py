@@ -1,0 +1,169 @@
+"""The ``prunepilot`` command line.
+
+Exit codes: 0 the budget was met (or nothing to search), 1 an unexpected internal error,
+2 bad input, 3 no trial met the budget (the report is still written), 130 interrupted
+(continue with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from prunepilot import __version__
+from prunepilot.budget import ACCEPTED_FORMS
+from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, PrunepilotError
+from prunepilot.policies import criterion_names
+
+EPILOG = """exit codes: 0 budget met, 2 bad input, 3 no trial met the budget (report written),
+130 interrupted (continue with --resume), 1 internal error"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one line and exit code 2 (through PrunepilotError)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _ArgumentError(f"{message} (see 'prunepilot {self.prog.split()[-1]} --help')")
+
+
+class _ArgumentError(PrunepilotError):
+    exit_code = EXIT_USAGE
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="prunepilot", description="Automated pruning-policy search.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"prunepilot {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    search = commands.add_parser(
+        "search",
+        help="search pruning policies and export the best model within a budget",
+        description="Search per-group pruning policies; export the best model within the budget.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    search.add_argument("--budget", help=f"what the model must fit: {ACCEPTED_FORMS}")
+    search.add_argument("--trials", type=int, default=None, help="trials to finish (default 24)")
+    search.add_argument(
+        "--timeout", type=_positive_float, default=None, help="seconds after which no new trial starts"
+    )
+    search.add_argument("--name", help="run name (default: search-<timestamp>)")
+    search.add_argument("--out", default="runs", help="folder of run directories (default: runs)")
+    search.add_argument(
+        "--resume", action="store_true", help="continue the run --name (default: the newest run in --out)"
+    )
+    search.add_argument(
+        "--dry-run", action="store_true", help="print groups, baseline and search space; run no trial"
+    )
+    task = search.add_argument_group("model and data (default: the built-in digits task)")
+    task.add_argument("--model", help="pkg.module:factory returning a torch.nn.Module")
+    task.add_argument("--weights", help="checkpoint (state dict), loaded with weights_only=True")
+    task.add_argument("--data", help="pkg.module:factory returning (train, val, test) datasets")
+    task.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32 (checked against the data)")
+    tuning = search.add_argument_group("search and trials")
+    tuning.add_argument("--policy", help="a policy JSON file to evaluate first (warm start)")
+    tuning.add_argument("--seed", type=int, default=0)
+    tuning.add_argument("--finetune-steps", type=int, default=60, help="fine-tune steps per trial")
+    tuning.add_argument("--final-steps", type=int, default=600, help="fine-tune steps of the chosen model")
+    tuning.add_argument("--lr", type=float, default=1e-3)
+    tuning.add_argument("--batch-size", type=int, default=64)
+    tuning.add_argument("--bn-batches", type=int, default=8, help="batches for BatchNorm recalibration")
+    tuning.add_argument(
+        "--ratio-max", type=float, default=0.8, help="largest pruning ratio per group (at most 0.95)"
+    )
+    tuning.add_argument(
+        "--round-to", type=int, default=1, help="round kept channels up to a multiple of this"
+    )
+    tuning.add_argument("--criteria", help=f"comma-separated subset of {','.join(criterion_names())}")
+    latency = search.add_argument_group("latency measurement")
+    latency.add_argument(
+        "--latency-batch",
+        type=int,
+        default=None,
+        help="batch size (default: 64 for the built-in task, 1 otherwise)",
+    )
+    latency.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    latency.add_argument(
+        "--latency-repeats", type=int, default=30, help="timed passes per measurement; the median is kept"
+    )
+    for sub in (search,):
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _search(args: argparse.Namespace) -> int:
+    from prunepilot.runner import resume_spec, run_job
+    from prunepilot.spec import JobSpec
+    from prunepilot.tasks.loading import parse_input_shape
+
+    if args.resume:
+        spec = resume_spec(args.out, args.name, {"trials": args.trials, "timeout": args.timeout})
+    else:
+        spec = JobSpec(
+            budget=args.budget,
+            trials=24 if args.trials is None else args.trials,
+            timeout=args.timeout,
+            name=args.name,
+            out=args.out,
+            model=args.model,
+            weights=args.weights,
+            data=args.data,
+            input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+            policy=args.policy,
+            seed=args.seed,
+            finetune_steps=args.finetune_steps,
+            final_steps=args.final_steps,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            bn_batches=args.bn_batches,
+            latency_batch=args.latency_batch,
+            threads=args.threads,
+            latency_repeats=args.latency_repeats,
+            ratio_max=args.ratio_max,
+            round_to=args.round_to,
+            criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
+            dry_run=args.dry_run,
+        )
+    return run_job(spec, progress=not args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return EXIT_USAGE
+        return _search(args)
+    except PrunepilotError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"prunepilot: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "prunepilot: interrupted; finished trials are saved - continue with "
+            "'prunepilot search --resume --name <run>'.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(
+            f"prunepilot: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

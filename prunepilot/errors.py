@@ -1,0 +1,35 @@
+"""Errors that the command line turns into one clear line and an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_BUDGET_NOT_MET = 3
+EXIT_INTERRUPTED = 130
+
+
+class PrunepilotError(Exception):
+    """Base class: an error whose message is meant for the user, as one line."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UsageError(PrunepilotError, ValueError):
+    """Bad input: a wrong path, a malformed value, a model that cannot be traced."""
+
+    exit_code = EXIT_USAGE
+
+
+class BudgetNotMetError(PrunepilotError):
+    """The search ended without any trial within the budget (the report is still written)."""
+
+    exit_code = EXIT_BUDGET_NOT_MET
+
+
+def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> UsageError:
+    """Builds the one message shape used for every invalid parameter.
+
+    Example: ``The 'ratio' parameter of Policy must be in [0, 0.95]. Got 1.2 instead.``
+    """
+    return UsageError(f"The {name!r} parameter of {owner} must be {accepted}. Got {got!r} instead.")

@@ -1,0 +1,44 @@
+"""Static costs of a model: FLOPs (torch's flop counter), parameters, serialized size."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:
+    """FLOPs of one forward pass on ``inputs`` (pass a batch of one for per-sample FLOPs)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(inputs)
+    return int(counter.get_total_flops())
+
+
+def flops_by_module(model: nn.Module, inputs: torch.Tensor) -> dict[str, int]:
+    """FLOPs of each leaf module, keyed by qualified name (modules without FLOPs are absent)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(inputs)
+    root = type(model).__name__
+    counts = {}
+    leaves = {name for name, m in model.named_modules() if not list(m.children())}
+    for key, per_op in counter.get_flop_counts().items():
+        name = key[len(root) + 1 :] if key.startswith(root + ".") else None
+        if name in leaves:
+            counts[name] = int(sum(per_op.values()))
+    return counts
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def serialized_size(model: nn.Module) -> int:
+    """Bytes of the model's state dict as saved by ``torch.save``."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes

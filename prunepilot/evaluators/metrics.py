@@ -1,0 +1,62 @@
+"""Every metric of one model in one call: accuracy, FLOPs, parameters, size, latency."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from prunepilot.evaluators.accuracy import top1_accuracy
+from prunepilot.evaluators.cost import count_flops, count_params, serialized_size
+from prunepilot.evaluators.latency import LatencySettings, measure_latency
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """What prunepilot measures of a model (plain data).
+
+    Attributes:
+        accuracy: Top-1 accuracy on the dataset it was evaluated on.
+        flops: FLOPs of one sample's forward pass.
+        params: Number of parameters.
+        size_bytes: Size of the saved state dict.
+        latency_ms: Median latency of one batch (see :class:`LatencySettings`).
+    """
+
+    accuracy: float
+    flops: int
+    params: int
+    size_bytes: int
+    latency_ms: float
+
+    def metric(self, name: str) -> float:
+        """The value of a budget metric by name."""
+        return float(getattr(self, name))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    input_shape: tuple[int, ...],
+    latency: LatencySettings,
+    timings: dict[str, float] | None = None,
+) -> ModelMetrics:
+    """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``."""
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+    accuracy = top1_accuracy(model, dataset)
+    sample = torch.zeros(1, *input_shape)
+    flops = count_flops(model, sample)
+    params = count_params(model)
+    size = serialized_size(model)
+    timings["evaluation"] = time.perf_counter() - start
+    start = time.perf_counter()
+    latency_ms = measure_latency(model, input_shape, latency)
+    timings["latency"] = time.perf_counter() - start
+    return ModelMetrics(accuracy, flops, params, size, latency_ms)

@@ -1,0 +1,70 @@
+"""The chosen policy, made for real: re-applied, fine-tuned longer, tested once, re-measured."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunepilot.evaluators import (
+    LatencySettings,
+    count_flops,
+    count_params,
+    measure_latency,
+    serialized_size,
+    top1_accuracy,
+)
+from prunepilot.policies import Policy
+from prunepilot.tasks.base import Task
+from prunepilot.trial import TrialSettings, prune_and_train
+
+#: Rounds of interleaved baseline/chosen latency measurement (medians of the rounds are kept).
+LATENCY_ROUNDS = 5
+
+
+def compare_latency(
+    baseline: nn.Module, candidate: nn.Module, input_shape: tuple[int, ...], settings: LatencySettings
+) -> tuple[float, float]:
+    """Medians of interleaved latency rounds of two models, so drift hits both alike."""
+    base, cand = [], []
+    for _ in range(LATENCY_ROUNDS):
+        base.append(measure_latency(baseline, input_shape, settings))
+        cand.append(measure_latency(candidate, input_shape, settings))
+    return statistics.median(base), statistics.median(cand)
+
+
+def finalize(task: Task, policy: Policy, settings: TrialSettings) -> tuple[nn.Module, dict[str, Any]]:
+    """Re-applies ``policy`` to a fresh copy of the task's model and measures the result.
+
+    The test split is used here, and only here: for the chosen model and the baseline.
+
+    Args:
+        task: The task (model and splits).
+        policy: The chosen policy.
+        settings: Trial settings whose ``finetune_steps`` is the final fine-tune length.
+
+    Returns:
+        The final model and its measurements (plain data).
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    model = prune_and_train(task.model, task.train, task.input_shape, policy, settings, timings)
+    sample = torch.zeros(1, *task.input_shape)
+    base_latency, latency = compare_latency(task.model, model, task.input_shape, settings.latency)
+    final = {
+        "val_accuracy": top1_accuracy(model, task.val),
+        "test_accuracy": top1_accuracy(model, task.test),
+        "baseline_test_accuracy": top1_accuracy(task.model, task.test),
+        "latency_ms": latency,
+        "baseline_latency_ms": base_latency,
+        "flops": count_flops(model, sample),
+        "params": count_params(model),
+        "size_bytes": serialized_size(model),
+        "finetune_steps": settings.finetune_steps,
+        "timings": timings,
+    }
+    final["wall_s"] = time.perf_counter() - start
+    return model, final

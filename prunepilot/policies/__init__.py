@@ -1,0 +1,25 @@
+"""Policies: prunable groups, importance criteria, the policy itself and how it is applied."""
+
+from prunepilot.policies.apply import apply_policy
+from prunepilot.policies.criteria import (
+    Criterion,
+    criterion_names,
+    get_criterion,
+    register_criterion,
+)
+from prunepilot.policies.groups import GroupInfo, discover_groups
+from prunepilot.policies.policy import MAX_RATIO, GroupSetting, Policy, kept_channels
+
+__all__ = [
+    "MAX_RATIO",
+    "Criterion",
+    "GroupInfo",
+    "GroupSetting",
+    "Policy",
+    "apply_policy",
+    "criterion_names",
+    "discover_groups",
+    "get_criterion",
+    "kept_channels",
+    "register_criterion",
+]

@@ -1,0 +1,91 @@
+"""Applying a policy: a physically smaller copy of the model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from prunepilot.errors import UsageError
+from prunepilot.policies.criteria import get_criterion
+from prunepilot.policies.groups import build_graph, example_inputs, named_groups
+from prunepilot.policies.policy import Policy, kept_channels
+
+
+def apply_policy(
+    model: nn.Module,
+    policy: Policy,
+    input_shape: tuple[int, ...],
+    *,
+    gradient_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = (),
+    seed: int = 0,
+) -> nn.Module:
+    """Returns a pruned copy of ``model``; ``model`` itself is never changed.
+
+    Every group's channels are scored first, on the unpruned copy, by the group's criterion; then
+    the lowest-scoring channels of each group are removed (with everything coupled to them).
+
+    Args:
+        model: The model to prune.
+        policy: Group name -> (ratio, criterion), and channel rounding.
+        input_shape: Shape of one input sample, without the batch dimension.
+        gradient_batches: (inputs, labels) batches for criteria that need gradients (taylor).
+        seed: Seeds the random criterion.
+
+    Raises:
+        UsageError: when the policy names a group the model lacks, or a criterion cannot score a
+            group (``bn_scale`` on a group without BatchNorm).
+    """
+    pruned = copy.deepcopy(model).eval()
+    inputs = example_inputs(input_shape)
+    graph = build_graph(pruned, inputs)
+    groups = named_groups(pruned, graph, inputs)
+    unknown = sorted(set(policy.groups) - set(groups))
+    if unknown:
+        raise UsageError(
+            f"The policy names group(s) {unknown} that the model does not have; "
+            f"its groups are {sorted(groups)}."
+        )
+    active = {name: s for name, s in policy.groups.items() if s.ratio > 0}
+    if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
+        _accumulate_gradients(pruned, gradient_batches)
+
+    removals = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, setting in active.items():
+            group = groups[name]
+            channels = len(group[0].idxs)
+            keep = kept_channels(channels, setting.ratio, policy.round_to)
+            if keep >= channels:
+                continue
+            scores = get_criterion(setting.criterion).make()(group)
+            if scores is None:
+                raise UsageError(
+                    f"The criterion {setting.criterion!r} cannot score group {name!r} "
+                    "(it has no layer that criterion reads)."
+                )
+            order = torch.argsort(scores.detach().flatten().cpu(), stable=True)
+            drop = sorted(int(group[0].idxs[i]) for i in order[: channels - keep])
+            root = group[0].dep.target.module
+            removals.append((root, group[0].dep.handler, drop))
+
+    for root, handler, drop in removals:
+        group = graph.get_pruning_group(root, handler, drop)
+        group.prune()
+    pruned.zero_grad(set_to_none=True)
+    return pruned.eval()
+
+
+def _accumulate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    model.zero_grad(set_to_none=True)
+    seen = 0
+    loss_fn = nn.CrossEntropyLoss()
+    with torch.enable_grad():
+        for inputs, labels in batches:
+            loss_fn(model(inputs), labels).backward()
+            seen += 1
+    if seen == 0:
+        raise UsageError("The taylor criterion needs training batches to compute gradients.")

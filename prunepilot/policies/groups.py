@@ -1,0 +1,151 @@
+"""Prunable groups: the channels that must shrink together, found by Torch-Pruning's graph.
+
+A group is named by the qualified name of its root module (the first Conv/Linear whose output
+channels it removes), which is stable for a given model class.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunepilot.errors import UsageError
+from prunepilot.evaluators.cost import flops_by_module
+
+#: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
+TRACE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What a search needs to know of one prunable group (plain data).
+
+    Attributes:
+        name: The root module's qualified name.
+        channels: Number of coupled channels in the group.
+        modules: Qualified names of the layers whose output channels shrink with the group.
+        has_batchnorm: Whether a BatchNorm belongs to the group (``bn_scale`` needs one).
+        flops_share: Share of the model's FLOPs spent in ``modules`` (0..1).
+    """
+
+    name: str
+    channels: int
+    modules: tuple[str, ...]
+    has_batchnorm: bool
+    flops_share: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def example_inputs(input_shape: tuple[int, ...], batch: int = TRACE_BATCH) -> torch.Tensor:
+    """A random input batch of one sample shape (without the batch dimension)."""
+    return torch.randn(batch, *input_shape)
+
+
+def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
+    """Builds Torch-Pruning's dependency graph of ``model`` (traced through autograd).
+
+    Raises:
+        UsageError: when the model cannot be traced.
+    """
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=inputs, ignored_layers=[], verbose=False
+            )
+    except Exception as exc:  # noqa: BLE001 - any tracing failure is the model's, reported as one line
+        raise UsageError(
+            f"The model cannot be traced for pruning ({type(exc).__name__}: {exc}); "
+            "a model must run forward on a tensor of the input shape."
+        ) from exc
+
+
+def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:
+    """The layers whose output channels are the model's outputs (never pruned).
+
+    A layer counts when its output tensor *is* the model's output (or one of them). When the output
+    comes from no module (a functional op), the last Conv/Linear run is taken.
+    """
+    produced: list[tuple[nn.Module, torch.Tensor]] = []
+    executed: list[nn.Module] = []
+
+    def hook(module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            produced.append((module, output))
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            executed.append(module)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            outputs = model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    flat = [t for t in _flatten(outputs) if isinstance(t, torch.Tensor)]
+    layers = [m for m, out in produced if any(out is t for t in flat)]
+    layers = [m for m in layers if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))] or layers
+    if not layers and executed:
+        layers = [executed[-1]]
+    return layers
+
+
+def named_groups(
+    model: nn.Module, graph: tp.DependencyGraph, inputs: torch.Tensor
+) -> dict[str, tp.dependency.Group]:
+    """Every prunable group of ``model``, keyed by its root module's qualified name."""
+    names = {module: name for name, module in model.named_modules()}
+    ignored = output_layers(model, inputs)
+    groups: dict[str, tp.dependency.Group] = {}
+    for group in graph.get_all_groups(ignored_layers=list(ignored)):
+        root = group[0].dep.target.module
+        groups[names[root]] = group
+    return groups
+
+
+def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[GroupInfo]:
+    """Lists the prunable groups of ``model`` without changing it.
+
+    Raises:
+        UsageError: when the model cannot be traced or has nothing to prune.
+    """
+    work = copy.deepcopy(model).eval()
+    inputs = example_inputs(input_shape)
+    graph = build_graph(work, inputs)
+    names = {module: name for name, module in work.named_modules()}
+    per_module = flops_by_module(work, inputs[:1])
+    total = max(sum(per_module.values()), 1)
+    infos = []
+    for name, group in named_groups(work, graph, inputs).items():
+        layers = []
+        has_bn = False
+        for dep, _ in group:
+            module = dep.target.module
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                has_bn = True
+            if graph.is_out_channel_pruning_fn(dep.handler) and isinstance(
+                module, (nn.modules.conv._ConvNd, nn.Linear)
+            ):
+                layers.append(names[module])
+        layers = sorted(set(layers), key=list(names.values()).index)
+        share = sum(per_module.get(layer, 0) for layer in layers) / total
+        infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share))
+    if not infos:
+        raise UsageError(
+            "The model has no prunable group: prunepilot prunes the output channels of "
+            "Conv and Linear layers that do not produce the model's output."
+        )
+    return infos
+
+
+def _flatten(obj: object) -> list:
+    if isinstance(obj, (list, tuple)):
+        return [x for item in obj for x in _flatten(item)]
+    if isinstance(obj, dict):
+        return [x for item in obj.values() for x in _flatten(item)]
+    return [obj]

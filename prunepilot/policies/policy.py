@@ -1,0 +1,153 @@
+"""A pruning policy: for each group, a pruning ratio and a criterion, plus channel rounding."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.policies.criteria import criterion_names
+
+#: Largest pruning ratio a policy may give a group.
+MAX_RATIO = 0.95
+SCHEMA = "prunepilot.policy/1"
+
+
+@dataclass(frozen=True)
+class GroupSetting:
+    """How one group is pruned.
+
+    Attributes:
+        ratio: Share of the group's channels to remove, in [0, MAX_RATIO].
+        criterion: Name of a registered criterion (see ``criteria.criterion_names()``).
+    """
+
+    ratio: float
+    criterion: str = "l1"
+
+    def __post_init__(self) -> None:
+        ratio = self.ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or math.isnan(ratio):
+            raise invalid_parameter("ratio", "GroupSetting", f"a number in [0, {MAX_RATIO}]", ratio)
+        if not 0.0 <= ratio <= MAX_RATIO:
+            raise invalid_parameter("ratio", "GroupSetting", f"in [0, {MAX_RATIO}]", ratio)
+        if self.criterion not in criterion_names():
+            raise invalid_parameter(
+                "criterion", "GroupSetting", f"one of {criterion_names()}", self.criterion
+            )
+        object.__setattr__(self, "ratio", float(ratio))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-group pruning settings; groups not named are left whole.
+
+    Attributes:
+        groups: Group name (root module's qualified name) -> setting.
+        round_to: Kept channel counts are rounded up to a multiple of this (>= 1).
+    """
+
+    groups: Mapping[str, GroupSetting] = field(default_factory=dict)
+    round_to: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
+            raise invalid_parameter("round_to", "Policy", "an integer >= 1", self.round_to)
+        for name, setting in self.groups.items():
+            if not isinstance(name, str) or not isinstance(setting, GroupSetting):
+                raise invalid_parameter(
+                    "groups", "Policy", "a mapping of group names to GroupSetting", self.groups
+                )
+        object.__setattr__(self, "groups", MappingProxyType(dict(self.groups)))
+
+    @classmethod
+    def uniform(
+        cls, group_names: list[str], ratio: float, criterion: str = "l1", round_to: int = 1
+    ) -> Policy:
+        """The same ratio and criterion for every group."""
+        return cls({name: GroupSetting(ratio, criterion) for name in group_names}, round_to)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "round_to": self.round_to,
+            "groups": {name: {"ratio": s.ratio, "criterion": s.criterion} for name, s in self.groups.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Policy:
+        """Builds a policy from :meth:`to_dict`'s output.
+
+        Raises:
+            UsageError: naming the field that is wrong.
+        """
+        if not isinstance(data, Mapping):
+            raise UsageError(f"A policy must be a JSON object. Got {type(data).__name__} instead.")
+        unknown = set(data) - {"schema", "round_to", "groups"}
+        if unknown:
+            raise UsageError(
+                f"Unknown policy field(s) {sorted(unknown)}; accepted: schema, round_to, groups."
+            )
+        schema = data.get("schema", SCHEMA)
+        if schema != SCHEMA:
+            raise UsageError(f"Unsupported policy schema {schema!r}; accepted: {SCHEMA!r}.")
+        groups = data.get("groups", {})
+        if not isinstance(groups, Mapping):
+            raise UsageError("The 'groups' field of a policy must be an object of group settings.")
+        settings = {}
+        for name, entry in groups.items():
+            if not isinstance(entry, Mapping) or set(entry) - {"ratio", "criterion"}:
+                raise UsageError(
+                    f"Group {name!r} of the policy must be an object with 'ratio' and "
+                    f"optional 'criterion'. Got {entry!r} instead."
+                )
+            try:
+                settings[name] = GroupSetting(entry.get("ratio"), entry.get("criterion", "l1"))
+            except UsageError as exc:
+                raise UsageError(f"Group {name!r} of the policy: {exc}") from None
+        return cls(settings, data.get("round_to", 1))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"A policy file must be JSON: {exc}.") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        """Reads a policy JSON file."""
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise UsageError(f"Cannot read the policy file {str(path)!r}: {exc.strerror}.") from None
+        try:
+            return cls.from_json(text)
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+
+    def describe(self) -> str:
+        """One line: the mean ratio and the criteria used."""
+        if not self.groups:
+            return "no pruning"
+        ratios = [s.ratio for s in self.groups.values()]
+        criteria = sorted({s.criterion for s in self.groups.values() if s.ratio > 0})
+        return (
+            f"mean ratio {sum(ratios) / len(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}), criteria {'/'.join(criteria) or '-'}"
+        )
+
+
+def kept_channels(channels: int, ratio: float, round_to: int) -> int:
+    """Channels kept when pruning ``ratio`` of ``channels``: rounded up to ``round_to``, at least 1."""
+    keep = math.ceil(channels * (1.0 - ratio) - 1e-9)
+    keep = math.ceil(keep / round_to) * round_to
+    return max(1, min(channels, keep))

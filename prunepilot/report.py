@@ -1,0 +1,178 @@
+"""The run's report: ``report.json`` (everything), ``report.md`` and a Pareto plot."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import FrozenTrial  # noqa: E402
+
+from prunepilot.budget import format_metric  # noqa: E402
+from prunepilot.search import pareto  # noqa: E402
+
+SCHEMA = "prunepilot.report/1"
+_METRIC_LABEL = {
+    "latency_ms": "measured latency (ms)",
+    "flops": "FLOPs per sample",
+    "params": "parameters",
+    "size_bytes": "size (bytes)",
+}
+
+
+def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as plain data."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "feasible": pareto.violation(trial) == 0 if trial.values else None,
+        "policy": trial.user_attrs.get("policy"),
+        "result": trial.user_attrs.get("result"),
+        "error": trial.user_attrs.get("error"),
+        "duration_s": trial.duration.total_seconds() if trial.duration else None,
+    }
+
+
+def build_report(
+    study: optuna.Study,
+    header: dict[str, Any],
+    chosen: FrozenTrial | None,
+    final: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Assembles ``report.json``'s content.
+
+    Args:
+        study: The run's study.
+        header: run, job, task, groups, baseline and budget entries (plain data).
+        chosen: The chosen trial, or None when no trial met the budget.
+        final: The final model's measurements, or None.
+    """
+    closest = pareto.closest(study)
+    return {
+        "schema": SCHEMA,
+        **header,
+        "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)],
+        "front": [t.number for t in pareto.feasible_front(study)],
+        "full_front": [t.number for t in pareto.full_front(study)],
+        "chosen": trial_record(chosen) if chosen else None,
+        "closest": trial_record(closest) if chosen is None and closest else None,
+        "final": final,
+        "budget_met": bool(final and final.get("budget_met")),
+    }
+
+
+def pareto_plot(report: dict[str, Any]) -> bytes:
+    """The Pareto plot as PNG bytes: every trial, the front, the budget, baseline and choice."""
+    metric = report["budget"]["metric"]
+    limit = report["budget"]["limit"]
+    trials = [t for t in report["trials"] if t["result"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for feasible, colour, label in ((True, "tab:blue", "within budget"), (False, "tab:gray", "over budget")):
+        points = [(t["result"][metric], t["result"]["accuracy"]) for t in trials if t["feasible"] is feasible]
+        if points:
+            ax.scatter(*zip(*points), s=18, c=colour, alpha=0.7, label=f"trial ({label})")
+    by_number = {t["number"]: t for t in trials}
+    front = [by_number[n] for n in report["full_front"] if n in by_number]
+    if front:
+        ax.plot(
+            [t["result"][metric] for t in front],
+            [t["result"]["accuracy"] for t in front],
+            "-",
+            c="tab:orange",
+            lw=1.2,
+            label="Pareto front",
+        )
+    base = report["baseline"]
+    ax.scatter([base[metric]], [base["accuracy"]], marker="*", s=160, c="black", label="baseline")
+    ax.axvline(limit, ls="--", c="tab:red", lw=1, label=f"budget ({report['budget']['text']})")
+    if report["chosen"]:
+        result = report["chosen"]["result"]
+        ax.scatter(
+            [result[metric]],
+            [result["accuracy"]],
+            s=130,
+            facecolors="none",
+            edgecolors="tab:green",
+            linewidths=2,
+            label="chosen",
+        )
+    ax.set_xlabel(_METRIC_LABEL[metric])
+    ax.set_ylabel("validation accuracy (after short fine-tune)")
+    ax.set_title("prunepilot: accuracy vs cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def markdown(report: dict[str, Any], plot_name: str) -> str:
+    """``report.md``: the outcome in a minute's reading."""
+    metric = report["budget"]["metric"]
+    base = report["baseline"]
+    final = report["final"]
+    lines = [f"# prunepilot run `{report['run']['name']}`", ""]
+    outcome = "met" if report["budget_met"] else "NOT met"
+    lines += [
+        f"- task: {report['task']['name']}, {len(report['groups'])} prunable groups",
+        f"- budget: {report['budget']['text']} = {format_metric(metric, report['budget']['limit'])}"
+        f" on {metric} - **{outcome}**",
+        f"- trials: {len(report['trials'])} "
+        f"({sum(t['state'] == 'COMPLETE' for t in report['trials'])} complete, "
+        f"{sum(t['state'] == 'FAIL' for t in report['trials'])} failed)",
+        "",
+    ]
+    if final:
+        lines += [
+            "## Baseline against chosen model",
+            "",
+            "| | baseline | chosen | change |",
+            "|---|---|---|---|",
+            f"| test accuracy | {final['baseline_test_accuracy']:.4f} | {final['test_accuracy']:.4f} "
+            f"| {100 * (final['test_accuracy'] - final['baseline_test_accuracy']):+.2f} pt |",
+            f"| latency (ms) | {final['baseline_latency_ms']:.3f} | {final['latency_ms']:.3f} "
+            f"| {100 * (final['latency_ms'] / final['baseline_latency_ms'] - 1):+.1f}% |",
+            f"| FLOPs | {format_metric('flops', base['flops'])} | {format_metric('flops', final['flops'])} "
+            f"| {100 * (final['flops'] / base['flops'] - 1):+.1f}% |",
+            f"| parameters | {base['params']:,} | {final['params']:,} "
+            f"| {100 * (final['params'] / base['params'] - 1):+.1f}% |",
+            f"| size | {format_metric('size_bytes', base['size_bytes'])} "
+            f"| {format_metric('size_bytes', final['size_bytes'])} "
+            f"| {100 * (final['size_bytes'] / base['size_bytes'] - 1):+.1f}% |",
+            "",
+            f"Chosen: trial {report['chosen']['number']}. Exported to `model.ts.pt` (TorchScript, "
+            f"reloaded and checked: max difference {final['export']['torchscript_max_abs_diff']:.2g}) "
+            "and `policy.json`.",
+            "",
+        ]
+    elif report["closest"]:
+        closest = report["closest"]["result"]
+        lines += [
+            "No trial met the budget. Closest: trial "
+            f"{report['closest']['number']} at {format_metric(metric, closest[metric])} "
+            f"(validation accuracy {closest['accuracy']:.4f}). Loosen the budget, raise --ratio-max, "
+            "or run more trials.",
+            "",
+        ]
+    lines += [f"![Pareto front]({plot_name})", "", "## Pareto front (validation, within budget)", ""]
+    lines += [
+        "| trial | val accuracy | latency (ms) | FLOPs | params | policy |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_number = {t["number"]: t for t in report["trials"]}
+    for number in report["front"]:
+        t = by_number[number]
+        r = t["result"]
+        ratios = [g["ratio"] for g in t["policy"]["groups"].values()]
+        mean = sum(ratios) / len(ratios) if ratios else 0.0
+        lines.append(
+            f"| {number} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | "
+            f"{format_metric('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""The run directory: one folder per run, locked while in use, every file written atomically."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from prunepilot.errors import UsageError
+
+LOCK_FILE = ".lock"
+
+
+def default_run_name() -> str:
+    """A timestamped run name, e.g. ``search-20261123-154501``."""
+    return time.strftime("search-%Y%m%d-%H%M%S")
+
+
+def write_atomically(path: Path, data: bytes | str) -> None:
+    """Writes ``data`` to a temporary file beside ``path``, then renames it over ``path``."""
+    payload = data.encode() if isinstance(data, str) else data
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(payload)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+class RunDir:
+    """A run's folder. Use :meth:`open`; hold it with ``with`` to keep the lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_handle = None
+
+    @classmethod
+    def open(cls, root: str | Path, name: str, resume: bool) -> RunDir:
+        """Creates ``root/name`` (or reopens it with ``resume``).
+
+        Raises:
+            UsageError: when the folder exists without ``resume``, is missing with ``resume``,
+                or cannot be written.
+        """
+        path = Path(root) / name
+        if resume and not (path / "config.json").is_file():
+            raise UsageError(
+                f"Cannot resume {str(path)!r}: it holds no run (no config.json); "
+                "drop --resume to start a new run."
+            )
+        if not resume and path.exists():
+            raise UsageError(
+                f"The run directory {str(path)!r} already exists; pass --resume to continue it "
+                "or choose another --name."
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot write the output directory {str(path)!r}: {exc.strerror}; choose a writable --out."
+            ) from None
+        return cls(path)
+
+    def __enter__(self) -> RunDir:
+        handle = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UsageError(
+                f"The run directory {str(self.path)!r} is in use by another prunepilot process; "
+                "wait for it to finish or choose another --name."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.file(name)
+        write_atomically(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+        return path
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.file(name).read_text())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"Cannot write {type(obj).__name__} to JSON")

@@ -1,0 +1,158 @@
+"""The search driver: the only writer of the Optuna study (ask -> run trial -> tell)."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from torch import nn
+from tqdm import tqdm
+
+from prunepilot.budget import format_metric
+from prunepilot.policies import Policy
+from prunepilot.search import pareto
+from prunepilot.search.space import SearchSpace
+from prunepilot.tasks.base import TaskData
+from prunepilot.trial import TrialResult, TrialSettings, run_trial
+
+STUDY_NAME = "prunepilot"
+STUDY_FILE = "study.journal"
+#: Uniform L1 policies enqueued first on a new study.
+WARM_START_RATIOS = (0.25, 0.5, 0.7)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a trial is scored on: validation accuracy up, ``metric`` down, ``metric <= limit``.
+
+    Attributes:
+        metric: The budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``).
+        limit: The absolute budget on ``metric``.
+    """
+
+    metric: str
+    limit: float
+
+    def constraint(self, result: TrialResult) -> float:
+        """Relative excess over budget: <= 0 is feasible (Optuna's convention)."""
+        return (result.metric(self.metric) - self.limit) / self.limit
+
+
+def open_study(run_dir: Path, seed: int) -> optuna.Study:
+    """Creates or loads the run's study, stored in ``run_dir/study.journal``."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(run_dir / STUDY_FILE)))
+    try:
+        existing = len(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials)
+    except KeyError:
+        existing = 0
+    # A resumed study re-seeds its sampler so it does not replay the first run's proposals.
+    sampler = optuna.samplers.TPESampler(seed=seed + existing, multivariate=True, n_startup_trials=8)
+    return optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        directions=["maximize", "minimize"],
+        sampler=sampler,
+        load_if_exists=True,
+    )
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Tells FAIL every trial a dead driver left RUNNING and re-enqueues its parameters.
+
+    Returns:
+        The number of trials recovered.
+    """
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study._storage.set_trial_user_attr(  # noqa: SLF001 - no public API for another's trial
+            trial._trial_id,
+            "error",
+            "interrupted: the driver stopped during this trial",  # noqa: SLF001
+        )
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # noqa: SLF001
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(
+            trial.params, user_attrs={k: v for k, v in trial.user_attrs.items() if k == "policy"}
+        )
+    return len(stale)
+
+
+def warm_start(study: optuna.Study, space: SearchSpace, policies: list[Policy]) -> None:
+    """Enqueues ``policies`` (exactly as given) ahead of the sampler's proposals."""
+    for policy in policies:
+        study.enqueue_trial(space.params_of(policy), user_attrs={"policy": policy.to_dict()})
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that ran to an end (interrupted trials, re-enqueued, do not count)."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        if not t.user_attrs.get("interrupted")
+    )
+
+
+def run_search(
+    study: optuna.Study,
+    model: nn.Module,
+    data: TaskData,
+    space: SearchSpace,
+    settings: TrialSettings,
+    objective: Objective,
+    n_trials: int,
+    timeout: float | None = None,
+    progress: bool = True,
+    trial_fn: Callable[[nn.Module, TaskData, Policy, TrialSettings], TrialResult] = run_trial,
+) -> int:
+    """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
+
+    A trial that raises is told FAIL with its error text; the search goes on.
+
+    Returns:
+        The number of trials run by this call.
+    """
+    remaining = max(0, n_trials - finished_count(study))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar = tqdm(total=remaining, desc="trials", unit="trial", disable=not progress, leave=True)
+    ran = 0
+    try:
+        while ran < remaining and (deadline is None or time.monotonic() < deadline):
+            trial = study.ask()
+            fixed = trial.user_attrs.get("policy")
+            policy = Policy.from_dict(fixed) if fixed else space.suggest(trial)
+            trial.set_user_attr("policy", policy.to_dict())
+            try:
+                result = trial_fn(model, data, policy, settings)
+            except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the search
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                trial.set_user_attr("traceback", traceback.format_exc(limit=8))
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                trial.set_user_attr("result", result.to_dict())
+                trial.set_constraint("budget", objective.constraint(result))
+                study.tell(trial, [result.accuracy, result.metric(objective.metric)])
+            ran += 1
+            bar.update(1)
+            bar.set_postfix_str(_progress_text(study, objective), refresh=True)
+    finally:
+        bar.close()
+    return ran
+
+
+def _progress_text(study: optuna.Study, objective: Objective) -> str:
+    failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    best = pareto.choose(study)
+    best_text = (
+        f"best within budget: acc {best.values[0]:.3f} @ {format_metric(objective.metric, best.values[1])}"
+        if best
+        else "none within budget yet"
+    )
+    return f"failed {failed}, {best_text}"

@@ -1,0 +1,98 @@
+"""The search space: a pruning :class:`Policy` <-> an Optuna trial's parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import optuna
+
+from prunepilot.errors import invalid_parameter
+from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
+from prunepilot.policies.criteria import get_criterion
+
+
+def _all_criteria() -> tuple[str, ...]:
+    return tuple(criterion_names())
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per-group pruning ratio and criterion.
+
+    Attributes:
+        groups: The prunable groups (from ``discover_groups``).
+        ratio_low: Smallest ratio proposed for a group.
+        ratio_high: Largest ratio proposed for a group (at most ``MAX_RATIO``).
+        ratio_step: Ratios are proposed on this grid.
+        criteria: Criteria proposed (a group without BatchNorm never gets ``bn_scale``).
+        round_to: Channel rounding of every proposed policy.
+    """
+
+    groups: tuple[GroupInfo, ...]
+    ratio_low: float = 0.0
+    ratio_high: float = 0.8
+    ratio_step: float = 0.05
+    criteria: tuple[str, ...] = field(default_factory=_all_criteria)
+    round_to: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio_low <= self.ratio_high:
+            raise invalid_parameter(
+                "ratio_low", "SearchSpace", f"in [0, ratio_high={self.ratio_high}]", self.ratio_low
+            )
+        if not self.ratio_high <= MAX_RATIO:
+            raise invalid_parameter("ratio_high", "SearchSpace", f"in [0, {MAX_RATIO}]", self.ratio_high)
+        if not 0.0 < self.ratio_step <= 0.5:
+            raise invalid_parameter("ratio_step", "SearchSpace", "in (0, 0.5]", self.ratio_step)
+        if not self.criteria:
+            raise invalid_parameter("criteria", "SearchSpace", "a non-empty list", self.criteria)
+        for name in self.criteria:
+            get_criterion(name)  # raises naming the accepted criteria
+
+    def criteria_for(self, group: GroupInfo) -> list[str]:
+        """The criteria that can score ``group``."""
+        usable = [c for c in self.criteria if group.has_batchnorm or not get_criterion(c).needs_batchnorm]
+        return usable or ["l1"]
+
+    def suggest(self, trial: optuna.Trial) -> Policy:
+        """Asks ``trial`` for one ratio and one criterion per group."""
+        settings = {}
+        for group in self.groups:
+            ratio = trial.suggest_float(
+                f"{group.name}:ratio", self.ratio_low, self.ratio_high, step=self.ratio_step
+            )
+            choices = self.criteria_for(group)
+            criterion = (
+                trial.suggest_categorical(f"{group.name}:criterion", choices)
+                if len(choices) > 1
+                else choices[0]
+            )
+            settings[group.name] = GroupSetting(round(ratio, 6), criterion)
+        return Policy(settings, self.round_to)
+
+    def params_of(self, policy: Policy) -> dict[str, float | str]:
+        """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
+        params: dict[str, float | str] = {}
+        for group in self.groups:
+            setting = policy.groups.get(group.name, GroupSetting(0.0))
+            steps = round((setting.ratio - self.ratio_low) / self.ratio_step)
+            ratio = min(max(self.ratio_low + steps * self.ratio_step, self.ratio_low), self.ratio_high)
+            params[f"{group.name}:ratio"] = round(ratio, 6)
+            choices = self.criteria_for(group)
+            if len(choices) > 1:
+                criterion = setting.criterion if setting.criterion in choices else choices[0]
+                params[f"{group.name}:criterion"] = criterion
+        return params
+
+    def uniform(self, ratio: float, criterion: str = "l1") -> Policy:
+        """The same ratio and criterion for every group (the hand-made recipe)."""
+        return Policy.uniform([g.name for g in self.groups], ratio, criterion, self.round_to)
+
+    def describe(self) -> list[str]:
+        """Lines for ``--dry-run``."""
+        return [
+            f"ratio per group: {self.ratio_low:g} .. {self.ratio_high:g} step {self.ratio_step:g}",
+            f"criteria: {', '.join(self.criteria)} (bn_scale only where a group has BatchNorm)",
+            f"channel rounding (round_to): {self.round_to}",
+            f"groups: {len(self.groups)}",
+        ]

@@ -1,0 +1,142 @@
+"""The job: everything one search needs, validated before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from prunepilot.budget import Budget, parse_budget
+from prunepilot.errors import invalid_parameter
+from prunepilot.evaluators import LatencySettings
+from prunepilot.policies import MAX_RATIO, criterion_names
+from prunepilot.trial import TrialSettings
+
+
+@dataclass
+class JobSpec:
+    """A search job (what the command-line flags hold).
+
+    Attributes:
+        budget: Budget text (``30ms``, ``2x``, ``120MFLOPs`` ...); None only for a dry run.
+        trials: Trials to finish in the run (a resumed run counts those already finished).
+        timeout: Seconds after which no new trial starts; None for no limit.
+        name: Run name (folder under ``out``); None for a timestamped one.
+        out: Folder holding run directories.
+        resume: Continue the run ``out/name`` instead of starting one.
+        model: ``pkg.module:factory`` returning the model; None for the built-in task.
+        weights: Checkpoint (a state dict) loaded with ``weights_only=True``.
+        data: ``pkg.module:factory`` returning (train, val, test) datasets.
+        input_shape: Shape of one input sample, checked against the data.
+        policy: A policy JSON file to evaluate first, as a warm start.
+        seed: Seeds the sampler, the data order and the random criterion.
+        finetune_steps: Fine-tune steps per trial.
+        final_steps: Fine-tune steps of the chosen model.
+        lr: Fine-tune learning rate.
+        batch_size: Fine-tune and recalibration batch size.
+        bn_batches: Batches for BatchNorm recalibration.
+        latency_batch: Batch size of latency measurement; None for the task's default.
+        threads: Torch threads during latency measurement.
+        latency_repeats: Timed forward passes per latency measurement (median taken).
+        ratio_max: Largest pruning ratio proposed for a group.
+        round_to: Kept channels are rounded up to a multiple of this.
+        criteria: Criteria the search may choose from; None for all.
+        dry_run: Print groups, baseline and space; run no trial.
+    """
+
+    budget: str | None = None
+    trials: int = 24
+    timeout: float | None = None
+    name: str | None = None
+    out: str = "runs"
+    resume: bool = False
+    model: str | None = None
+    weights: str | None = None
+    data: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    policy: str | None = None
+    seed: int = 0
+    finetune_steps: int = 60
+    final_steps: int = 600
+    lr: float = 1e-3
+    batch_size: int = 64
+    bn_batches: int = 8
+    latency_batch: int | None = None
+    threads: int = 1
+    latency_repeats: int = 30
+    ratio_max: float = 0.8
+    round_to: int = 1
+    criteria: list[str] | None = None
+    dry_run: bool = False
+    _budget: Budget | None = field(default=None, init=False, repr=False, compare=False)
+
+    def validate(self) -> JobSpec:
+        """Checks every field; raises ``UsageError`` naming the first one that is wrong."""
+        _integer(self, "trials", 1)
+        _integer(self, "seed", 0)
+        _integer(self, "finetune_steps", 0)
+        _integer(self, "final_steps", 0)
+        _integer(self, "batch_size", 1)
+        _integer(self, "bn_batches", 0)
+        _integer(self, "threads", 1)
+        _integer(self, "latency_repeats", 1)
+        _integer(self, "round_to", 1)
+        if self.latency_batch is not None:
+            _integer(self, "latency_batch", 1)
+        if self.timeout is not None and not self.timeout > 0:
+            raise invalid_parameter("timeout", "JobSpec", "a number of seconds > 0", self.timeout)
+        if not self.lr > 0:
+            raise invalid_parameter("lr", "JobSpec", "a number > 0", self.lr)
+        if not 0 < self.ratio_max <= MAX_RATIO:
+            raise invalid_parameter("ratio_max", "JobSpec", f"in (0, {MAX_RATIO}]", self.ratio_max)
+        if self.criteria is not None:
+            unknown = [c for c in self.criteria if c not in criterion_names()]
+            if unknown or not self.criteria:
+                raise invalid_parameter(
+                    "criteria", "JobSpec", f"a non-empty list from {criterion_names()}", self.criteria
+                )
+        if self.budget is None and not self.dry_run:
+            raise invalid_parameter("budget", "JobSpec", "given (e.g. 30ms, 2x, 50%)", None)
+        self._budget = parse_budget(self.budget) if self.budget is not None else None
+        return self
+
+    @property
+    def parsed_budget(self) -> Budget | None:
+        return self._budget
+
+    def trial_settings(self, latency_batch: int) -> TrialSettings:
+        return TrialSettings(
+            bn_batches=self.bn_batches,
+            finetune_steps=self.finetune_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            latency=self.latency_settings(latency_batch),
+            seed=self.seed,
+        )
+
+    def final_settings(self, settings: TrialSettings) -> TrialSettings:
+        """The trial settings with the final fine-tune's length."""
+        return replace(settings, finetune_steps=self.final_steps)
+
+    def latency_settings(self, latency_batch: int, repeats: int | None = None) -> LatencySettings:
+        return LatencySettings(
+            batch_size=self.latency_batch or latency_batch,
+            threads=self.threads,
+            warmup=max(5, self.latency_repeats // 3),
+            repeats=repeats or self.latency_repeats,
+        )
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobSpec:
+        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("input_shape") is not None:
+            values["input_shape"] = tuple(values["input_shape"])
+        return cls(**values)
+
+
+def _integer(spec: JobSpec, name: str, low: int) -> None:
+    value = getattr(spec, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise invalid_parameter(name, "JobSpec", f"an integer >= {low}", value)

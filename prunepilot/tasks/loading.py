@@ -1,0 +1,183 @@
+"""Loading a user's model and data from import paths (``pkg.module:factory``), with clear errors."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from prunepilot.errors import UsageError
+from prunepilot.tasks.base import Task
+from prunepilot.tasks.digits import digits_datasets, digits_task
+
+
+def import_object(path: str, what: str) -> Callable:
+    """Imports ``package.module:attribute``; ``what`` names the flag for error messages."""
+    if not isinstance(path, str) or not re.fullmatch(r"[\w.]+:[\w.]+", path):
+        raise UsageError(f"{what} must look like 'package.module:factory'. Got {path!r} instead.")
+    module_name, attribute = path.split(":", 1)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is reported as one line
+        raise UsageError(
+            f"Cannot import {module_name!r} named by {what} ({type(exc).__name__}: {exc})."
+        ) from exc
+    obj = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name!r} has no attribute {attribute!r} (named by {what}).")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{path!r} named by {what} is not callable.")
+    return obj
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """Parses ``1,8,8`` or ``1x8x8`` (one sample, without the batch dimension)."""
+    parts = re.split(r"[,x ]+", text.strip().strip("()[]"))
+    try:
+        shape = tuple(int(p) for p in parts if p)
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise UsageError(
+            f"--input-shape must be positive integers such as '3,32,32' (no batch dimension). "
+            f"Got {text!r} instead."
+        )
+    return shape
+
+
+def load_task(
+    model: str | None = None,
+    weights: str | None = None,
+    data: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    progress: bool = True,
+) -> Task:
+    """The default digits task, or the user's model and data, checked to work together.
+
+    Raises:
+        UsageError: one line naming what is wrong (import, factory, checkpoint, data, shapes).
+    """
+    if model is None:
+        if data is not None or weights is not None:
+            raise UsageError("--data and --weights need --model (the built-in task has its own).")
+        task = digits_task(progress=progress)
+    else:
+        network = _call(import_object(model, "--model"), model, "--model")
+        if not isinstance(network, nn.Module):
+            raise UsageError(
+                f"The --model factory {model!r} must return a torch.nn.Module. "
+                f"Got {type(network).__name__} instead."
+            )
+        if weights is not None:
+            _load_weights(network, weights)
+        elif progress:
+            print("warning: no --weights given; pruning the model as its factory built it.", file=sys.stderr)
+        if data is None:
+            splits = digits_datasets()
+        else:
+            splits = _call(import_object(data, "--data"), data, "--data")
+        train, val, test = _check_splits(splits, data or "the built-in digits data")
+        sample_shape = tuple(train[0][0].shape)
+        task = Task(model, network.eval(), train, val, test, sample_shape)
+    if input_shape is not None and tuple(input_shape) != task.input_shape:
+        raise UsageError(
+            f"The data's samples have shape {task.input_shape} but --input-shape is "
+            f"{tuple(input_shape)}; they must match."
+        )
+    _check_forward(task)
+    return task
+
+
+def _call(factory: Callable, path: str, what: str):
+    try:
+        return factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory failing is bad input
+        raise UsageError(
+            f"The {what} factory {path!r} raised {type(exc).__name__}: {exc}".rstrip(".") + "."
+        ) from exc
+
+
+def _load_weights(network: nn.Module, path: str) -> None:
+    if not Path(path).is_file():
+        raise UsageError(f"--weights {path!r} is not a file; expected a checkpoint saved by torch.save.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(
+            f"Cannot load --weights {path!r} with weights_only=True ({type(exc).__name__}); "
+            "expected a state dict of tensors saved by torch.save."
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UsageError(f"--weights {path!r} must hold a state dict. Got {type(state).__name__}.")
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise UsageError(
+            f"--weights {path!r} does not fit the model: {' '.join(first[1:3]) or first[0]}"
+        ) from exc
+
+
+def _check_splits(splits: object, source: str) -> tuple[Dataset, Dataset, Dataset]:
+    if not isinstance(splits, (tuple, list)) or len(splits) != 3:
+        raise UsageError(
+            f"The data factory ({source}) must return (train, val, test) datasets. "
+            f"Got {type(splits).__name__} instead."
+        )
+    for name, split in zip(("train", "val", "test"), splits):
+        try:
+            size = len(split)
+            sample = split[0] if size else None
+        except Exception as exc:  # noqa: BLE001
+            raise UsageError(
+                f"The {name} split of {source} is not a dataset of (input, label) pairs "
+                f"({type(exc).__name__}: {exc})."
+            ) from exc
+        if size == 0:
+            raise UsageError(f"The {name} split of {source} is empty.")
+        if (
+            not isinstance(sample, (tuple, list))
+            or len(sample) != 2
+            or not isinstance(sample[0], torch.Tensor)
+        ):
+            raise UsageError(
+                f"The {name} split of {source} must yield (input tensor, label) pairs. "
+                f"Got {type(sample).__name__} instead."
+            )
+    shapes = {tuple(split[0][0].shape) for split in splits}
+    if len(shapes) != 1:
+        raise UsageError(f"The splits of {source} have samples of different shapes: {sorted(shapes)}.")
+    return tuple(splits)  # type: ignore[return-value]
+
+
+def _check_forward(task: Task) -> None:
+    inputs = torch.stack([task.train[i][0] for i in range(min(2, len(task.train)))])
+    try:
+        with torch.inference_mode():
+            outputs = task.model.eval()(inputs)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(
+            f"The model fails on a batch of the data of shape {tuple(inputs.shape)} "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise UsageError(f"The model must return class scores of shape (batch, classes); got {shape}.")
+    labels = [int(task.train[i][1]) for i in range(min(64, len(task.train)))]
+    if max(labels) >= outputs.shape[1] or min(labels) < 0:
+        raise UsageError(
+            f"The data's labels reach {max(labels)} but the model outputs {outputs.shape[1]} classes."
+        )

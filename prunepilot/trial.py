@@ -1,0 +1,147 @@
+"""One trial: apply a policy, recalibrate BatchNorm, fine-tune briefly, evaluate.
+
+:func:`run_trial` is a pure function of plain, picklable inputs, so that it runs unchanged in this
+process or in a worker process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from prunepilot.errors import invalid_parameter
+from prunepilot.evaluators import (
+    LatencySettings,
+    evaluate_model,
+    fine_tune,
+    recalibrate_batchnorm,
+)
+from prunepilot.policies import Policy, apply_policy
+from prunepilot.tasks.base import TaskData
+
+#: Trial phases, in order, as keys of :attr:`TrialResult.timings`.
+PHASES = ("apply", "bn_recalibration", "fine_tune", "evaluation", "latency")
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """How a trial (or the final model) is trained and measured.
+
+    Attributes:
+        bn_batches: Training batches used to recompute BatchNorm statistics.
+        finetune_steps: Fine-tune mini-batches after recalibration.
+        batch_size: Mini-batch size for recalibration and fine-tuning.
+        lr: Peak fine-tune learning rate (AdamW, cosine decay).
+        gradient_batches: Training batches for gradient-based criteria (taylor).
+        latency: How latency is measured.
+        seed: Seeds the random criterion and the data order.
+    """
+
+    bn_batches: int = 8
+    finetune_steps: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    gradient_batches: int = 4
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bn_batches", "finetune_steps", "gradient_batches", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise invalid_parameter(name, "TrialSettings", "an integer >= 0", value)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise invalid_parameter("batch_size", "TrialSettings", "an integer >= 1", self.batch_size)
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise invalid_parameter("lr", "TrialSettings", "a number > 0", self.lr)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial measured (plain data: no modules, no tensors).
+
+    Attributes:
+        accuracy: Top-1 accuracy on the validation split after the short fine-tune.
+        flops: FLOPs of one sample's forward pass.
+        params: Number of parameters.
+        size_bytes: Size of the saved state dict.
+        latency_ms: Measured median latency (see :class:`LatencySettings`).
+        timings: Wall seconds of each phase in :data:`PHASES`.
+    """
+
+    accuracy: float
+    flops: int
+    params: int
+    size_bytes: int
+    latency_ms: float
+    timings: dict[str, float]
+
+    def metric(self, name: str) -> float:
+        """The value of a budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``)."""
+        return float(getattr(self, name))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrialResult:
+        return cls(**data)
+
+
+def prune_and_train(
+    model: nn.Module,
+    train: torch.utils.data.Dataset,
+    input_shape: tuple[int, ...],
+    policy: Policy,
+    settings: TrialSettings,
+    timings: dict[str, float] | None = None,
+) -> nn.Module:
+    """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it."""
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+    loader = DataLoader(train, batch_size=settings.batch_size, shuffle=False)
+    pruned = apply_policy(
+        model,
+        policy,
+        input_shape,
+        gradient_batches=itertools.islice(loader, settings.gradient_batches),
+        seed=settings.seed,
+    )
+    timings["apply"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    recalibrate_batchnorm(pruned, train, settings.bn_batches, settings.batch_size)
+    timings["bn_recalibration"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    fine_tune(pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed)
+    timings["fine_tune"] = time.perf_counter() - start
+    return pruned
+
+
+def run_trial(
+    model: nn.Module,
+    data: TaskData,
+    policy: Policy,
+    settings: TrialSettings,
+) -> TrialResult:
+    """Runs one trial on a copy of ``model`` and returns what it measured.
+
+    Args:
+        model: The base model (not changed).
+        data: Training and validation splits and the input shape.
+        policy: The pruning policy to apply.
+        settings: Fine-tune and measurement settings.
+    """
+    timings: dict[str, float] = {}
+    pruned = prune_and_train(model, data.train, data.input_shape, policy, settings, timings)
+    metrics = evaluate_model(pruned, data.val, data.input_shape, settings.latency, timings)
+    return TrialResult(**metrics.to_dict(), timings=timings)
