@@ -78,10 +78,10 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
     by_number = {t["number"]: t for t in trials}
     front = [by_number[n] for n in report["full_front"] if n in by_number]
     if front:
-        ax.plot(
+        ax.step(
             [t["result"][metric] for t in front],
             [t["result"]["accuracy"] for t in front],
-            "-",
+            where="post",
             c="tab:orange",
             lw=1.2,
             label="Pareto front",

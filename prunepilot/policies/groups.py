@@ -135,6 +135,8 @@ def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[Grou
         layers = sorted(set(layers), key=list(names.values()).index)
         share = sum(per_module.get(layer, 0) for layer in layers) / total
         infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share))
+    order = list(names.values())
+    infos.sort(key=lambda info: order.index(info.name))
     if not infos:
         raise UsageError(
             "The model has no prunable group: prunepilot prunes the output channels of "

@@ -1,0 +1,70 @@
+"""Shared fixtures: a private cache for the default task, a trained tiny model, fast settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunepilot.evaluators import LatencySettings, fine_tune
+from prunepilot.tasks import digits_datasets
+from prunepilot.trial import TrialSettings
+from tests import zoo
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Trials in tests are short: a few fine-tune steps, a few latency repeats.
+FAST_FLAGS = [
+    "--finetune-steps", "10", "--final-steps", "30", "--bn-batches", "2",
+    "--latency-repeats", "3", "--latency-batch", "8", "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The default task trains into a cache of the test session's own (unless one is given)."""
+    os.environ.setdefault("PRUNEPILOT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    os.chdir(REPO)  # the CLI imports tests.zoo from the working directory
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """(train, val, test) of the built-in digits data."""
+    return digits_datasets()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(digits) -> torch.nn.Module:
+    """``zoo.tiny_resnet`` trained briefly on digits (about 90% accuracy)."""
+    model = zoo.tiny_resnet()
+    fine_tune(model, digits[0], steps=150, batch_size=64, lr=3e-3)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(trained_tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of ``trained_tiny`` (a plain state dict)."""
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save(trained_tiny.state_dict(), path)
+    return path
+
+
+@pytest.fixture()
+def fast_settings() -> TrialSettings:
+    return TrialSettings(
+        bn_batches=2,
+        finetune_steps=5,
+        batch_size=32,
+        latency=LatencySettings(batch_size=4, warmup=1, repeats=3),
+    )
+
+
+@pytest.fixture()
+def tiny_flags(tiny_weights: Path) -> list[str]:
+    """CLI flags selecting the tiny model with its weights and the small digits data."""
+    return [
+        "--model", "tests.zoo:tiny_resnet", "--weights", str(tiny_weights),
+        "--data", "tests.zoo:small_digits_data", *FAST_FLAGS,
+    ]  # fmt: skip

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from prunepilot import Policy, UsageError
+from prunepilot.policies import GroupSetting, kept_channels
+
+
+def test_json_round_trip_keeps_every_setting(tmp_path):
+    policy = Policy(
+        {"stem.0": GroupSetting(0.5, "taylor"), "layer1.conv1": GroupSetting(0.25, "fpgm")}, round_to=4
+    )
+    assert Policy.from_json(policy.to_json()) == policy
+    path = tmp_path / "policy.json"
+    path.write_text(policy.to_json())
+    loaded = Policy.load(path)
+    assert loaded == policy
+    assert dict(loaded.groups)["stem.0"].criterion == "taylor"
+    assert loaded.round_to == 4
+
+
+@pytest.mark.parametrize("ratio", [1.2, -0.1, 0.96, "half", None, float("nan")])
+def test_ratio_out_of_range_is_refused_with_the_standard_message(ratio):
+    with pytest.raises(UsageError) as info:
+        GroupSetting(ratio)
+    assert "The 'ratio' parameter of GroupSetting must be" in str(info.value)
+    assert "instead" in str(info.value)
+
+
+def test_unknown_criterion_lists_the_accepted_ones():
+    with pytest.raises(UsageError, match="fpgm"):
+        GroupSetting(0.5, "magic")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"groups": {"a": {"ratio": 2.0}}},
+        {"groups": {"a": 0.5}},
+        {"groups": {"a": {"ratio": 0.5, "extra": 1}}},
+        {"groups": [], "round_to": 0},
+        {"schema": "other/9"},
+        {"colour": "red"},
+    ],
+)
+def test_malformed_policy_data_is_refused(data):
+    with pytest.raises(UsageError):
+        Policy.from_json(json.dumps(data))
+
+
+def test_unreadable_policy_file_names_the_path(tmp_path):
+    with pytest.raises(UsageError, match="missing.json"):
+        Policy.load(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(UsageError, match="JSON"):
+        Policy.load(broken)
+
+
+@pytest.mark.parametrize(
+    ("channels", "ratio", "round_to", "kept"),
+    [(64, 0.5, 1, 32), (64, 0.3, 1, 45), (64, 0.3, 8, 48), (10, 0.95, 1, 1), (8, 0.0, 4, 8), (6, 0.5, 4, 4)],
+)
+def test_kept_channels_rounds_up_and_keeps_one(channels, ratio, round_to, kept):
+    assert kept_channels(channels, ratio, round_to) == kept

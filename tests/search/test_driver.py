@@ -1,0 +1,112 @@
+"""The driver: ask/tell, failures recorded, resume without recomputation."""
+
+from prunepilot import Policy, TrialResult, discover_groups
+from prunepilot.search import Objective, SearchSpace, open_study, recover_interrupted, run_search, warm_start
+from prunepilot.search.driver import finished_count
+from prunepilot.tasks import TaskData
+
+SHAPE = (1, 8, 8)
+
+
+class CountingTrial:
+    """A stand-in trial function: cost = mean ratio, records every policy it ran."""
+
+    def __init__(self, fail_on: int | None = None):
+        self.policies: list[Policy] = []
+        self.fail_on = fail_on
+
+    def __call__(self, model, data, policy, settings):
+        self.policies.append(policy)
+        if self.fail_on is not None and len(self.policies) == self.fail_on:
+            raise RuntimeError("worker ran out of memory")
+        mean = sum(s.ratio for s in policy.groups.values()) / len(policy.groups)
+        return TrialResult(1.0 - mean / 2, int(1000 * (1 - mean)), 10, 100, 10.0 * (1 - mean), {})
+
+
+def _setup(tmp_path, trained_tiny, digits):
+    groups = tuple(discover_groups(trained_tiny, SHAPE))
+    space = SearchSpace(groups)
+    data = TaskData(digits[0], digits[1], SHAPE)
+    return space, data
+
+
+def test_trials_are_told_with_constraint_and_warm_starts_run_first(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    study = open_study(tmp_path, seed=0)
+    warm_start(study, space, [space.uniform(0.5)])
+    trial_fn = CountingTrial()
+    ran = run_search(
+        study,
+        trained_tiny,
+        data,
+        space,
+        fast_settings,
+        Objective("latency_ms", 6.0),
+        6,
+        progress=False,
+        trial_fn=trial_fn,
+    )
+    assert ran == 6 and len(trial_fn.policies) == 6
+    assert trial_fn.policies[0] == space.uniform(0.5)
+    first = study.trials[0]
+    assert first.values == [0.75, 5.0]
+    assert first.constraints["budget"] < 0  # 5.0 ms is within 6.0 ms
+    assert Policy.from_dict(first.user_attrs["policy"]) == space.uniform(0.5)
+
+
+def test_a_trial_that_raises_ends_fail_with_its_error_and_the_search_goes_on(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    study = open_study(tmp_path, seed=0)
+    run_search(
+        study,
+        trained_tiny,
+        data,
+        space,
+        fast_settings,
+        Objective("flops", 500),
+        4,
+        progress=False,
+        trial_fn=CountingTrial(fail_on=2),
+    )
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert "worker ran out of memory" in study.trials[1].user_attrs["error"]
+
+
+def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digits, fast_settings):
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    objective = Objective("latency_ms", 6.0)
+    first = CountingTrial()
+    run_search(
+        open_study(tmp_path, 0),
+        trained_tiny,
+        data,
+        space,
+        fast_settings,
+        objective,
+        3,
+        progress=False,
+        trial_fn=first,
+    )
+    # A driver dies mid-trial: the trial it asked for stays RUNNING in the study.
+    dead = open_study(tmp_path, 0)
+    orphan = dead.ask()
+    orphan_policy = space.suggest(orphan)
+
+    study = open_study(tmp_path, 0)
+    assert recover_interrupted(study) == 1
+    second = CountingTrial()
+    run_search(study, trained_tiny, data, space, fast_settings, objective, 5, progress=False, trial_fn=second)
+
+    assert len(first.policies) == 3
+    assert len(second.policies) == 2  # only the missing trials ran
+    assert second.policies[0] == orphan_policy  # the interrupted trial's policy is re-run first
+    assert not any(p in first.policies for p in second.policies[1:])
+    assert study.trials[orphan.number].state.name == "FAIL"
+    assert "interrupted" in study.trials[orphan.number].user_attrs["error"]
+    assert finished_count(study) == 5
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]

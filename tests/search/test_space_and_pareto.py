@@ -1,0 +1,65 @@
+import optuna
+import pytest
+
+from prunepilot import Policy, discover_groups
+from prunepilot.errors import UsageError
+from prunepilot.policies import GroupInfo, GroupSetting
+from prunepilot.search import SearchSpace, pareto_indices
+
+SHAPE = (1, 8, 8)
+
+
+def _group(name, bn=True):
+    return GroupInfo(name, 16, (name,), bn, 0.5)
+
+
+def test_suggested_policy_round_trips_through_trial_params():
+    space = SearchSpace((_group("a"), _group("b", bn=False)), ratio_high=0.6)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(1))
+    for _ in range(20):
+        trial = study.ask()
+        policy = space.suggest(trial)
+        assert set(policy.groups) == {"a", "b"}
+        assert all(0 <= s.ratio <= 0.6 for s in policy.groups.values())
+        assert policy.groups["b"].criterion != "bn_scale"
+        fixed = space.suggest(optuna.trial.FixedTrial(space.params_of(policy)))
+        assert fixed == policy
+        study.tell(trial, [0.5, 1.0])
+
+
+def test_params_of_snaps_ratios_onto_the_grid():
+    space = SearchSpace((_group("a"),), ratio_step=0.1)
+    params = space.params_of(Policy({"a": GroupSetting(0.33, "l2")}))
+    assert params == {"a:ratio": pytest.approx(0.3), "a:criterion": "l2"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"ratio_high": 0.99}, "ratio_high"),
+        ({"ratio_low": 0.9}, "ratio_low"),
+        ({"ratio_step": 0}, "ratio_step"),
+    ],
+)
+def test_space_checks_its_inputs(kwargs, field):
+    with pytest.raises(UsageError, match=f"'{field}' parameter of SearchSpace"):
+        SearchSpace((_group("a"),), **kwargs)
+
+
+def test_unknown_criterion_in_space_is_refused():
+    with pytest.raises(ValueError, match="Unknown criterion"):
+        SearchSpace((_group("a"),), criteria=("l1", "nope"))
+
+
+def test_pareto_indices_keep_only_non_dominated_points_cheapest_first():
+    points = [(0.90, 5.0), (0.95, 6.0), (0.80, 5.5), (0.95, 7.0), (0.70, 1.0), (0.90, 5.0)]
+    front = pareto_indices(points)
+    assert front == [4, 0, 5, 1]
+
+
+def test_space_from_real_groups(trained_tiny):
+    groups = tuple(discover_groups(trained_tiny, SHAPE))
+    space = SearchSpace(groups)
+    uniform = space.uniform(0.5)
+    assert set(uniform.groups) == {g.name for g in groups}
+    assert any("criteria" in line for line in space.describe())

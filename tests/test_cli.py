@@ -1,0 +1,297 @@
+"""The command line: exit codes, artefacts, and one clear line for each kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunepilot import Policy, apply_policy, discover_groups
+from prunepilot.cli import main
+from prunepilot.evaluators import count_flops
+from prunepilot.export import load_torchscript
+from tests.conftest import FAST_FLAGS, REPO
+from tests.zoo import small_digits_data
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("prunepilot: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[int, Path, str]:
+    """One short search of the built-in task with a FLOPs budget (deterministic to meet)."""
+    out = tmp_path_factory.mktemp("runs")
+    code = main(
+        ["search", "--budget", "3MFLOPs", "--trials", "4", "--out", str(out), "--name", "d", *FAST_FLAGS]
+    )
+    return code, out / "d", ""
+
+
+def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
+    code, run, _ = default_run
+    assert code == 0
+    for name in (
+        "config.json",
+        "baseline.json",
+        "study.journal",
+        "model.ts.pt",
+        "policy.json",
+        "report.json",
+        "report.md",
+        "pareto.png",
+    ):
+        assert (run / name).is_file(), name
+    report = json.loads((run / "report.json").read_text())
+    assert report["schema"] == "prunepilot.report/1"
+    assert report["budget_met"] is True
+    assert len(report["trials"]) == 4
+    assert report["chosen"]["feasible"] is True
+    assert report["final"]["flops"] <= 3e6 < report["baseline"]["flops"]
+    assert report["chosen"]["number"] in report["front"]
+    assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Baseline against chosen model" in (run / "report.md").read_text()
+
+
+def test_exported_torchscript_reloads_with_identical_outputs(default_run):
+    _, run, _ = default_run
+    from prunepilot.tasks import digits_task
+
+    task = digits_task(progress=False)
+    policy = Policy.load(run / "policy.json")
+    scripted = load_torchscript(run / "model.ts.pt")
+    inputs = torch.stack([task.test[i][0] for i in range(32)])
+    # The export is the pruned architecture: same shapes as re-applying the policy.
+    rebuilt = apply_policy(task.model, policy, task.input_shape)
+    assert scripted(inputs).shape == rebuilt(inputs).shape == (32, 10)
+    report = json.loads((run / "report.json").read_text())
+    assert report["final"]["export"]["torchscript_max_abs_diff"] == 0.0
+    reloaded_twice = load_torchscript(run / "model.ts.pt")
+    assert torch.equal(scripted(inputs), reloaded_twice(inputs))
+
+
+def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
+    code, _, _ = run_cli(
+        capsys, "search", "--budget", "1000ms", "--trials", "3", "--out", tmp_path, "--name", "r", *tiny_flags
+    )
+    assert code == 0
+    first = json.loads((tmp_path / "r" / "report.json").read_text())["trials"]
+    code, out, _ = run_cli(
+        capsys, "search", "--resume", "--name", "r", "--out", tmp_path, "--trials", "5", "--quiet"
+    )
+    assert code == 0
+    second = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [t["number"] for t in second["trials"]] == [0, 1, 2, 3, 4]
+    assert second["run"]["trials_run_this_time"] == 2
+    for before, after in zip(first, second["trials"][:3]):
+        assert before["result"] == after["result"]  # unchanged, not recomputed
+
+
+def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
+    capsys, tmp_path, tiny_flags, trained_tiny
+):
+    groups = [g.name for g in discover_groups(trained_tiny, (1, 8, 8))]
+    smallest = apply_policy(trained_tiny, Policy.uniform(groups, 0.8), (1, 8, 8))
+    budget = f"{1.05 * count_flops(smallest, torch.zeros(1, 1, 8, 8)):.0f}FLOPs"
+    keep_all = tmp_path / "keep_all.json"
+    keep_all.write_text(Policy.uniform(groups, 0.0).to_json())
+    code, out, err = run_cli(
+        capsys,
+        "search",
+        "--budget",
+        budget,
+        "--trials",
+        "1",
+        "--policy",
+        keep_all,
+        "--out",
+        tmp_path,
+        "--name",
+        "x",
+        *tiny_flags,
+    )
+    assert code == 3
+    assert "No trial met the budget" in err and "Closest: trial 0" in err
+    report = json.loads((tmp_path / "x" / "report.json").read_text())
+    assert report["budget_met"] is False and report["chosen"] is None
+    assert report["closest"]["number"] == 0
+    assert not (tmp_path / "x" / "model.ts.pt").exists()
+    assert "No trial met the budget" in (tmp_path / "x" / "report.md").read_text()
+
+
+def test_dry_run_prints_groups_baseline_and_space_without_trials(capsys, tmp_path, tiny_flags):
+    code, out, _ = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags)
+    assert code == 0
+    for fragment in (
+        "stem.0",
+        "layer2.shortcut.0",
+        "Baseline (validation): accuracy",
+        "Search space",
+        "criteria: l1, l2, random, taylor, bn_scale, fpgm, lamp",
+        "%",
+    ):
+        assert fragment in out
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (["--budget", "fast"], ["Cannot read the budget 'fast'", "accepted"]),
+        (
+            ["--budget", "2x", "--model", "no_such_pkg.models:net"],
+            ["Cannot import 'no_such_pkg.models'", "--model"],
+        ),
+        (["--budget", "2x", "--model", "tests.zoo"], ["'package.module:factory'"]),
+        (["--budget", "2x", "--model", "tests.zoo:missing"], ["has no attribute 'missing'"]),
+        (
+            ["--budget", "2x", "--model", "tests.zoo:broken_factory"],
+            ["raised RuntimeError", "checkpoint server"],
+        ),
+        (["--budget", "2x", "--model", "tests.zoo:not_a_model"], ["must return a torch.nn.Module"]),
+        (
+            ["--budget", "2x", "--model", "tests.zoo:tiny_resnet", "--data", "tests.zoo:wrong_shape_data"],
+            ["fails on a batch of the data", "(2, 3, 16, 16)"],
+        ),
+        (
+            ["--budget", "2x", "--model", "tests.zoo:tiny_resnet", "--input-shape", "3,32,32"],
+            ["--input-shape is (3, 32, 32)"],
+        ),
+        (["--budget", "2x", "--input-shape", "three"], ["--input-shape must be positive integers"]),
+        (["--budget", "2x", "--model", "tests.zoo:nothing_to_prune"], ["no prunable group"]),
+        (
+            ["--budget", "2x", "--model", "tests.zoo:tiny_resnet", "--weights", "/nonexistent/w.pt"],
+            ["is not a file"],
+        ),
+        (["--budget", "2x", "--data", "tests.zoo:digits_data"], ["need --model"]),
+        (["--budget", "2x", "--trials", "0"], ["'trials' parameter of JobSpec", "Got 0 instead"]),
+        (["--budget", "2x", "--ratio-max", "0.99"], ["'ratio_max' parameter"]),
+        (["--budget", "2x", "--criteria", "l1,magic"], ["'criteria' parameter"]),
+        (["--trials", "3"], ["'budget' parameter"]),
+        (["--budget", "2x", "--trials", "many"], ["invalid int value"]),
+        (["--budget", "2x", "--no-such-flag"], ["unrecognized arguments"]),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(capsys, tmp_path, flags, fragments):
+    code, out, err = run_cli(capsys, "search", "--out", tmp_path, "--quiet", *flags)
+    assert code == 2
+    assert_one_line_error(err, *fragments)
+    assert not any(tmp_path.iterdir())  # nothing was created
+
+
+def test_a_budget_no_policy_can_reach_is_refused_before_any_trial(capsys, tmp_path, tiny_flags):
+    code, _, err = run_cli(capsys, "search", "--budget", "10FLOPs", "--out", tmp_path, *tiny_flags)
+    assert code == 2
+    assert_one_line_error(err, "cannot be met", "smallest model in the search space")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_policy_file_with_a_ratio_out_of_range_is_refused(capsys, tmp_path, tiny_flags):
+    bad = tmp_path / "policy.json"
+    bad.write_text(json.dumps({"groups": {"stem.0": {"ratio": 1.5, "criterion": "l1"}}}))
+    code, _, err = run_cli(
+        capsys, "search", "--budget", "2x", "--policy", bad, "--out", tmp_path / "runs", *tiny_flags
+    )
+    assert code == 2
+    assert_one_line_error(err, "policy.json", "'ratio' parameter", "[0, 0.95]", "1.5")
+
+
+def test_a_policy_file_naming_unknown_groups_is_refused(capsys, tmp_path, tiny_flags):
+    bad = tmp_path / "policy.json"
+    bad.write_text(json.dumps({"groups": {"backbone.conv9": {"ratio": 0.5}}}))
+    code, _, err = run_cli(
+        capsys, "search", "--budget", "2x", "--policy", bad, "--out", tmp_path / "runs", *tiny_flags
+    )
+    assert code == 2
+    assert_one_line_error(err, "backbone.conv9", "does not have")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_an_unwritable_output_directory_is_reported(capsys, tmp_path, tiny_flags):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", locked, *tiny_flags)
+    finally:
+        locked.chmod(0o700)
+    assert code == 2
+    assert_one_line_error(err, "Cannot write the output directory")
+
+
+def test_an_output_path_that_is_a_file_is_reported(capsys, tmp_path, tiny_flags):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("precious")
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", not_a_dir, *tiny_flags)
+    assert code == 2
+    assert_one_line_error(err, "Cannot write the output directory")
+    assert not_a_dir.read_text() == "precious"
+
+
+def test_an_existing_run_directory_is_never_overwritten(capsys, tmp_path, tiny_flags):
+    run = tmp_path / "keep"
+    run.mkdir()
+    (run / "report.json").write_text("last night's report")
+    code, _, err = run_cli(
+        capsys, "search", "--budget", "1000ms", "--out", tmp_path, "--name", "keep", *tiny_flags
+    )
+    assert code == 2
+    assert_one_line_error(err, "already exists", "--resume")
+    assert (run / "report.json").read_text() == "last night's report"
+    assert sorted(p.name for p in run.iterdir()) == ["report.json"]
+
+
+def test_resume_of_a_missing_run_is_reported(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "search", "--resume", "--name", "nope", "--out", tmp_path)
+    assert code == 2
+    assert_one_line_error(err, "Cannot resume", "no config.json")
+
+
+def test_debug_shows_the_traceback(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys,
+        "search",
+        "--budget",
+        "2x",
+        "--model",
+        "tests.zoo:broken_factory",
+        "--out",
+        tmp_path,
+        "--debug",
+    )
+    assert code == 2
+    assert "Traceback" in err and "checkpoint server unreachable" in err
+
+
+def test_python_dash_m_entry_point_reports_bad_input_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "prunepilot", "search", "--budget", "soon", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("prunepilot: error: Cannot read the budget 'soon'")
+    assert "Traceback" not in result.stderr
+
+
+def test_small_digits_fixture_is_small():
+    train, val, test = small_digits_data()
+    assert (len(train), len(val), len(test)) == (400, 150, 150)
