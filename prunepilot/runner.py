@@ -229,9 +229,8 @@ def _print_dry_run(log, task, groups, baseline, space, budget, latency) -> None:
         f"{baseline['latency_ms']:.3f} ms (batch {latency.batch_size}, {latency.threads} thread(s))"
     )
     if budget is not None:
-        log(
-            f"Budget: {budget.text} -> {format_metric(budget.metric, budget.resolve(baseline[budget.metric]))}"
-        )
+        limit = budget.resolve(baseline[budget.metric])
+        log(f"Budget: {budget.text} -> {format_metric(budget.metric, limit)}")
     log(f"{'group':32} {'channels':>8} {'FLOPs':>7}  layers")
     for g in groups:
         log(f"{g.name:32} {g.channels:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")

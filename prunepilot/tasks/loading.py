@@ -83,10 +83,7 @@ def load_task(
             _load_weights(network, weights)
         elif progress:
             print("warning: no --weights given; pruning the model as its factory built it.", file=sys.stderr)
-        if data is None:
-            splits = digits_datasets()
-        else:
-            splits = _call(import_object(data, "--data"), data, "--data")
+        splits = digits_datasets() if data is None else _call(import_object(data, "--data"), data, "--data")
         train, val, test = _check_splits(splits, data or "the built-in digits data")
         sample_shape = tuple(train[0][0].shape)
         task = Task(model, network.eval(), train, val, test, sample_shape)
