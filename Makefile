@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The built-in default task, with a latency budget of half the baseline's.
 demo: $(STAMP)
-	$(BIN)/prunepilot search --budget 2x
+	$(BIN)/prunepilot search --budget 2x --trials 40
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
