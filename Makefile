@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/trial_phases.py
+	$(BIN)/python benchmarks/trial_phases.py --trials 40
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -46,10 +46,11 @@ def main() -> None:
     print(f"search wall time: {report['run']['search_wall_s']:.1f} s")
     if report["final"]:
         print(f"final fine-tune + measurement: {report['final']['wall_s']:.1f} s")
+        final = report["final"]
         print(
-            f"chosen: test accuracy {report['final']['test_accuracy']:.4f} "
-            f"(baseline {report['final']['baseline_test_accuracy']:.4f}), latency "
-            f"{report['final']['latency_ms']:.3f} ms (baseline {report['final']['baseline_latency_ms']:.3f} ms)"
+            f"chosen: test accuracy {final['test_accuracy']:.4f} "
+            f"(baseline {final['baseline_test_accuracy']:.4f}), latency "
+            f"{final['latency_ms']:.3f} ms (baseline {final['baseline_latency_ms']:.3f} ms)"
         )
     print(f"whole command (load, baseline, search, final, export, report): {total:.1f} s")
 

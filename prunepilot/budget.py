@@ -102,8 +102,8 @@ def parse_budget(text: str) -> Budget:
     if not isinstance(text, str):
         raise UsageError(f"The budget must be text. Got {text!r}; accepted: {ACCEPTED_FORMS}.")
     raw = text.strip()
-    compact = raw.replace(" ", "").replace("_", "")
-    match = re.fullmatch(_NUMBER + r"(?P<unit>.*)", compact)
+    compact = raw.replace(" ", "")
+    match = re.fullmatch(_NUMBER + r"(?P<unit>.*)", compact, flags=re.ASCII)
     budget = None
     if match:
         number = float(compact[: match.start("unit")])
@@ -113,7 +113,7 @@ def parse_budget(text: str) -> Budget:
         raise UsageError(f"Cannot read the budget {raw!r}; accepted: {ACCEPTED_FORMS}.")
     value = budget.limit if budget.limit is not None else budget.fraction
     if not (math.isfinite(value) and value > 0):  # type: ignore[arg-type]
-        raise UsageError(f"The budget {raw!r} must be positive; accepted: {ACCEPTED_FORMS}.")
+        raise UsageError(f"The budget {raw!r} must be a finite positive amount; accepted: {ACCEPTED_FORMS}.")
     if budget.fraction is not None and budget.fraction > 1:
         raise UsageError(
             f"The budget {raw!r} asks for a model slower than the baseline; "
@@ -124,8 +124,8 @@ def parse_budget(text: str) -> Budget:
 
 def _from_unit(number: float, unit: str, raw: str) -> Budget | None:
     lower = unit.lower()
-    if unit in _LATENCY_UNITS:
-        return Budget("latency_ms", limit=number * _LATENCY_UNITS[unit], text=raw)
+    if lower in _LATENCY_UNITS:
+        return Budget("latency_ms", limit=number * _LATENCY_UNITS[lower], text=raw)
     if unit == "%":
         return Budget("latency_ms", fraction=number / 100.0, text=raw)
     if lower == "x":

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from prunepilot import __version__
 from prunepilot.budget import ACCEPTED_FORMS
-from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, PrunepilotError
+from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PrunepilotError
 from prunepilot.policies import criterion_names
 
 EPILOG = """exit codes: 0 budget met, 2 bad input, 3 no trial met the budget (report written),
@@ -107,6 +107,16 @@ def _search(args: argparse.Namespace) -> int:
     from prunepilot.tasks.loading import parse_input_shape
 
     if args.resume:
+        defaults = vars(build_parser().parse_args(["search"]))
+        kept = {"command", "resume", "name", "out", "trials", "timeout", "quiet", "debug"}
+        ignored = sorted(k for k, v in vars(args).items() if k not in kept and v != defaults[k])
+        if ignored:
+            flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+            print(
+                f"prunepilot: warning: {flags} ignored with --resume: the run's saved job is used "
+                "(only --trials and --timeout can change).",
+                file=sys.stderr,
+            )
         spec = resume_spec(args.out, args.name, {"trials": args.trials, "timeout": args.timeout})
     else:
         spec = JobSpec(
@@ -147,17 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().print_help()
             return EXIT_USAGE
         return _search(args)
+    except Interrupted as exc:
+        print(f"prunepilot: {exc}", file=sys.stderr)
+        return exc.exit_code
     except PrunepilotError as exc:
         if debug:
             traceback.print_exc()
         print(f"prunepilot: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(
-            "prunepilot: interrupted; finished trials are saved - continue with "
-            "'prunepilot search --resume --name <run>'.",
-            file=sys.stderr,
-        )
+        print("prunepilot: interrupted before the search started; nothing was saved.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback with --debug
         if debug:

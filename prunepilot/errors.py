@@ -27,6 +27,12 @@ class BudgetNotMetError(PrunepilotError):
     exit_code = EXIT_BUDGET_NOT_MET
 
 
+class Interrupted(PrunepilotError):
+    """The run was stopped by the user; what finished is saved and ``--resume`` continues it."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> UsageError:
     """Builds the one message shape used for every invalid parameter.
 

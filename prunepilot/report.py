@@ -33,6 +33,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "policy": trial.user_attrs.get("policy"),
         "result": trial.user_attrs.get("result"),
         "error": trial.user_attrs.get("error"),
+        "interrupted": bool(trial.user_attrs.get("interrupted")),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
 
@@ -55,7 +56,7 @@ def build_report(
     return {
         "schema": SCHEMA,
         **header,
-        "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)],
+        "trials": [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()],
         "front": [t.number for t in pareto.feasible_front(study)],
         "full_front": [t.number for t in pareto.full_front(study)],
         "chosen": trial_record(chosen) if chosen else None,
@@ -122,10 +123,16 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
     lines += [
         f"- task: {report['task']['name']}, {len(report['groups'])} prunable groups",
         f"- budget: {report['budget']['text']} = {format_metric(metric, report['budget']['limit'])}"
-        f" on {metric} - **{outcome}**",
-        f"- trials: {len(report['trials'])} "
-        f"({sum(t['state'] == 'COMPLETE' for t in report['trials'])} complete, "
-        f"{sum(t['state'] == 'FAIL' for t in report['trials'])} failed)",
+        f" on {metric} - **{outcome}**"
+        + (
+            f" (final model judged against {format_metric(metric, final['budget_limit'])}, from the "
+            "baseline re-measured alongside it)"
+            if final and final.get("budget_limit") != report["budget"]["limit"]
+            else ""
+        ),
+        f"- trials: {sum(t['state'] == 'COMPLETE' for t in report['trials'])} complete, "
+        f"{sum(t['state'] == 'FAIL' and not t['interrupted'] for t in report['trials'])} failed, "
+        f"{sum(bool(t['interrupted']) for t in report['trials'])} interrupted and re-run",
         "",
     ]
     if final:

@@ -15,19 +15,36 @@ from prunepilot.errors import UsageError
 LOCK_FILE = ".lock"
 
 
-def default_run_name() -> str:
-    """A timestamped run name, e.g. ``search-20261123-154501``."""
-    return time.strftime("search-%Y%m%d-%H%M%S")
+def default_run_name(root: str | Path) -> str:
+    """A timestamped run name not yet used under ``root``, e.g. ``search-20261123-154501``."""
+    base = time.strftime("search-%Y%m%d-%H%M%S")
+    name, suffix = base, 1
+    while (Path(root) / name).exists():
+        suffix += 1
+        name = f"{base}-{suffix}"
+    return name
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:
-    """Writes ``data`` to a temporary file beside ``path``, then renames it over ``path``."""
+    """Writes ``data`` to a temporary file beside ``path``, then renames it over ``path``.
+
+    The file gets the usual permissions (0666 less the umask); a failed write leaves ``path`` as it
+    was and no temporary file behind.
+    """
     payload = data.encode() if isinstance(data, str) else data
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(payload)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)  # noqa: SIM115
+    try:
+        with tmp:
+            tmp.write(payload)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp.name, 0o666 & ~umask)
+        os.replace(tmp.name, path)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
 
 
 class RunDir:
@@ -57,10 +74,15 @@ class RunDir:
                 "or choose another --name."
             )
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=resume)
             probe = path / ".write-probe"
             probe.write_bytes(b"")
             probe.unlink()
+        except FileExistsError:
+            raise UsageError(
+                f"The run directory {str(path)!r} already exists; pass --resume to continue it "
+                "or choose another --name."
+            ) from None
         except OSError as exc:
             raise UsageError(
                 f"Cannot write the output directory {str(path)!r}: {exc.strerror}; choose a writable --out."

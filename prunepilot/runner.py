@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,8 @@ import torch
 
 from prunepilot import __version__
 from prunepilot.budget import Budget, format_metric
-from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
-from prunepilot.evaluators import LatencySettings, evaluate_model
+from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, Interrupted, PrunepilotError, UsageError
+from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.export import export_torchscript
 from prunepilot.final import finalize
 from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_groups
@@ -31,12 +34,15 @@ from prunepilot.search import (
 from prunepilot.search.driver import WARM_START_RATIOS
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
+from prunepilot.trial import TrialSettings
 
 #: Latency batch size for user models when none is given (the default task uses 64).
 DEFAULT_LATENCY_BATCH = 1
 DIGITS_LATENCY_BATCH = 64
 #: Front points tried in turn when the final model misses the budget on re-measurement.
 FINAL_CANDIDATES = 3
+#: Latency measurements of the baseline (their median sets a relative budget).
+BASELINE_ROUNDS = 3
 
 
 def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpec:
@@ -58,107 +64,131 @@ def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpe
 def run_job(spec: JobSpec, progress: bool = True, log: Callable[[str], None] | None = None) -> int:
     """Runs a search job; returns the exit code (0 budget met, 3 not met).
 
+    Everything is validated (model, data, policy file, budget reachable) before the run directory
+    is created; a resumed run is locked before anything is measured.
+
     Raises:
-        UsageError: on bad input, before the run directory is created or changed.
+        UsageError: on bad input.
+        Interrupted: on Ctrl-C (finished trials are kept).
     """
     log = log or (lambda text: print(text, flush=True))
     spec.validate()
     budget = spec.parsed_budget
-    start_policy = Policy.load(spec.policy) if spec.policy else None
-    if not spec.dry_run:
-        spec.name = spec.name or default_run_name()
-        _check_run_dir(spec)
+    # A resumed run's study already holds its warm starts; the policy file is not read again.
+    start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
+    if spec.dry_run:
+        job = _prepare(spec, start_policy, progress)
+        baseline = _baseline(job)
+        _print_dry_run(log, job, baseline, budget)
+        return EXIT_OK
+    assert budget is not None
+    if spec.resume:
+        run = RunDir.open(spec.out, str(spec.name), resume=True)
+        with run:
+            job = _prepare(spec, start_policy, progress)
+            baseline = run.read_json("baseline.json") if run.file("baseline.json").is_file() else None
+            if baseline is None:
+                baseline = _baseline(job)
+                run.write_json("baseline.json", baseline)
+            return _search_and_finish(job, run, baseline, start_policy, progress, log)
 
+    spec.name = spec.name or default_run_name(spec.out)
+    _check_new_run_dir(spec)
+    job = _prepare(spec, start_policy, progress)
+    baseline = _baseline(job)
+    _check_reachable(job, budget.resolve(baseline[budget.metric]))
+    run = RunDir.open(spec.out, spec.name, resume=False)
+    with run:
+        run.write_json("config.json", spec.to_dict())
+        run.write_json("baseline.json", baseline)
+        return _search_and_finish(job, run, baseline, start_policy, progress, log)
+
+
+@dataclass
+class _Job:
+    spec: JobSpec
+    task: Task
+    groups: list[GroupInfo]
+    space: SearchSpace
+    settings: TrialSettings
+
+
+def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job:
     task = load_task(spec.model, spec.weights, spec.data, spec.input_shape, progress=progress)
     groups = discover_groups(task.model, task.input_shape)
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     space = SearchSpace(tuple(groups), ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria)
     if start_policy is not None:
-        apply_policy(task.model, start_policy, task.input_shape)  # raises on unknown groups
+        unknown = sorted(set(start_policy.groups) - {g.name for g in groups})
+        if unknown:
+            raise UsageError(
+                f"The policy file {spec.policy!r} names group(s) {unknown} that the model does not "
+                f"have; its groups are {sorted(g.name for g in groups)}."
+            )
     latency_batch = DIGITS_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
-    settings = spec.trial_settings(latency_batch)
-    baseline = _baseline(spec, task, settings.latency)
-
-    if spec.dry_run:
-        _print_dry_run(log, task, groups, baseline, space, budget, settings.latency)
-        return EXIT_OK
-
-    assert budget is not None
-    limit = budget.resolve(baseline[budget.metric])
-    _check_reachable(task, space, settings.latency, budget, limit)
-    run = RunDir.open(spec.out, spec.name, spec.resume)
-    with run:
-        return _search_and_finish(
-            spec, run, task, groups, space, settings, baseline, budget, limit, start_policy, progress, log
-        )
+    return _Job(spec, task, groups, space, spec.trial_settings(latency_batch))
 
 
 def _search_and_finish(
-    spec: JobSpec,
+    job: _Job,
     run: RunDir,
-    task: Task,
-    groups: list[GroupInfo],
-    space: SearchSpace,
-    settings,
     baseline: dict[str, Any],
-    budget: Budget,
-    limit: float,
     start_policy: Policy | None,
     progress: bool,
     log: Callable[[str], None],
 ) -> int:
-    if spec.resume and run.file("baseline.json").is_file():
-        baseline = run.read_json("baseline.json")
-        limit = budget.resolve(baseline[budget.metric])
-    else:
-        run.write_json("config.json", spec.to_dict())
-        run.write_json("baseline.json", baseline)
+    spec, task, space, settings = job.spec, job.task, job.space, job.settings
+    budget = spec.parsed_budget
+    assert budget is not None
+    limit = budget.resolve(baseline[budget.metric])
     objective = Objective(budget.metric, limit)
     study = open_study(run.path, spec.seed)
     recovered = recover_interrupted(study)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
     if not study.trials:
-        warm = ([start_policy] if start_policy else []) + [space.uniform(r) for r in WARM_START_RATIOS]
+        warm = [start_policy] if start_policy else []
+        warm += [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
         warm_start(study, space, warm)
     log(
         f"Run {run.path}: baseline val accuracy {baseline['accuracy']:.4f}, "
         f"{format_metric(budget.metric, baseline[budget.metric])}; budget {budget.text} = "
-        f"{format_metric(budget.metric, limit)}; {len(groups)} groups; up to {spec.trials} trials."
+        f"{format_metric(budget.metric, limit)}; {len(job.groups)} groups; up to {spec.trials} trials."
     )
     started = time.perf_counter()
-    ran = run_search(
-        study, task.model, task.search_data, space, settings, objective, spec.trials, spec.timeout, progress
-    )
+    try:
+        ran = run_search(study, task.model, task.search_data, space, settings, objective,
+                         spec.trials, spec.timeout, progress)  # fmt: skip
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; finished trials are saved in {run.path} - continue with "
+            f"'prunepilot search --resume --name {spec.name} --out {spec.out}'."
+        ) from None
     search_wall = time.perf_counter() - started
 
     header = {
-        "run": {
-            "name": spec.name,
-            "path": str(run.path),
-            "prunepilot": __version__,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "search_wall_s": search_wall,
-            "trials_run_this_time": ran,
-        },
+        "run": {"name": spec.name, "path": str(run.path), "prunepilot": __version__,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "search_wall_s": search_wall, "trials_run_this_time": ran},
         "job": spec.to_dict(),
         "task": {"name": task.name, "input_shape": list(task.input_shape)},
-        "groups": [g.to_dict() for g in groups],
+        "groups": [g.to_dict() for g in job.groups],
         "baseline": baseline,
         "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
         "trial_settings": settings.to_dict(),
-    }
-    chosen, final = None, None
+    }  # fmt: skip
+    chosen, final, model, policy = None, None, None, None
     for candidate in _candidates(study):
         policy = Policy.from_dict(candidate.user_attrs["policy"])
         log(f"Final fine-tune of trial {candidate.number} ({spec.final_steps} steps) ...")
         model, final = finalize(task, policy, spec.final_settings(settings))
-        final["budget_met"] = _within_budget(final, budget, limit)
+        final["budget_limit"] = _final_limit(final, budget, limit)
+        final["budget_met"] = final[budget.metric] <= final["budget_limit"]
         chosen = candidate
         if final["budget_met"]:
             break
         log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
-    if final is not None:
+    if final is not None and model is not None and policy is not None:
         inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
         final["export"] = {
             "torchscript": "model.ts.pt",
@@ -171,6 +201,14 @@ def _search_and_finish(
     write_atomically(run.file("pareto.png"), pareto_plot(report))
     write_atomically(run.file("report.md"), markdown(report, "pareto.png"))
     _print_summary(log, run, report, budget)
+    if not any(t["state"] == "COMPLETE" for t in report["trials"]):
+        errors = Counter(t["error"] for t in report["trials"] if t["error"])
+        if errors:
+            common, count = errors.most_common(1)[0]
+            raise PrunepilotError(
+                f"every trial failed ({count} of {len(report['trials'])} with: {common}); "
+                f"the report is in {run.path}."
+            )
     return EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
 
 
@@ -180,47 +218,54 @@ def _candidates(study):
     return ranked[:FINAL_CANDIDATES]
 
 
-def _within_budget(final: dict[str, Any], budget: Budget, limit: float) -> bool:
-    if budget.metric != "latency_ms":
-        return final[budget.metric] <= limit
-    if budget.fraction is not None:  # relative: judged against the baseline measured alongside
-        return final["latency_ms"] <= budget.fraction * final["baseline_latency_ms"]
-    return final["latency_ms"] <= limit
+def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:
+    """The bound the final model is judged against.
+
+    A relative latency budget (``2x``, ``50%``) is resolved against the baseline re-measured side by
+    side with the final model, so that drift in the machine's speed hits both alike.
+    """
+    if budget.metric == "latency_ms" and budget.fraction is not None:
+        return budget.fraction * final["baseline_latency_ms"]
+    return limit
 
 
-def _check_run_dir(spec: JobSpec) -> None:
+def _check_new_run_dir(spec: JobSpec) -> None:
     path = Path(spec.out) / str(spec.name)
-    if spec.resume:
-        if not (path / "config.json").is_file():
-            raise UsageError(f"Cannot resume {str(path)!r}: it holds no run (no config.json).")
-    elif path.exists():
+    if path.exists():
         raise UsageError(
             f"The run directory {str(path)!r} already exists; pass --resume to continue it "
             "or choose another --name."
         )
 
 
-def _baseline(spec: JobSpec, task: Task, latency: LatencySettings) -> dict[str, Any]:
-    metrics = evaluate_model(task.model, task.val, task.input_shape, latency)
-    return metrics.to_dict()
+def _baseline(job: _Job) -> dict[str, Any]:
+    """The baseline's validation metrics; latency is the median of a few measurements."""
+    task, latency = job.task, job.settings.latency
+    metrics = evaluate_model(task.model, task.val, task.input_shape, latency).to_dict()
+    repeats = [metrics["latency_ms"]]
+    repeats += [measure_latency(task.model, task.input_shape, latency) for _ in range(BASELINE_ROUNDS - 1)]
+    metrics["latency_ms"] = statistics.median(repeats)
+    return metrics
 
 
-def _check_reachable(
-    task: Task, space: SearchSpace, latency: LatencySettings, budget: Budget, limit: float
-) -> None:
-    smallest = apply_policy(task.model, space.uniform(space.ratio_high), task.input_shape)
-    metrics = evaluate_model(smallest, task.val, task.input_shape, latency)
+def _check_reachable(job: _Job, limit: float) -> None:
+    task, space = job.task, job.space
+    budget = job.spec.parsed_budget
+    assert budget is not None
+    smallest = apply_policy(task.model, space.uniform(space.max_ratio, "l1"), task.input_shape)
+    metrics = evaluate_model(smallest, task.val, task.input_shape, job.settings.latency)
     value = metrics.metric(budget.metric)
     if value > limit:
         raise UsageError(
             f"The budget {budget.text!r} ({format_metric(budget.metric, limit)}) cannot be met: the "
-            f"smallest model in the search space (every group pruned by {space.ratio_high:g}) "
+            f"smallest model in the search space (every group pruned by {space.max_ratio:g}) "
             f"measures {format_metric(budget.metric, value)}; loosen the budget or raise --ratio-max "
             "(at most 0.95)."
         )
 
 
-def _print_dry_run(log, task, groups, baseline, space, budget, latency) -> None:
+def _print_dry_run(log, job: _Job, baseline: dict[str, Any], budget: Budget | None) -> None:
+    task, latency = job.task, job.settings.latency
     log(f"Task: {task.name}, input shape {task.input_shape}")
     log(
         f"Baseline (validation): accuracy {baseline['accuracy']:.4f}, "
@@ -232,10 +277,10 @@ def _print_dry_run(log, task, groups, baseline, space, budget, latency) -> None:
         limit = budget.resolve(baseline[budget.metric])
         log(f"Budget: {budget.text} -> {format_metric(budget.metric, limit)}")
     log(f"{'group':32} {'channels':>8} {'FLOPs':>7}  layers")
-    for g in groups:
+    for g in job.groups:
         log(f"{g.name:32} {g.channels:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
     log("Search space:")
-    for line in space.describe():
+    for line in job.space.describe():
         log(f"  {line}")
 
 
@@ -246,7 +291,7 @@ def _print_summary(log, run: RunDir, report: dict[str, Any], budget: Budget) -> 
             f"Chosen trial {report['chosen']['number']}: test accuracy {final['test_accuracy']:.4f} "
             f"(baseline {final['baseline_test_accuracy']:.4f}), latency {final['latency_ms']:.3f} ms "
             f"(baseline {final['baseline_latency_ms']:.3f} ms, "
-            f"{100 * (1 - final['latency_ms'] / final['baseline_latency_ms']):.0f}% lower), "
+            f"{_change(final['latency_ms'], final['baseline_latency_ms'])}), "
             f"budget {'met' if report['budget_met'] else 'NOT met'}."
         )
     else:
@@ -259,3 +304,8 @@ def _print_summary(log, run: RunDir, report: dict[str, Any], budget: Budget) -> 
         )
         print(f"No trial met the budget {budget.text}.{where}", file=sys.stderr)
     log(f"Report: {run.file('report.md')}")
+
+
+def _change(value: float, reference: float) -> str:
+    ratio = value / reference - 1
+    return f"{100 * abs(ratio):.0f}% {'lower' if ratio <= 0 else 'higher'}"

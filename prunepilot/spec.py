@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 
 from prunepilot.budget import Budget, parse_budget
-from prunepilot.errors import invalid_parameter
+from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.trial import TrialSettings
@@ -81,20 +82,18 @@ class JobSpec:
         _integer(self, "round_to", 1)
         if self.latency_batch is not None:
             _integer(self, "latency_batch", 1)
-        if self.timeout is not None and not self.timeout > 0:
-            raise invalid_parameter("timeout", "JobSpec", "a number of seconds > 0", self.timeout)
-        if not self.lr > 0:
-            raise invalid_parameter("lr", "JobSpec", "a number > 0", self.lr)
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise _invalid("timeout", "a number of seconds > 0", self.timeout)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise _invalid("lr", "a finite number > 0", self.lr)
         if not 0 < self.ratio_max <= MAX_RATIO:
-            raise invalid_parameter("ratio_max", "JobSpec", f"in (0, {MAX_RATIO}]", self.ratio_max)
+            raise _invalid("ratio_max", f"in (0, {MAX_RATIO}]", self.ratio_max)
         if self.criteria is not None:
             unknown = [c for c in self.criteria if c not in criterion_names()]
             if unknown or not self.criteria:
-                raise invalid_parameter(
-                    "criteria", "JobSpec", f"a non-empty list from {criterion_names()}", self.criteria
-                )
+                raise _invalid("criteria", f"a non-empty list from {criterion_names()}", self.criteria)
         if self.budget is None and not self.dry_run:
-            raise invalid_parameter("budget", "JobSpec", "given (e.g. 30ms, 2x, 50%)", None)
+            raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
         self._budget = parse_budget(self.budget) if self.budget is not None else None
         return self
 
@@ -139,4 +138,9 @@ class JobSpec:
 def _integer(spec: JobSpec, name: str, low: int) -> None:
     value = getattr(spec, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise invalid_parameter(name, "JobSpec", f"an integer >= {low}", value)
+        raise _invalid(name, f"an integer >= {low}", value)
+
+
+def _invalid(name: str, accepted: str, got: object) -> UsageError:
+    """The standard message, naming the field and its flag (``--finetune-steps``)."""
+    return invalid_parameter(name, f"JobSpec (--{name.replace('_', '-')})", accepted, got)

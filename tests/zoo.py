@@ -55,3 +55,65 @@ class _NoPrunable(nn.Module):
 def nothing_to_prune() -> nn.Module:
     """A model without a Conv or Linear layer: no prunable group."""
     return _NoPrunable()
+
+
+def mlp_logsoftmax() -> nn.Module:
+    """An MLP on flat inputs whose output comes from a LogSoftmax, not from the last Linear."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.LogSoftmax(dim=1))
+
+
+class _GroupedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.b1 = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 16, 1)
+        self.grouped = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.b1(self.c1(x)))
+        x = torch.relu(self.pw(torch.relu(self.dw(x))))
+        return self.fc(torch.relu(self.grouped(x)).mean((2, 3)))
+
+
+def grouped_net() -> nn.Module:
+    """Depthwise and grouped (groups=4) convolutions."""
+    torch.manual_seed(0)
+    return _GroupedNet()
+
+
+def _relabelled(transform):
+    return tuple(
+        TensorDataset(split.tensors[0][:200], transform(split.tensors[1][:200]))
+        for split in digits_datasets()
+    )
+
+
+def float_label_data():
+    """Labels stored as floats."""
+    return _relabelled(lambda y: y.float())
+
+
+def one_hot_label_data():
+    """Labels one-hot encoded."""
+    return _relabelled(lambda y: torch.nn.functional.one_hot(y, 10))
+
+
+class _NumpyInputs(torch.utils.data.Dataset):
+    def __init__(self, split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return 50
+
+    def __getitem__(self, index: int):
+        x, y = self.split[index]
+        return x.numpy(), int(y)
+
+
+def numpy_input_data():
+    """Inputs as numpy arrays."""
+    return tuple(_NumpyInputs(split) for split in digits_datasets())

@@ -88,24 +88,32 @@ def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:
         for handle in handles:
             handle.remove()
     flat = [t for t in _flatten(outputs) if isinstance(t, torch.Tensor)]
-    layers = [m for m, out in produced if any(out is t for t in flat)]
-    layers = [m for m in layers if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))] or layers
-    if not layers and executed:
-        layers = [executed[-1]]
-    return layers
+    producers = [m for m, out in produced if any(out is t for t in flat)]
+    layers = [m for m in producers if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    return layers or executed[-1:]
 
 
 def named_groups(
     model: nn.Module, graph: tp.DependencyGraph, inputs: torch.Tensor
 ) -> dict[str, tp.dependency.Group]:
-    """Every prunable group of ``model``, keyed by its root module's qualified name."""
+    """Every prunable group of ``model``, keyed by its root module's qualified name.
+
+    Groups that touch a grouped convolution (``1 < groups < in_channels``) are left out: their
+    channels cannot be removed one by one.
+    """
     names = {module: name for name, module in model.named_modules()}
     ignored = output_layers(model, inputs)
     groups: dict[str, tp.dependency.Group] = {}
     for group in graph.get_all_groups(ignored_layers=list(ignored)):
+        if any(_is_grouped_conv(dep.target.module) for dep, _ in group):
+            continue
         root = group[0].dep.target.module
         groups[names[root]] = group
     return groups
+
+
+def _is_grouped_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd) and 1 < module.groups < module.in_channels
 
 
 def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[GroupInfo]:

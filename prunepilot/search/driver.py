@@ -126,8 +126,9 @@ def run_search(
     try:
         while ran < remaining and (deadline is None or time.monotonic() < deadline):
             trial = study.ask()
+            suggested = space.suggest(trial)  # records the trial's params, enqueued ones too
             fixed = trial.user_attrs.get("policy")
-            policy = Policy.from_dict(fixed) if fixed else space.suggest(trial)
+            policy = Policy.from_dict(fixed) if fixed else suggested
             trial.set_user_attr("policy", policy.to_dict())
             try:
                 result = trial_fn(model, data, policy, settings)

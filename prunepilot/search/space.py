@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from prunepilot.errors import invalid_parameter
+from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
 from prunepilot.policies.criteria import get_criterion
 
@@ -48,18 +48,34 @@ class SearchSpace:
             raise invalid_parameter("criteria", "SearchSpace", "a non-empty list", self.criteria)
         for name in self.criteria:
             get_criterion(name)  # raises naming the accepted criteria
+        for group in self.groups:
+            if not self.criteria_for(group):
+                raise UsageError(
+                    f"None of the criteria {list(self.criteria)} can score group {group.name!r} "
+                    "(bn_scale needs a BatchNorm); allow another criterion."
+                )
+
+    @property
+    def max_ratio(self) -> float:
+        """The largest ratio on the grid (``ratio_high`` rounded down onto it)."""
+        steps = int((self.ratio_high - self.ratio_low) / self.ratio_step + 1e-9)
+        return round(self.ratio_low + steps * self.ratio_step, 6)
+
+    @property
+    def default_criterion(self) -> str:
+        """The criterion of warm-start policies: ``l1`` when allowed, else the first allowed."""
+        return "l1" if "l1" in self.criteria else self.criteria[0]
 
     def criteria_for(self, group: GroupInfo) -> list[str]:
         """The criteria that can score ``group``."""
-        usable = [c for c in self.criteria if group.has_batchnorm or not get_criterion(c).needs_batchnorm]
-        return usable or ["l1"]
+        return [c for c in self.criteria if group.has_batchnorm or not get_criterion(c).needs_batchnorm]
 
     def suggest(self, trial: optuna.Trial) -> Policy:
         """Asks ``trial`` for one ratio and one criterion per group."""
         settings = {}
         for group in self.groups:
             ratio = trial.suggest_float(
-                f"{group.name}:ratio", self.ratio_low, self.ratio_high, step=self.ratio_step
+                f"{group.name}:ratio", self.ratio_low, self.max_ratio, step=self.ratio_step
             )
             choices = self.criteria_for(group)
             criterion = (
@@ -76,7 +92,7 @@ class SearchSpace:
         for group in self.groups:
             setting = policy.groups.get(group.name, GroupSetting(0.0))
             steps = round((setting.ratio - self.ratio_low) / self.ratio_step)
-            ratio = min(max(self.ratio_low + steps * self.ratio_step, self.ratio_low), self.ratio_high)
+            ratio = min(max(self.ratio_low + steps * self.ratio_step, self.ratio_low), self.max_ratio)
             params[f"{group.name}:ratio"] = round(ratio, 6)
             choices = self.criteria_for(group)
             if len(choices) > 1:
@@ -84,14 +100,19 @@ class SearchSpace:
                 params[f"{group.name}:criterion"] = criterion
         return params
 
-    def uniform(self, ratio: float, criterion: str = "l1") -> Policy:
-        """The same ratio and criterion for every group (the hand-made recipe)."""
-        return Policy.uniform([g.name for g in self.groups], ratio, criterion, self.round_to)
+    def uniform(self, ratio: float, criterion: str | None = None) -> Policy:
+        """The same ratio for every group (the hand-made recipe), with ``default_criterion``."""
+        settings = {}
+        for group in self.groups:
+            choices = self.criteria_for(group)
+            chosen = criterion or self.default_criterion
+            settings[group.name] = GroupSetting(ratio, chosen if chosen in choices else choices[0])
+        return Policy(settings, self.round_to)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
         return [
-            f"ratio per group: {self.ratio_low:g} .. {self.ratio_high:g} step {self.ratio_step:g}",
+            f"ratio per group: {self.ratio_low:g} .. {self.max_ratio:g} step {self.ratio_step:g}",
             f"criteria: {', '.join(self.criteria)} (bn_scale only where a group has BatchNorm)",
             f"channel rounding (round_to): {self.round_to}",
             f"groups: {len(self.groups)}",

@@ -7,8 +7,8 @@ The model is trained with a fixed seed on first use and cached (``$PRUNEPILOT_CA
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from prunepilot.evaluators.proxy import fine_tune
+from prunepilot.rundir import write_atomically
 from prunepilot.tasks.base import Task
 
 INPUT_SHAPE = (1, 8, 8)
@@ -114,6 +115,6 @@ def digits_task(width: int = 32, progress: bool = True) -> Task:
 
 def _save_atomically(state: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        torch.save(state, handle)
-    os.replace(handle.name, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getvalue())

@@ -145,14 +145,29 @@ def _check_splits(splits: object, source: str) -> tuple[Dataset, Dataset, Datase
             ) from exc
         if size == 0:
             raise UsageError(f"The {name} split of {source} is empty.")
-        if (
-            not isinstance(sample, (tuple, list))
-            or len(sample) != 2
-            or not isinstance(sample[0], torch.Tensor)
-        ):
+        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
             raise UsageError(
                 f"The {name} split of {source} must yield (input tensor, label) pairs. "
                 f"Got {type(sample).__name__} instead."
+            )
+        if not isinstance(sample[0], torch.Tensor):
+            raise UsageError(
+                f"The {name} split of {source} must yield inputs as torch tensors. "
+                f"Got {type(sample[0]).__name__} instead."
+            )
+        label = sample[1]
+        if not (
+            (isinstance(label, int) and not isinstance(label, bool))
+            or (isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point())
+        ):
+            shown = (
+                f"a tensor of shape {tuple(label.shape)} and dtype {label.dtype}"
+                if isinstance(label, torch.Tensor)
+                else type(label).__name__
+            )
+            raise UsageError(
+                f"The {name} split of {source} must yield integer class labels (an int or a 0-d "
+                f"integer tensor). Got {shown} instead."
             )
     shapes = {tuple(split[0][0].shape) for split in splits}
     if len(shapes) != 1:
@@ -178,3 +193,13 @@ def _check_forward(task: Task) -> None:
         raise UsageError(
             f"The data's labels reach {max(labels)} but the model outputs {outputs.shape[1]} classes."
         )
+    if not any(p.requires_grad for p in task.model.parameters()):
+        return
+    try:
+        with torch.enable_grad():
+            loss = nn.functional.cross_entropy(task.model(inputs), torch.tensor(labels[: len(inputs)]))
+            loss.backward()
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"The model cannot be trained on the data ({type(exc).__name__}: {exc}).") from exc
+    finally:
+        task.model.zero_grad(set_to_none=True)
