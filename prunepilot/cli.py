@@ -95,6 +95,29 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument(
         "--latency-repeats", type=int, default=30, help="timed passes per measurement; the median is kept"
     )
+    where = search.add_argument_group("where trials run (Ray)")
+    where.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="trials in flight (default: sized to the Ray cluster); 0 runs them one at a "
+        "time in this process, without Ray",
+    )
+    where.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)",
+    )
+    where.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs a trial reserves (default 1)")
+    where.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs a trial reserves (default 0); a trial given a GPU runs on CUDA",
+    )
+    where.add_argument(
+        "--max-retries", type=int, default=2, help="re-runs of a trial whose worker or node died (default 2)"
+    )
     for sub in (search,):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -108,16 +131,19 @@ def _search(args: argparse.Namespace) -> int:
 
     if args.resume:
         defaults = vars(build_parser().parse_args(["search"]))
-        kept = {"command", "resume", "name", "out", "trials", "timeout", "quiet", "debug"}
+        where = ("workers", "ray_address", "cpus_per_trial", "gpus_per_trial", "max_retries")
+        kept = {"command", "resume", "name", "out", "trials", "timeout", "quiet", "debug", *where}
         ignored = sorted(k for k, v in vars(args).items() if k not in kept and v != defaults[k])
         if ignored:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             print(
                 f"prunepilot: warning: {flags} ignored with --resume: the run's saved job is used "
-                "(only --trials and --timeout can change).",
+                "(only --trials, --timeout and where trials run can change).",
                 file=sys.stderr,
             )
-        spec = resume_spec(args.out, args.name, {"trials": args.trials, "timeout": args.timeout})
+        overrides = {"trials": args.trials, "timeout": args.timeout}
+        overrides.update({k: getattr(args, k) for k in where if getattr(args, k) != defaults[k]})
+        spec = resume_spec(args.out, args.name, overrides)
     else:
         spec = JobSpec(
             budget=args.budget,
@@ -143,6 +169,11 @@ def _search(args: argparse.Namespace) -> int:
             round_to=args.round_to,
             criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
             dry_run=args.dry_run,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            max_retries=args.max_retries,
         )
     return run_job(spec, progress=not args.quiet)
 

@@ -32,6 +32,7 @@ from prunepilot.search import (
     warm_start,
 )
 from prunepilot.search.driver import WARM_START_RATIOS
+from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
 from prunepilot.trial import TrialSettings
@@ -129,6 +130,13 @@ def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job
     return _Job(spec, task, groups, space, spec.trial_settings(latency_batch))
 
 
+def _executor(job: _Job) -> TrialExecutor:
+    ray_settings = job.spec.executor_settings()
+    if ray_settings is None:
+        return InProcessExecutor(job.task.model, job.task.search_data, job.settings)
+    return RayExecutor(job.task.model, job.task.search_data, job.settings, ray_settings).start()
+
+
 def _search_and_finish(
     job: _Job,
     run: RunDir,
@@ -157,8 +165,9 @@ def _search_and_finish(
     )
     started = time.perf_counter()
     try:
-        ran = run_search(study, task.model, task.search_data, space, settings, objective,
-                         spec.trials, spec.timeout, progress)  # fmt: skip
+        with _executor(job) as executor:
+            log(f"Trials run {executor.describe()}.")
+            ran = run_search(study, executor, space, objective, spec.trials, spec.timeout, progress)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; finished trials are saved in {run.path} - continue with "

@@ -9,6 +9,7 @@ from prunepilot.budget import Budget, parse_budget
 from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.policies import MAX_RATIO, criterion_names
+from prunepilot.search.executors import RaySettings
 from prunepilot.trial import TrialSettings
 
 
@@ -41,6 +42,12 @@ class JobSpec:
         round_to: Kept channels are rounded up to a multiple of this.
         criteria: Criteria the search may choose from; None for all.
         dry_run: Print groups, baseline and space; run no trial.
+        workers: Trials in flight on Ray; None sizes it to the cluster; 0 runs trials one at a
+            time in this process, without Ray.
+        ray_address: A Ray cluster to join; None starts a local instance (or uses ``RAY_ADDRESS``).
+        cpus_per_trial: CPUs a trial reserves on Ray (and its torch threads).
+        gpus_per_trial: GPUs a trial reserves on Ray; a trial given a GPU runs on CUDA.
+        max_retries: Times Ray re-runs a trial whose worker process or node died.
     """
 
     budget: str | None = None
@@ -67,6 +74,11 @@ class JobSpec:
     round_to: int = 1
     criteria: list[str] | None = None
     dry_run: bool = False
+    workers: int | None = None
+    ray_address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_retries: int = 2
     _budget: Budget | None = field(default=None, init=False, repr=False, compare=False)
 
     def validate(self) -> JobSpec:
@@ -82,6 +94,13 @@ class JobSpec:
         _integer(self, "round_to", 1)
         if self.latency_batch is not None:
             _integer(self, "latency_batch", 1)
+        if self.workers is not None:
+            _integer(self, "workers", 0)
+        _integer(self, "max_retries", 0)
+        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
+            raise _invalid("cpus_per_trial", "a number > 0", self.cpus_per_trial)
+        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise _invalid("gpus_per_trial", "a number >= 0", self.gpus_per_trial)
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise _invalid("timeout", "a number of seconds > 0", self.timeout)
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -109,6 +128,18 @@ class JobSpec:
             lr=self.lr,
             latency=self.latency_settings(latency_batch),
             seed=self.seed,
+        )
+
+    def executor_settings(self) -> RaySettings | None:
+        """Where trials run: Ray settings, or None for this process (``workers == 0``)."""
+        if self.workers == 0:
+            return None
+        return RaySettings(
+            address=self.ray_address,
+            workers=self.workers,
+            cpus_per_trial=self.cpus_per_trial,
+            gpus_per_trial=self.gpus_per_trial,
+            max_retries=self.max_retries,
         )
 
     def final_settings(self, settings: TrialSettings) -> TrialSettings:

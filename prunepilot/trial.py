@@ -21,6 +21,7 @@ from prunepilot.evaluators import (
     fine_tune,
     recalibrate_batchnorm,
 )
+from prunepilot.evaluators.gate import NullGate
 from prunepilot.policies import Policy, apply_policy
 from prunepilot.tasks.base import TaskData
 
@@ -103,8 +104,13 @@ def prune_and_train(
     policy: Policy,
     settings: TrialSettings,
     timings: dict[str, float] | None = None,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
 ) -> nn.Module:
-    """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it."""
+    """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it.
+
+    Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest.
+    """
     timings = {} if timings is None else timings
     start = time.perf_counter()
     loader = DataLoader(train, batch_size=settings.batch_size, shuffle=False)
@@ -114,15 +120,17 @@ def prune_and_train(
         input_shape,
         gradient_batches=itertools.islice(loader, settings.gradient_batches),
         seed=settings.seed,
-    )
+    ).to(device)
     timings["apply"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    recalibrate_batchnorm(pruned, train, settings.bn_batches, settings.batch_size)
+    recalibrate_batchnorm(pruned, train, settings.bn_batches, settings.batch_size, device, gate)
     timings["bn_recalibration"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fine_tune(pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed)
+    fine_tune(
+        pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate
+    )
     timings["fine_tune"] = time.perf_counter() - start
     return pruned
 
@@ -132,16 +140,24 @@ def run_trial(
     data: TaskData,
     policy: Policy,
     settings: TrialSettings,
+    *,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
 ) -> TrialResult:
     """Runs one trial on a copy of ``model`` and returns what it measured.
+
+    What to run (the arguments before ``*``) is kept apart from where it runs (``device`` and the
+    node's measurement ``gate``).
 
     Args:
         model: The base model (not changed).
         data: Training and validation splits and the input shape.
         policy: The pruning policy to apply.
         settings: Fine-tune and measurement settings.
+        device: Where the pruned model trains and is measured (``cpu`` or ``cuda``).
+        gate: The node's measurement gate (see :mod:`prunepilot.evaluators.gate`).
     """
     timings: dict[str, float] = {}
-    pruned = prune_and_train(model, data.train, data.input_shape, policy, settings, timings)
-    metrics = evaluate_model(pruned, data.val, data.input_shape, settings.latency, timings)
+    pruned = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate)
+    metrics = evaluate_model(pruned, data.val, data.input_shape, settings.latency, timings, device, gate)
     return TrialResult(**metrics.to_dict(), timings=timings)

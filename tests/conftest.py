@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: Trials in tests are short: a few fine-tune steps, a few latency repeats.
 FAST_FLAGS = [
     "--finetune-steps", "10", "--final-steps", "30", "--bn-batches", "2",
-    "--latency-repeats", "3", "--latency-batch", "8", "--quiet",
+    "--latency-repeats", "3", "--latency-batch", "8", "--quiet", "--workers", "0",
 ]  # fmt: skip
 
 

@@ -6,15 +6,33 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from prunepilot.evaluators.gate import NullGate
 
-def top1_accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> float:
-    """Share of samples whose arg-max output equals the label, in [0, 1]."""
+
+def top1_accuracy(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
+) -> float:
+    """Share of samples whose arg-max output equals the label, in [0, 1].
+
+    Args:
+        model: The model (on ``device``).
+        dataset: (input, integer label) pairs.
+        batch_size: Samples per forward pass.
+        device: Where the batches go.
+        gate: Held shared around each batch (see :mod:`prunepilot.evaluators.gate`).
+    """
+    gate = gate or NullGate()
     model.eval()
     correct = total = 0
     with torch.inference_mode():
         for inputs, labels in DataLoader(dataset, batch_size=batch_size):
-            predicted = model(inputs).argmax(dim=1)
-            correct += int((predicted == labels).sum())
+            with gate.compute():
+                predicted = model(inputs.to(device)).argmax(dim=1).cpu()
+            correct += int((predicted == labels.reshape(predicted.shape)).sum())
             total += int(labels.numel())
     if total == 0:
         raise ValueError("Cannot measure accuracy on an empty dataset.")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import invalid_parameter
+from prunepilot.evaluators.gate import NullGate
 
 
 @dataclass(frozen=True)
@@ -38,24 +39,37 @@ class LatencySettings:
         return asdict(self)
 
 
-def measure_latency(model: nn.Module, input_shape: tuple[int, ...], settings: LatencySettings) -> float:
-    """Median wall time of one forward pass in milliseconds, in inference mode on the CPU.
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    settings: LatencySettings,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
+) -> float:
+    """Median wall time of one forward pass in milliseconds, in inference mode.
 
-    Uses ``settings.threads`` torch threads for the measurement and restores the previous count.
+    Uses ``settings.threads`` torch threads and restores the previous count. On CUDA each pass is
+    synchronised before the clock stops. The whole measurement holds ``gate`` exclusively, so no
+    other trial on the node computes meanwhile.
     """
-    inputs = torch.randn(settings.batch_size, *input_shape)
+    device = torch.device(device)
+    inputs = torch.randn(settings.batch_size, *input_shape, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
     model.eval()
-    try:
-        with torch.inference_mode():
-            for _ in range(settings.warmup):
-                model(inputs)
-            times = []
-            for _ in range(settings.repeats):
-                start = time.perf_counter()
-                model(inputs)
-                times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(previous_threads)
+    with (gate or NullGate()).measure():
+        torch.set_num_threads(settings.threads)
+        try:
+            with torch.inference_mode():
+                for _ in range(settings.warmup):
+                    model(inputs)
+                sync()
+                times = []
+                for _ in range(settings.repeats):
+                    start = time.perf_counter()
+                    model(inputs)
+                    sync()
+                    times.append(time.perf_counter() - start)
+        finally:
+            torch.set_num_threads(previous_threads)
     return statistics.median(times) * 1e3

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from prunepilot.evaluators.accuracy import top1_accuracy
 from prunepilot.evaluators.cost import count_flops, count_params, serialized_size
+from prunepilot.evaluators.gate import NullGate
 from prunepilot.evaluators.latency import LatencySettings, measure_latency
 
 
@@ -46,17 +47,19 @@ def evaluate_model(
     input_shape: tuple[int, ...],
     latency: LatencySettings,
     timings: dict[str, float] | None = None,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
 ) -> ModelMetrics:
     """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``."""
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    accuracy = top1_accuracy(model, dataset)
-    sample = torch.zeros(1, *input_shape)
+    accuracy = top1_accuracy(model, dataset, device=device, gate=gate)
+    sample = torch.zeros(1, *input_shape, device=device)
     flops = count_flops(model, sample)
     params = count_params(model)
     size = serialized_size(model)
     timings["evaluation"] = time.perf_counter() - start
     start = time.perf_counter()
-    latency_ms = measure_latency(model, input_shape, latency)
+    latency_ms = measure_latency(model, input_shape, latency, device=device, gate=gate)
     timings["latency"] = time.perf_counter() - start
     return ModelMetrics(accuracy, flops, params, size, latency_ms)

@@ -13,8 +13,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from prunepilot.evaluators.gate import NullGate
 
-def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batches: int, batch_size: int) -> int:
+
+def recalibrate_batchnorm(
+    model: nn.Module,
+    dataset: Dataset,
+    batches: int,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
+) -> int:
     """Recomputes BatchNorm running statistics as a plain average over ``batches`` batches.
 
     Returns:
@@ -36,9 +45,11 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batches: int, batc
         generator=generator,
         drop_last=len(dataset) > batch_size,
     )
+    gate = gate or NullGate()
     with torch.no_grad():
         for inputs, _ in itertools.islice(_forever(loader), batches):
-            model(inputs)
+            with gate.compute():
+                model(inputs.to(device))
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
     model.eval()
@@ -52,6 +63,8 @@ def fine_tune(
     batch_size: int,
     lr: float,
     seed: int = 0,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
 ) -> float:
     """Trains ``model`` for ``steps`` mini-batches with AdamW and a cosine-decayed learning rate.
 
@@ -73,13 +86,15 @@ def fine_tune(
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     losses = []
+    gate = gate or NullGate()
     for inputs, labels in itertools.islice(_forever(loader), steps):
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+        with gate.compute():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(inputs.to(device)), labels.to(device))
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
     model.eval()
     tail = losses[-10:]
     return sum(tail) / len(tail)

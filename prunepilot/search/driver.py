@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,15 +11,14 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from torch import nn
 from tqdm import tqdm
 
 from prunepilot.budget import format_metric
 from prunepilot.policies import Policy
 from prunepilot.search import pareto
+from prunepilot.search.executors import TrialExecutor, TrialOutcome
 from prunepilot.search.space import SearchSpace
-from prunepilot.tasks.base import TaskData
-from prunepilot.trial import TrialResult, TrialSettings, run_trial
+from prunepilot.trial import TrialResult
 
 STUDY_NAME = "prunepilot"
 STUDY_FILE = "study.journal"
@@ -102,19 +100,18 @@ def finished_count(study: optuna.Study) -> int:
 
 def run_search(
     study: optuna.Study,
-    model: nn.Module,
-    data: TaskData,
+    executor: TrialExecutor,
     space: SearchSpace,
-    settings: TrialSettings,
     objective: Objective,
     n_trials: int,
     timeout: float | None = None,
     progress: bool = True,
-    trial_fn: Callable[[nn.Module, TaskData, Policy, TrialSettings], TrialResult] = run_trial,
 ) -> int:
     """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
 
-    A trial that raises is told FAIL with its error text; the search goes on.
+    Up to ``executor.capacity`` trials are in flight; the driver alone asks and tells, handling
+    outcomes in the order trials finish. A failed trial is told FAIL with its reason and the
+    search goes on.
 
     Returns:
         The number of trials run by this call.
@@ -122,30 +119,47 @@ def run_search(
     remaining = max(0, n_trials - finished_count(study))
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = tqdm(total=remaining, desc="trials", unit="trial", disable=not progress, leave=True)
-    ran = 0
+    in_flight: dict[Hashable, optuna.Trial] = {}
+    submitted = 0
     try:
-        while ran < remaining and (deadline is None or time.monotonic() < deadline):
-            trial = study.ask()
-            suggested = space.suggest(trial)  # records the trial's params, enqueued ones too
-            fixed = trial.user_attrs.get("policy")
-            policy = Policy.from_dict(fixed) if fixed else suggested
-            trial.set_user_attr("policy", policy.to_dict())
-            try:
-                result = trial_fn(model, data, policy, settings)
-            except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the search
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                trial.set_user_attr("traceback", traceback.format_exc(limit=8))
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                trial.set_user_attr("result", result.to_dict())
-                trial.set_constraint("budget", objective.constraint(result))
-                study.tell(trial, [result.accuracy, result.metric(objective.metric)])
-            ran += 1
+        while True:
+            while (
+                len(in_flight) < executor.capacity
+                and submitted < remaining
+                and (deadline is None or time.monotonic() < deadline)
+            ):
+                trial = study.ask()
+                suggested = space.suggest(trial)  # records the trial's params, enqueued ones too
+                fixed = trial.user_attrs.get("policy")
+                policy = Policy.from_dict(fixed) if fixed else suggested
+                trial.set_user_attr("policy", policy.to_dict())
+                in_flight[executor.submit(policy)] = trial
+                submitted += 1
+            if not in_flight:
+                break
+            handle, outcome = executor.wait_any()
+            _tell(study, in_flight.pop(handle), outcome, objective)
             bar.update(1)
             bar.set_postfix_str(_progress_text(study, objective), refresh=True)
     finally:
         bar.close()
-    return ran
+    return submitted
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, objective: Objective) -> None:
+    trial.set_user_attr("placement", outcome.placement)
+    trial.set_user_attr("worker_s", outcome.worker_s)
+    trial.set_user_attr("wall_s", outcome.wall_s)
+    if outcome.result is None:
+        trial.set_user_attr("error", outcome.error or "unknown error")
+        if outcome.traceback:
+            trial.set_user_attr("traceback", outcome.traceback)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    result = outcome.result
+    trial.set_user_attr("result", result.to_dict())
+    trial.set_constraint("budget", objective.constraint(result))
+    study.tell(trial, [result.accuracy, result.metric(objective.metric)])
 
 
 def _progress_text(study: optuna.Study, objective: Objective) -> str:

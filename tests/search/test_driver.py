@@ -3,6 +3,7 @@
 from prunepilot import Policy, TrialResult, discover_groups
 from prunepilot.search import Objective, SearchSpace, open_study, recover_interrupted, run_search, warm_start
 from prunepilot.search.driver import finished_count
+from prunepilot.search.executors import InProcessExecutor
 from prunepilot.tasks import TaskData
 
 SHAPE = (1, 8, 8)
@@ -15,7 +16,7 @@ class CountingTrial:
         self.policies: list[Policy] = []
         self.fail_on = fail_on
 
-    def __call__(self, model, data, policy, settings):
+    def __call__(self, model, data, policy, settings, **where):
         self.policies.append(policy)
         if self.fail_on is not None and len(self.policies) == self.fail_on:
             raise RuntimeError("worker ran out of memory")
@@ -37,17 +38,8 @@ def test_trials_are_told_with_constraint_and_warm_starts_run_first(
     study = open_study(tmp_path, seed=0)
     warm_start(study, space, [space.uniform(0.5)])
     trial_fn = CountingTrial()
-    ran = run_search(
-        study,
-        trained_tiny,
-        data,
-        space,
-        fast_settings,
-        Objective("latency_ms", 6.0),
-        6,
-        progress=False,
-        trial_fn=trial_fn,
-    )
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
+    ran = run_search(study, executor, space, Objective("latency_ms", 6.0), 6, progress=False)
     assert ran == 6 and len(trial_fn.policies) == 6
     assert trial_fn.policies[0] == space.uniform(0.5)
     first = study.trials[0]
@@ -61,17 +53,8 @@ def test_a_trial_that_raises_ends_fail_with_its_error_and_the_search_goes_on(
 ):
     space, data = _setup(tmp_path, trained_tiny, digits)
     study = open_study(tmp_path, seed=0)
-    run_search(
-        study,
-        trained_tiny,
-        data,
-        space,
-        fast_settings,
-        Objective("flops", 500),
-        4,
-        progress=False,
-        trial_fn=CountingTrial(fail_on=2),
-    )
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, CountingTrial(fail_on=2))
+    run_search(study, executor, space, Objective("flops", 500), 4, progress=False)
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert "worker ran out of memory" in study.trials[1].user_attrs["error"]
@@ -81,17 +64,8 @@ def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digit
     space, data = _setup(tmp_path, trained_tiny, digits)
     objective = Objective("latency_ms", 6.0)
     first = CountingTrial()
-    run_search(
-        open_study(tmp_path, 0),
-        trained_tiny,
-        data,
-        space,
-        fast_settings,
-        objective,
-        3,
-        progress=False,
-        trial_fn=first,
-    )
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, first)
+    run_search(open_study(tmp_path, 0), executor, space, objective, 3, progress=False)
     # A driver dies mid-trial: the trial it asked for stays RUNNING in the study.
     dead = open_study(tmp_path, 0)
     orphan = dead.ask()
@@ -100,7 +74,8 @@ def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digit
     study = open_study(tmp_path, 0)
     assert recover_interrupted(study) == 1
     second = CountingTrial()
-    run_search(study, trained_tiny, data, space, fast_settings, objective, 5, progress=False, trial_fn=second)
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, second)
+    run_search(study, executor, space, objective, 5, progress=False)
 
     assert len(first.policies) == 3
     assert len(second.policies) == 2  # only the missing trials ran
