@@ -117,3 +117,25 @@ class _NumpyInputs(torch.utils.data.Dataset):
 def numpy_input_data():
     """Inputs as numpy arrays."""
     return tuple(_NumpyInputs(split) for split in digits_datasets())
+
+
+def slow_trial(model, data, policy, settings, **where):
+    """``run_trial`` preceded by a pause, leaving a file named by this process while it runs.
+
+    The folder comes from ``PRUNEPILOT_TEST_PIDS``; a test kills the process or removes its node.
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    import ray
+
+    from prunepilot.trial import run_trial
+
+    folder = Path(os.environ["PRUNEPILOT_TEST_PIDS"])
+    marker = folder / f"{os.getpid()}.{ray.get_runtime_context().get_node_id()}"
+    marker.write_text("running")
+    time.sleep(float(os.environ.get("PRUNEPILOT_TEST_PAUSE", "2")))
+    result = run_trial(model, data, policy, settings, **where)
+    marker.unlink(missing_ok=True)
+    return result

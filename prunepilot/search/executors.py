@@ -219,11 +219,14 @@ class RayExecutor(TrialExecutor):
 
     def start(self) -> RayExecutor:
         """Connects to (or starts) Ray, checks the resources and puts the model and data."""
+        rs = self.ray_settings
+        address = rs.address or os.environ.get("RAY_ADDRESS")
+        if not address:
+            # A local instance listens on loopback only (read when ray is first imported).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
         self._ray = ray
-        rs = self.ray_settings
-        address = rs.address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():
             python_path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
             runtime_env = {"env_vars": {"PYTHONPATH": python_path}}
