@@ -114,13 +114,14 @@ def prune_and_train(
     timings = {} if timings is None else timings
     start = time.perf_counter()
     loader = DataLoader(train, batch_size=settings.batch_size, shuffle=False)
-    pruned = apply_policy(
-        model,
-        policy,
-        input_shape,
-        gradient_batches=itertools.islice(loader, settings.gradient_batches),
-        seed=settings.seed,
-    ).to(device)
+    with (gate or NullGate()).compute():
+        pruned = apply_policy(
+            model,
+            policy,
+            input_shape,
+            gradient_batches=itertools.islice(loader, settings.gradient_batches),
+            seed=settings.seed,
+        ).to(device)
     timings["apply"] = time.perf_counter() - start
 
     start = time.perf_counter()

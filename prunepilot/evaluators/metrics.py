@@ -55,9 +55,10 @@ def evaluate_model(
     start = time.perf_counter()
     accuracy = top1_accuracy(model, dataset, device=device, gate=gate)
     sample = torch.zeros(1, *input_shape, device=device)
-    flops = count_flops(model, sample)
-    params = count_params(model)
-    size = serialized_size(model)
+    with (gate or NullGate()).compute():
+        flops = count_flops(model, sample)
+        params = count_params(model)
+        size = serialized_size(model)
     timings["evaluation"] = time.perf_counter() - start
     start = time.perf_counter()
     latency_ms = measure_latency(model, input_shape, latency, device=device, gate=gate)
