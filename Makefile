@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
+	$(BIN)/python benchmarks/ray_scaling.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -75,29 +75,30 @@ def latency_honesty(task, space, settings, rounds: int, gated: bool) -> None:
     probe = space.uniform(0.5)
     alone_model = apply_policy(task.model, probe, task.input_shape)
     busy, alone = [], []
-    with tempfile.TemporaryDirectory() as scratch:
-        with RayExecutor(
-            task.model, task.search_data, settings, RaySettings(workers=2, gate_dir=scratch)
-        ) as ex:
-            ex.start()
-            _run(ex, _policies(space, 4, seed=99))  # warm-up
-            for index, other in enumerate(_policies(space, rounds, seed=7)):
-                if not gated:  # each task gets a gate of its own: no coordination at all
-                    ex.ray_settings = RaySettings(workers=2, gate_dir=f"{scratch}/{index}")
-                probe_handle = ex.submit(probe)
-                if not gated:
-                    ex.ray_settings = RaySettings(workers=2, gate_dir=f"{scratch}/{index}-other")
-                ex.submit(other)
-                for _ in range(2):
-                    handle, outcome = ex.wait_any()
-                    if handle == probe_handle:
-                        busy.append(outcome.result.latency_ms)
-                alone.append(measure_latency(alone_model, task.input_shape, settings.latency))
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        RayExecutor(task.model, task.search_data, settings, RaySettings(workers=2, gate_dir=scratch)) as ex,
+    ):
+        ex.start()
+        _run(ex, _policies(space, 4, seed=99))  # warm-up
+        for index, other in enumerate(_policies(space, rounds, seed=7)):
+            if not gated:  # each task gets a gate of its own: no coordination at all
+                ex.ray_settings = RaySettings(workers=2, gate_dir=f"{scratch}/{index}")
+            probe_handle = ex.submit(probe)
+            if not gated:
+                ex.ray_settings = RaySettings(workers=2, gate_dir=f"{scratch}/{index}-other")
+            ex.submit(other)
+            for _ in range(2):
+                handle, outcome = ex.wait_any()
+                if handle == probe_handle:
+                    busy.append(outcome.result.latency_ms)
+            alone.append(measure_latency(alone_model, task.input_shape, settings.latency))
     ratio = statistics.median(busy) / statistics.median(alone)
     print(
         f"latency of one policy, {'with' if gated else 'WITHOUT'} the node gate, {rounds} alternating "
         f"rounds: alone median {statistics.median(alone):.3f} ms, during a busy 2-worker search median "
-        f"{statistics.median(busy):.3f} ms: ratio {ratio:.3f} ({100 * abs(ratio - 1):.1f}% apart, target <= 5%)"
+        f"{statistics.median(busy):.3f} ms: ratio {ratio:.3f} "
+        f"({100 * abs(ratio - 1):.1f}% apart, target <= 5%)"
     )
 
 
