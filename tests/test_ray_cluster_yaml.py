@@ -1,5 +1,6 @@
 """ray_cluster.yaml is a valid cluster-launcher file that installs prunepilot."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -18,6 +19,7 @@ def test_cluster_file_passes_rays_schema_and_installs_prunepilot():
     # Every key is commented: each top-level key has a comment line right above it.
     lines = text.splitlines()
     for index, line in enumerate(lines):
-        if line and not line.startswith((" ", "#", "-")) and ":" in line:
-            assert lines[index - 1].startswith("#"), f"key without a comment: {line}"
+        if re.match(r"^\s*[\w-]+:", line):
+            above = lines[index - 1].strip()
+            assert above.startswith("#"), f"key without a comment: {line}"
     assert Path(REPO / "README.md").read_text().count("ray job submit") >= 1
