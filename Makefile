@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
 	$(BIN)/python benchmarks/ray_scaling.py
+	$(BIN)/python benchmarks/ray_scaling.py --no-gate
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -26,7 +26,7 @@ from prunepilot.policies import apply_policy, discover_groups  # noqa: E402
 from prunepilot.search import SearchSpace  # noqa: E402
 from prunepilot.search.executors import RayExecutor, RaySettings  # noqa: E402
 from prunepilot.tasks import digits_task  # noqa: E402
-from prunepilot.trial import TrialSettings  # noqa: E402
+from prunepilot.trial import PHASES, TrialSettings  # noqa: E402
 
 
 def _policies(space: SearchSpace, n: int, seed: int):
@@ -48,14 +48,20 @@ def _run(executor: RayExecutor, policies) -> tuple[float, list]:
     return time.perf_counter() - start, outcomes
 
 
-def scaling(task, space, settings, trials: int) -> dict[int, float]:
+def scaling(task, space, settings, trials: int, gate_dir: str | None = None) -> dict[int, float]:
     rates = {}
     for workers in (1, 2):
-        with RayExecutor(task.model, task.search_data, settings, RaySettings(workers=workers)) as executor:
+        ray_settings = RaySettings(workers=workers, **({"gate_dir": gate_dir} if gate_dir else {}))
+        with RayExecutor(task.model, task.search_data, settings, ray_settings) as executor:
             executor.start()
             _run(executor, _policies(space, 2 * workers, seed=99))  # warm-up, not counted
             wall, outcomes = _run(executor, _policies(space, trials, seed=1))
         failed = [o.error for o in outcomes if o.result is None]
+        phases = {p: statistics.median(o.result.timings[p] for o in outcomes if o.result) for p in PHASES}
+        print(
+            f"  {workers} worker(s) phase medians (s): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in phases.items())
+        )
         rates[workers] = 60 * trials / wall
         overheads = [o.wall_s - sum(o.result.timings.values()) for o in outcomes if o.result]
         shares = [(o.wall_s - sum(o.result.timings.values())) / o.wall_s for o in outcomes if o.result]
@@ -105,11 +111,17 @@ def latency_honesty(task, space, settings, rounds: int, gated: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--no-gate", action="store_true", help="scaling only, each worker with its own gate")
     args = parser.parse_args()
     task = digits_task()
     space = SearchSpace(tuple(discover_groups(task.model, task.input_shape)))
     settings = TrialSettings(latency=LatencySettings(batch_size=64, threads=1, warmup=10, repeats=30))
+    if args.no_gate:
+        with tempfile.TemporaryDirectory() as scratch:
+            print("WITHOUT the latency gate (--no-latency-gate: each worker process its own gate):")
+            scaling(task, space, settings, args.trials, gate_dir=scratch + "/{pid}")
+        return
     scaling(task, space, settings, args.trials)
     latency_honesty(task, space, settings, args.rounds, gated=True)
     latency_honesty(task, space, settings, args.rounds, gated=False)

@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--max-retries", type=int, default=2, help="re-runs of a trial whose worker or node died (default 2)"
     )
+    where.add_argument(
+        "--no-latency-gate",
+        dest="latency_gate",
+        action="store_false",
+        help="let latency measurements overlap other trials' compute on the node "
+        "(more trials per minute, noisier latency)",
+    )
     for sub in (search,):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -131,7 +138,7 @@ def _search(args: argparse.Namespace) -> int:
 
     if args.resume:
         defaults = vars(build_parser().parse_args(["search"]))
-        where = ("workers", "ray_address", "cpus_per_trial", "gpus_per_trial", "max_retries")
+        where = ("workers", "ray_address", "cpus_per_trial", "gpus_per_trial", "max_retries", "latency_gate")
         kept = {"command", "resume", "name", "out", "trials", "timeout", "quiet", "debug", *where}
         ignored = sorted(k for k, v in vars(args).items() if k not in kept and v != defaults[k])
         if ignored:
@@ -174,6 +181,7 @@ def _search(args: argparse.Namespace) -> int:
             cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial,
             max_retries=args.max_retries,
+            latency_gate=args.latency_gate,
         )
     return run_job(spec, progress=not args.quiet)
 

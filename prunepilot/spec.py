@@ -9,7 +9,7 @@ from prunepilot.budget import Budget, parse_budget
 from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.policies import MAX_RATIO, criterion_names
-from prunepilot.search.executors import RaySettings
+from prunepilot.search.executors import UNGATED_DIR, RaySettings
 from prunepilot.trial import TrialSettings
 
 
@@ -48,6 +48,8 @@ class JobSpec:
         cpus_per_trial: CPUs a trial reserves on Ray (and its torch threads).
         gpus_per_trial: GPUs a trial reserves on Ray; a trial given a GPU runs on CUDA.
         max_retries: Times Ray re-runs a trial whose worker process or node died.
+        latency_gate: Pause a node's other trials while one measures latency (honest latency at
+            some throughput); False lets measurements overlap other trials' compute.
     """
 
     budget: str | None = None
@@ -79,6 +81,7 @@ class JobSpec:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_retries: int = 2
+    latency_gate: bool = True
     _budget: Budget | None = field(default=None, init=False, repr=False, compare=False)
 
     def validate(self) -> JobSpec:
@@ -140,6 +143,7 @@ class JobSpec:
             cpus_per_trial=self.cpus_per_trial,
             gpus_per_trial=self.gpus_per_trial,
             max_retries=self.max_retries,
+            **({} if self.latency_gate else {"gate_dir": UNGATED_DIR}),
         )
 
     def final_settings(self, settings: TrialSettings) -> TrialSettings:

@@ -295,3 +295,17 @@ def test_python_dash_m_entry_point_reports_bad_input_without_traceback(tmp_path)
 def test_small_digits_fixture_is_small():
     train, val, test = small_digits_data()
     assert (len(train), len(val), len(test)) == (400, 150, 150)
+
+
+def test_search_on_a_local_ray_instance_and_ray_is_stopped_after(capsys, tmp_path, tiny_flags):
+    import ray
+
+    flags = [f for f in tiny_flags]
+    flags[flags.index("--workers") + 1] = "2"
+    code, out, _ = run_cli(capsys, "search", "--budget", "1000ms", "--trials", "4", "--out", tmp_path,
+                           "--name", "r", *flags)  # fmt: skip
+    assert code == 0
+    assert "Ray (a local Ray instance): 2 trial(s) in flight" in out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [t["state"] for t in report["trials"]] == ["COMPLETE"] * 4
+    assert not ray.is_initialized()

@@ -139,3 +139,8 @@ def slow_trial(model, data, policy, settings, **where):
     result = run_trial(model, data, policy, settings, **where)
     marker.unlink(missing_ok=True)
     return result
+
+
+def failing_trial(model, data, policy, settings, **where):
+    """A trial function that raises, as a broken user model might."""
+    raise ValueError("bad batch norm")

@@ -45,7 +45,8 @@ class NodeGate(NullGate):
     """
 
     def __init__(self, folder: str | Path = DEFAULT_DIR) -> None:
-        self.folder = str(folder)
+        # "{pid}" in the folder gives each process a gate of its own (no coordination: benchmarks).
+        self.folder = str(folder).replace("{pid}", str(os.getpid()))
         self._handles: dict[str, int] | None = None
 
     def __getstate__(self) -> dict:

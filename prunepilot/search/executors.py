@@ -25,6 +25,8 @@ from prunepilot.trial import TrialResult, TrialSettings, run_trial
 
 TrialFn = Callable[..., TrialResult]
 
+#: A gate folder per worker process: measurements are not coordinated (``--no-latency-gate``).
+UNGATED_DIR = str(NodeGate().folder) + "-{pid}"
 #: Ray's object store on a local instance (bytes): the model and data are put there once.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 
@@ -171,7 +173,8 @@ class RaySettings:
         cpus_per_trial: CPUs a trial reserves (and its torch threads).
         gpus_per_trial: GPUs a trial reserves (fractions allowed); a trial with a GPU runs on CUDA.
         max_retries: Times Ray re-runs a trial whose worker process or node died.
-        gate_dir: Node-local folder of the latency measurement gate.
+        gate_dir: Node-local folder of the latency measurement gate (``{pid}`` in it gives each
+            worker process its own, i.e. no coordination).
     """
 
     address: str | None = None

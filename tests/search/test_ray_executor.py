@@ -157,3 +157,10 @@ def test_a_node_leaving_mid_trial_gets_its_trials_rescheduled(
     assert removed, "no trial ran on the node that was to leave"
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     assert all(t.user_attrs["placement"]["node_id"] != victim.node_id for t in study.trials)
+
+
+def test_a_trial_that_raises_on_a_worker_fails_with_its_error_text(cluster, trained_tiny, digits, tmp_path):
+    study, _ = _search(trained_tiny, digits, RaySettings(), 2, zoo.failing_trial, tmp_path)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert all("ValueError: bad batch norm" in t.user_attrs["error"] for t in study.trials)
+    assert all("failing_trial" in t.user_attrs["traceback"] for t in study.trials)
