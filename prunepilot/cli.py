@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    search.add_argument("--budget", help=f"what the model must fit: {ACCEPTED_FORMS}")
+    search.add_argument("--budget", help="what the model must fit: " + ACCEPTED_FORMS.replace("%", "%%"))
     search.add_argument("--trials", type=int, default=None, help="trials to finish (default 24)")
     search.add_argument(
         "--timeout", type=_positive_float, default=None, help="seconds after which no new trial starts"

@@ -309,3 +309,22 @@ def test_search_on_a_local_ray_instance_and_ray_is_stopped_after(capsys, tmp_pat
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert [t["state"] for t in report["trials"]] == ["COMPLETE"] * 4
     assert not ray.is_initialized()
+
+
+def test_help_lists_every_flag_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    for flag in (
+        "--budget",
+        "50%",
+        "--workers",
+        "--ray-address",
+        "--gpus-per-trial",
+        "--no-latency-gate",
+        "--resume",
+        "--dry-run",
+        "exit codes",
+    ):
+        assert flag in out
