@@ -57,11 +57,22 @@ def measure_latency(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
     model.eval()
-    with (gate or NullGate()).measure():
+    gate = gate or NullGate()
+    torch.set_num_threads(settings.threads)
+    try:
+        # Warm-up needs no quiet node: it runs as ordinary compute, and only the timed passes
+        # (after two passes to re-warm the caches) hold the node exclusively.
+        with gate.compute(), torch.inference_mode():
+            for _ in range(settings.warmup):
+                model(inputs)
+            sync()
+    finally:
+        torch.set_num_threads(previous_threads)
+    with gate.measure():
         torch.set_num_threads(settings.threads)
         try:
             with torch.inference_mode():
-                for _ in range(settings.warmup):
+                for _ in range(min(2, settings.warmup)):
                     model(inputs)
                 sync()
                 times = []
