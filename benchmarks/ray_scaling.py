@@ -81,7 +81,7 @@ def latency_honesty(task, space, settings, rounds: int, gated: bool) -> None:
     another, alternately (so drift in the machine's speed hits both alike)."""
     probe = space.uniform(0.5)
     busy, alone = [], []
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch:  # noqa: SIM117 - the executor line is long
         with RayExecutor(
             task.model, task.search_data, settings, RaySettings(workers=2, gate_dir=scratch)
         ) as ex:
