@@ -40,7 +40,8 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
             if (run / "study.journal").exists():
                 trials = _trials(run)
                 done = [t for t in trials if t.state.is_finished()]
-                if len(done) >= 2 and trials[-1].state.name == "RUNNING":
+                last = trials[-1]
+                if len(done) >= 2 and last.state.name == "RUNNING" and "policy" in last.user_attrs:
                     break
         else:
             raise AssertionError("the search did not reach its third trial in time")

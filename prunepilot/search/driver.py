@@ -63,7 +63,10 @@ def open_study(run_dir: Path, seed: int) -> optuna.Study:
 
 
 def recover_interrupted(study: optuna.Study) -> int:
-    """Tells FAIL every trial a dead driver left RUNNING and re-enqueues its parameters.
+    """Tells FAIL every trial a dead driver left RUNNING and re-enqueues its policy.
+
+    A trial stopped before its policy was fully proposed (no ``policy`` attribute yet) ran no
+    work; it is told FAIL and not re-enqueued.
 
     Returns:
         The number of trials recovered.
@@ -77,9 +80,8 @@ def recover_interrupted(study: optuna.Study) -> int:
         )
         study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # noqa: SLF001
         study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(
-            trial.params, user_attrs={k: v for k, v in trial.user_attrs.items() if k == "policy"}
-        )
+        if "policy" in trial.user_attrs:
+            study.enqueue_trial(trial.params, user_attrs={"policy": trial.user_attrs["policy"]})
     return len(stale)
 
 

@@ -70,6 +70,7 @@ def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digit
     dead = open_study(tmp_path, 0)
     orphan = dead.ask()
     orphan_policy = space.suggest(orphan)
+    orphan.set_user_attr("policy", orphan_policy.to_dict())  # the driver records it before running
 
     study = open_study(tmp_path, 0)
     assert recover_interrupted(study) == 1
