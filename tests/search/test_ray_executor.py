@@ -164,3 +164,27 @@ def test_a_trial_that_raises_on_a_worker_fails_with_its_error_text(cluster, trai
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
     assert all("ValueError: bad batch norm" in t.user_attrs["error"] for t in study.trials)
     assert all("failing_trial" in t.user_attrs["traceback"] for t in study.trials)
+
+
+def test_the_cli_joins_an_existing_cluster_by_address(cluster, tiny_flags, tmp_path, capsys):
+    import json
+
+    from prunepilot.cli import main
+
+    c, _ = cluster
+    ray.shutdown()  # the CLI connects by itself, like a job on a real cluster
+    try:
+        flags = [f for f in tiny_flags]
+        flags[flags.index("--workers") + 1] = "2"
+        code = main(["search", "--budget", "1000ms", "--trials", "4", "--out", str(tmp_path), "--name", "a",
+                     "--ray-address", c.address, *flags])  # fmt: skip
+        out = capsys.readouterr().out
+        assert code == 0
+        assert f"Ray ({c.address})" in out
+        report = json.loads((tmp_path / "a" / "report.json").read_text())
+        assert [t["state"] for t in report["trials"]] == ["COMPLETE"] * 4
+        assert not ray.is_initialized()  # disconnected; the cluster itself keeps running
+        assert all(node.remaining_processes_alive() for node in c.list_all_nodes())
+    finally:
+        if not ray.is_initialized():
+            ray.init(address=c.address, logging_level="ERROR")
