@@ -56,8 +56,15 @@ class NodeGate(NullGate):
         if self._handles is None:
             self._handles = {}
         if name not in self._handles:
-            Path(self.folder).mkdir(parents=True, exist_ok=True)
-            self._handles[name] = os.open(os.path.join(self.folder, name), os.O_RDWR | os.O_CREAT, 0o666)
+            folder = Path(self.folder)
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(OSError):  # shared by every user's trials on the node
+                    folder.chmod(0o1777)
+            path = os.path.join(self.folder, name)
+            self._handles[name] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o666)
         return self._handles[name]
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -73,16 +74,21 @@ def recover_interrupted(study: optuna.Study) -> int:
     """
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
-        study._storage.set_trial_user_attr(  # noqa: SLF001 - no public API for another's trial
-            trial._trial_id,
-            "error",
-            "interrupted: the driver stopped during this trial",  # noqa: SLF001
-        )
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # noqa: SLF001
-        study.tell(trial.number, state=TrialState.FAIL)
-        if "policy" in trial.user_attrs:
-            study.enqueue_trial(trial.params, user_attrs={"policy": trial.user_attrs["policy"]})
+        abandon(study, trial, "interrupted: the driver stopped during this trial")
     return len(stale)
+
+
+def abandon(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, reason: str) -> None:
+    """Ends a trial that did not run to its end as FAIL (marked interrupted) and re-enqueues its
+    policy, so that a later run computes it."""
+    storage, trial_id = study._storage, trial._trial_id  # noqa: SLF001 - no public API for this
+    user_attrs = storage.get_trial(trial_id).user_attrs
+    storage.set_trial_user_attr(trial_id, "error", reason)
+    storage.set_trial_user_attr(trial_id, "interrupted", True)
+    study.tell(trial.number, state=TrialState.FAIL)
+    if "policy" in user_attrs:
+        params = storage.get_trial(trial_id).params
+        study.enqueue_trial(params, user_attrs={"policy": user_attrs["policy"]})
 
 
 def warm_start(study: optuna.Study, space: SearchSpace, policies: list[Policy]) -> None:
@@ -122,6 +128,7 @@ def run_search(
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = tqdm(total=remaining, desc="trials", unit="trial", disable=not progress, leave=True)
     in_flight: dict[Hashable, optuna.Trial] = {}
+    asking: optuna.Trial | None = None
     submitted = 0
     try:
         while True:
@@ -130,12 +137,13 @@ def run_search(
                 and submitted < remaining
                 and (deadline is None or time.monotonic() < deadline)
             ):
-                trial = study.ask()
+                asking = trial = study.ask()
                 suggested = space.suggest(trial)  # records the trial's params, enqueued ones too
                 fixed = trial.user_attrs.get("policy")
                 policy = Policy.from_dict(fixed) if fixed else suggested
                 trial.set_user_attr("policy", policy.to_dict())
                 in_flight[executor.submit(policy)] = trial
+                asking = None
                 submitted += 1
             if not in_flight:
                 break
@@ -143,6 +151,17 @@ def run_search(
             _tell(study, in_flight.pop(handle), outcome, objective)
             bar.update(1)
             bar.set_postfix_str(_progress_text(study, objective), refresh=True)
+    except BaseException as exc:
+        # Nothing stays RUNNING: trials in flight (and one being asked) end FAIL, re-enqueued.
+        reason = (
+            "interrupted: the search was stopped during this trial"
+            if isinstance(exc, KeyboardInterrupt)
+            else f"interrupted: the driver failed ({type(exc).__name__}: {exc})"
+        )
+        for trial in [*in_flight.values(), *([asking] if asking is not None else [])]:
+            with contextlib.suppress(Exception):
+                abandon(study, trial, reason)
+        raise
     finally:
         bar.close()
     return submitted

@@ -6,7 +6,9 @@ policies to an executor and reads outcomes back as trials finish, in any order.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError, invalid_parameter
-from prunepilot.evaluators.gate import NodeGate, NullGate
+from prunepilot.evaluators.gate import DEFAULT_DIR, NodeGate, NullGate
 from prunepilot.policies import Policy
 from prunepilot.tasks.base import TaskData
 from prunepilot.trial import TrialResult, TrialSettings, run_trial
@@ -26,7 +28,7 @@ from prunepilot.trial import TrialResult, TrialSettings, run_trial
 TrialFn = Callable[..., TrialResult]
 
 #: A gate folder per worker process: measurements are not coordinated (``--no-latency-gate``).
-UNGATED_DIR = str(NodeGate().folder) + "-{pid}"
+UNGATED_DIR = "{tmp}/prunepilot-gate-{pid}"
 #: Ray's object store on a local instance (bytes): the model and data are put there once.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 
@@ -141,7 +143,7 @@ def _ray_trial(
     policy: Policy,
     settings: TrialSettings,
     threads: int,
-    gate_dir: str,
+    gate_dir: str | None,
 ) -> TrialOutcome:
     """The body of a Ray task: threads to match the task's CPUs, CUDA when a GPU is assigned."""
     import ray
@@ -150,7 +152,12 @@ def _ray_trial(
     gpu_ids = ray.get_gpu_ids()
     device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
     context = ray.get_runtime_context()
-    outcome = execute(trial_fn, model, data, policy, settings, device, NodeGate(gate_dir))
+    folder = (gate_dir or str(DEFAULT_DIR)).replace("{tmp}", tempfile.gettempdir())
+    gate = NodeGate(folder)  # resolved on the worker's node, not the driver's
+    try:
+        outcome = execute(trial_fn, model, data, policy, settings, device, gate)
+    finally:
+        gate.close()
     outcome.placement.update(
         node_id=context.get_node_id(),
         node_ip=ray.util.get_node_ip_address(),
@@ -173,8 +180,9 @@ class RaySettings:
         cpus_per_trial: CPUs a trial reserves (and its torch threads).
         gpus_per_trial: GPUs a trial reserves (fractions allowed); a trial with a GPU runs on CUDA.
         max_retries: Times Ray re-runs a trial whose worker process or node died.
-        gate_dir: Node-local folder of the latency measurement gate (``{pid}`` in it gives each
-            worker process its own, i.e. no coordination).
+        gate_dir: Node-local folder of the latency measurement gate; None for the node's default
+            (``{tmp}`` is the node's temporary folder; ``{pid}`` gives each worker process its own
+            gate, i.e. no coordination).
     """
 
     address: str | None = None
@@ -182,7 +190,7 @@ class RaySettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_retries: int = 2
-    gate_dir: str = str(NodeGate().folder)
+    gate_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
@@ -193,6 +201,20 @@ class RaySettings:
             raise invalid_parameter("gpus_per_trial", "RaySettings", "a number >= 0", self.gpus_per_trial)
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise invalid_parameter("max_retries", "RaySettings", "an integer >= 0", self.max_retries)
+
+
+def _trials_that_fit(nodes: list[dict], cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the alive nodes hold at once (each trial on one node)."""
+    total = 0
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        fit = int(resources.get("CPU", 0.0) / cpus_per_trial + 1e-9)
+        if gpus_per_trial > 0:
+            fit = min(fit, int(resources.get("GPU", 0.0) / gpus_per_trial + 1e-9))
+        total += fit
+    return total
 
 
 class RayExecutor(TrialExecutor):
@@ -231,18 +253,19 @@ class RayExecutor(TrialExecutor):
 
         self._ray = ray
         if not ray.is_initialized():
-            python_path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
-            runtime_env = {"env_vars": {"PYTHONPATH": python_path}}
             try:
                 if address:
-                    ray.init(
-                        address=address, runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR"
-                    )
+                    # A cluster's nodes keep their own environment (code ships with the job's
+                    # --working-dir or is installed there).
+                    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
                 else:
-                    cpus = os.cpu_count() or 1
+                    python_path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+                    runtime_env = {"env_vars": {"PYTHONPATH": python_path}}
+                    cpus = None  # Ray's own count respects cgroup limits
                     if rs.workers is not None:
                         cpus = max(1, int(rs.workers * rs.cpus_per_trial + 0.999))
                     ray.init(
+                        address="local",
                         num_cpus=cpus,
                         num_gpus=torch.cuda.device_count(),
                         object_store_memory=LOCAL_OBJECT_STORE_BYTES,
@@ -257,27 +280,31 @@ class RayExecutor(TrialExecutor):
                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
                 ) from exc
             self._started_ray = True
-        resources = ray.cluster_resources()
-        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-        if rs.cpus_per_trial > cpus or rs.gpus_per_trial > gpus:
+        try:
+            fit = _trials_that_fit(ray.nodes(), rs.cpus_per_trial, rs.gpus_per_trial)
+            if fit == 0:
+                totals = ray.cluster_resources()
+                raise UsageError(
+                    f"A trial asks for {rs.cpus_per_trial:g} CPU(s) and {rs.gpus_per_trial:g} GPU(s) on one "
+                    f"node but no node of the Ray cluster has that much (the cluster has "
+                    f"{totals.get('CPU', 0):g} CPU(s) and {totals.get('GPU', 0):g} GPU(s) in all); lower "
+                    "--cpus-per-trial or --gpus-per-trial."
+                )
+            self.capacity = rs.workers or fit
+            self._model_ref = ray.put(self.model)
+            self._data_ref = ray.put(self.data)
+            # Resources go to ray.remote itself: only then does Ray give GPU tasks a fresh worker
+            # each time (max_calls=1), so a trial runs on the GPU it was assigned.
+            self._remote = ray.remote(
+                num_cpus=rs.cpus_per_trial,
+                num_gpus=rs.gpus_per_trial,
+                max_retries=rs.max_retries,
+                retry_exceptions=False,
+                max_calls=1 if rs.gpus_per_trial > 0 else 0,
+            )(_ray_trial)
+        except BaseException:
             self.shutdown()
-            raise UsageError(
-                f"A trial asks for {rs.cpus_per_trial:g} CPU(s) and {rs.gpus_per_trial:g} GPU(s) but the "
-                f"Ray cluster has {cpus:g} CPU(s) and {gpus:g} GPU(s); lower --cpus-per-trial or "
-                "--gpus-per-trial."
-            )
-        fit = int(cpus // rs.cpus_per_trial)
-        if rs.gpus_per_trial > 0:
-            fit = min(fit, int(gpus // rs.gpus_per_trial + 1e-9))
-        self.capacity = rs.workers or max(1, fit)
-        self._model_ref = ray.put(self.model)
-        self._data_ref = ray.put(self.data)
-        self._remote = ray.remote(_ray_trial).options(
-            num_cpus=rs.cpus_per_trial,
-            num_gpus=rs.gpus_per_trial,
-            max_retries=rs.max_retries,
-            retry_exceptions=False,
-        )
+            raise
         return self
 
     def submit(self, policy: Policy) -> Hashable:
@@ -316,7 +343,8 @@ class RayExecutor(TrialExecutor):
         if ray is None:
             return
         for ref in list(self._pending):
-            ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):  # the connection may be gone; shut down anyway
+                ray.cancel(ref, force=True)
         self._pending.clear()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()

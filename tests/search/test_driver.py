@@ -86,3 +86,32 @@ def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digit
     assert "interrupted" in study.trials[orphan.number].user_attrs["error"]
     assert finished_count(study) == 5
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_ctrl_c_mid_trial_leaves_no_trial_running_and_requeues_it(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    import pytest
+
+    space, data = _setup(tmp_path, trained_tiny, digits)
+
+    class StopOnSecond(CountingTrial):
+        def __call__(self, model, data, policy, settings, **where):
+            if len(self.policies) == 1:
+                self.policies.append(policy)
+                raise KeyboardInterrupt
+            return super().__call__(model, data, policy, settings, **where)
+
+    study = open_study(tmp_path, 0)
+    trial_fn = StopOnSecond()
+    with pytest.raises(KeyboardInterrupt):
+        run_search(study, InProcessExecutor(trained_tiny, data, fast_settings, trial_fn), space,
+                   Objective("latency_ms", 6.0), 4, progress=False)  # fmt: skip
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "WAITING"]  # the stopped trial is queued again
+    assert "interrupted" in study.trials[1].user_attrs["error"]
+    again = CountingTrial()
+    run_search(study, InProcessExecutor(trained_tiny, data, fast_settings, again), space,
+               Objective("latency_ms", 6.0), 4, progress=False)  # fmt: skip
+    assert again.policies[0] == trial_fn.policies[1]
+    assert finished_count(study) == 4
