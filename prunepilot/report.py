@@ -38,6 +38,28 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
+#: A FLOPs cut at least this large with a latency gain below MIN_SPEEDUP "bought no latency".
+NOTABLE_FLOPS_CUT = 0.10
+MIN_SPEEDUP = 1.02
+
+
+def speedups(study: optuna.Study, baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each point of the full front: measured latency speed-up next to the FLOPs cut."""
+    rows = []
+    for trial in pareto.full_front(study):
+        result = trial.user_attrs["result"]
+        speedup = baseline["latency_ms"] / result["latency_ms"]
+        cut = 1 - result["flops"] / baseline["flops"]
+        rows.append({
+            "number": trial.number,
+            "flops_reduction": cut,
+            "latency_speedup": speedup,
+            "faster": speedup >= MIN_SPEEDUP,
+            "flops_cut_bought_no_latency": cut >= NOTABLE_FLOPS_CUT and speedup < MIN_SPEEDUP,
+        })  # fmt: skip
+    return rows
+
+
 def build_report(
     study: optuna.Study,
     header: dict[str, Any],
@@ -58,6 +80,7 @@ def build_report(
         **header,
         "trials": [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()],
         "front": [t.number for t in pareto.feasible_front(study)],
+        "speedups": speedups(study, header["baseline"]),
         "full_front": [t.number for t in pareto.full_front(study)],
         "chosen": trial_record(chosen) if chosen else None,
         "closest": trial_record(closest) if chosen is None and closest else None,
@@ -182,4 +205,20 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             f"| {number} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | "
             f"{format_metric('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f} |"
         )
+    lines += [
+        "",
+        "## Measured speed-up against FLOPs cut (every point of the front, within budget or not)",
+        "",
+        "| trial | FLOPs cut | latency speed-up | |",
+        "|---|---|---|---|",
+    ]
+    for row in report.get("speedups", []):
+        flag = "**FLOPs cut bought no latency**" if row["flops_cut_bought_no_latency"] else ""
+        lines.append(
+            f"| {row['number']} | {100 * row['flops_reduction']:.0f}% | "
+            f"{row['latency_speedup']:.2f}x | {flag} |"
+        )
+    wasted = [row["number"] for row in report.get("speedups", []) if row["flops_cut_bought_no_latency"]]
+    if wasted:
+        lines += ["", f"Trials {wasted} cut FLOPs by 10% or more but were not measurably faster."]
     return "\n".join(lines) + "\n"

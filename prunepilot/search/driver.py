@@ -148,7 +148,7 @@ def run_search(
             if not in_flight:
                 break
             handle, outcome = executor.wait_any()
-            _tell(study, in_flight.pop(handle), outcome, objective)
+            tell_outcome(study, in_flight.pop(handle), outcome, objective)
             bar.update(1)
             bar.set_postfix_str(_progress_text(study, objective), refresh=True)
     except BaseException as exc:
@@ -167,7 +167,10 @@ def run_search(
     return submitted
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, objective: Objective) -> None:
+def tell_outcome(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, objective: Objective
+) -> None:
+    """Records a trial's outcome: FAIL with its reason, or its values and budget constraint."""
     trial.set_user_attr("placement", outcome.placement)
     trial.set_user_attr("worker_s", outcome.worker_s)
     trial.set_user_attr("wall_s", outcome.wall_s)
