@@ -40,6 +40,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="prunepilot", description="Automated pruning-policy search.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"prunepilot {__version__}")
@@ -82,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tuning.add_argument(
         "--round-to", type=int, default=1, help="round kept channels up to a multiple of this"
+    )
+    tuning.add_argument(
+        "--round-to-choices",
+        type=_int_list,
+        default=None,
+        help="let the search choose the rounding per policy, e.g. 1,8,16 (overrides --round-to)",
     )
     tuning.add_argument("--criteria", help=f"comma-separated subset of {','.join(criterion_names())}")
     latency = search.add_argument_group("latency measurement")
@@ -174,6 +187,7 @@ def _search(args: argparse.Namespace) -> int:
             latency_repeats=args.latency_repeats,
             ratio_max=args.ratio_max,
             round_to=args.round_to,
+            round_to_choices=args.round_to_choices,
             criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
             dry_run=args.dry_run,
             workers=args.workers,

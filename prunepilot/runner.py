@@ -118,6 +118,8 @@ def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job
     task = load_task(spec.model, spec.weights, spec.data, spec.input_shape, progress=progress)
     groups = discover_groups(task.model, task.input_shape)
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
+    if spec.round_to_choices:
+        criteria["round_to_choices"] = tuple(spec.round_to_choices)
     space = SearchSpace(tuple(groups), ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria)
     if start_policy is not None:
         unknown = sorted(set(start_policy.groups) - {g.name for g in groups})

@@ -40,6 +40,7 @@ class JobSpec:
         latency_repeats: Timed forward passes per latency measurement (median taken).
         ratio_max: Largest pruning ratio proposed for a group.
         round_to: Kept channels are rounded up to a multiple of this.
+        round_to_choices: Roundings the search chooses from per policy; None keeps ``round_to``.
         criteria: Criteria the search may choose from; None for all.
         dry_run: Print groups, baseline and space; run no trial.
         workers: Trials in flight on Ray; None sizes it to the cluster; 0 runs trials one at a
@@ -74,6 +75,7 @@ class JobSpec:
     latency_repeats: int = 30
     ratio_max: float = 0.8
     round_to: int = 1
+    round_to_choices: list[int] | None = None
     criteria: list[str] | None = None
     dry_run: bool = False
     workers: int | None = None
@@ -95,6 +97,11 @@ class JobSpec:
         _integer(self, "threads", 1)
         _integer(self, "latency_repeats", 1)
         _integer(self, "round_to", 1)
+        if self.round_to_choices is not None and (
+            not self.round_to_choices
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.round_to_choices)
+        ):
+            raise _invalid("round_to_choices", "a non-empty list of integers >= 1", self.round_to_choices)
         if self.latency_batch is not None:
             _integer(self, "latency_batch", 1)
         if self.workers is not None:

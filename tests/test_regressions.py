@@ -120,3 +120,14 @@ def test_ctrl_c_during_the_search_exits_130_and_resume_continues(capsys, tmp_pat
     assert "--resume --name c" in err and "Traceback" not in err
     monkeypatch.setattr(runner, "run_search", real)
     assert main(["search", "--resume", "--name", "c", "--out", str(tmp_path), "--quiet"]) == 0
+
+
+def test_round_to_choices_from_the_command_line(capsys, tmp_path, tiny_flags):
+    code, _, _ = run_cli(capsys, "search", "--budget", "1000ms", "--trials", "3", "--round-to-choices", "1,4",
+                         "--out", tmp_path, "--name", "rt", *tiny_flags)  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "rt" / "report.json").read_text())
+    assert {t["policy"]["round_to"] for t in report["trials"]} <= {1, 4}
+    code, _, err = run_cli(capsys, "search", "--budget", "2x", "--round-to-choices", "0,8", "--out", tmp_path)
+    assert code == 2
+    assert_one_line_error(err, "'round_to_choices' parameter")

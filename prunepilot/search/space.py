@@ -25,7 +25,9 @@ class SearchSpace:
         ratio_high: Largest ratio proposed for a group (at most ``MAX_RATIO``).
         ratio_step: Ratios are proposed on this grid.
         criteria: Criteria proposed (a group without BatchNorm never gets ``bn_scale``).
-        round_to: Channel rounding of every proposed policy.
+        round_to: Channel rounding of every proposed policy (when ``round_to_choices`` is empty).
+        round_to_choices: Channel roundings the search chooses from, one per policy (kept channel
+            counts that suit the hardware's vector width can be faster at equal FLOPs).
     """
 
     groups: tuple[GroupInfo, ...]
@@ -34,8 +36,12 @@ class SearchSpace:
     ratio_step: float = 0.05
     criteria: tuple[str, ...] = field(default_factory=_all_criteria)
     round_to: int = 1
+    round_to_choices: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        for value in (self.round_to, *self.round_to_choices):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise invalid_parameter("round_to", "SearchSpace", "integers >= 1", value)
         if not 0.0 <= self.ratio_low <= self.ratio_high:
             raise invalid_parameter(
                 "ratio_low", "SearchSpace", f"in [0, ratio_high={self.ratio_high}]", self.ratio_low
@@ -84,7 +90,10 @@ class SearchSpace:
                 else choices[0]
             )
             settings[group.name] = GroupSetting(round(ratio, 6), criterion)
-        return Policy(settings, self.round_to)
+        round_to = self.round_to
+        if self.round_to_choices:
+            round_to = trial.suggest_categorical("round_to", list(self.round_to_choices))
+        return Policy(settings, round_to)
 
     def params_of(self, policy: Policy) -> dict[str, float | str]:
         """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
@@ -98,6 +107,9 @@ class SearchSpace:
             if len(choices) > 1:
                 criterion = setting.criterion if setting.criterion in choices else choices[0]
                 params[f"{group.name}:criterion"] = criterion
+        if self.round_to_choices:
+            choices = self.round_to_choices
+            params["round_to"] = policy.round_to if policy.round_to in choices else choices[0]
         return params
 
     def uniform(self, ratio: float, criterion: str | None = None) -> Policy:
@@ -107,13 +119,17 @@ class SearchSpace:
             choices = self.criteria_for(group)
             chosen = criterion or self.default_criterion
             settings[group.name] = GroupSetting(ratio, chosen if chosen in choices else choices[0])
-        return Policy(settings, self.round_to)
+        round_to = self.round_to
+        if self.round_to_choices and round_to not in self.round_to_choices:
+            round_to = self.round_to_choices[0]
+        return Policy(settings, round_to)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
         return [
             f"ratio per group: {self.ratio_low:g} .. {self.max_ratio:g} step {self.ratio_step:g}",
             f"criteria: {', '.join(self.criteria)} (bn_scale only where a group has BatchNorm)",
-            f"channel rounding (round_to): {self.round_to}",
+            "channel rounding (round_to): "
+            + (f"one of {list(self.round_to_choices)}" if self.round_to_choices else str(self.round_to)),
             f"groups: {len(self.groups)}",
         ]

@@ -63,3 +63,26 @@ def test_space_from_real_groups(trained_tiny):
     uniform = space.uniform(0.5)
     assert set(uniform.groups) == {g.name for g in groups}
     assert any("criteria" in line for line in space.describe())
+
+
+def test_round_to_can_be_part_of_the_space():
+    space = SearchSpace((_group("a"),), round_to_choices=(1, 8, 16))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(3))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        policy = space.suggest(trial)
+        seen.add(policy.round_to)
+        assert space.suggest(optuna.trial.FixedTrial(space.params_of(policy))) == policy
+        study.tell(trial, [0.5, 1.0])
+    assert seen == {1, 8, 16}
+    assert any("one of [1, 8, 16]" in line for line in space.describe())
+    with pytest.raises(UsageError, match="'round_to' parameter of SearchSpace"):
+        SearchSpace((_group("a"),), round_to_choices=(0,))
+
+
+def test_warm_start_policies_use_a_rounding_from_the_space():
+    space = SearchSpace((_group("a"),), round_to_choices=(8, 16))
+    policy = space.uniform(0.5)
+    assert policy.round_to == 8
+    assert space.params_of(policy)["round_to"] == 8
