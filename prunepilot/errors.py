@@ -33,6 +33,12 @@ class Interrupted(PrunepilotError):
     exit_code = EXIT_INTERRUPTED
 
 
+def check_integer(owner: str, name: str, value: object, low: int) -> None:
+    """Raises the standard message unless ``value`` is an integer (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise invalid_parameter(name, owner, f"an integer >= {low}", value)
+
+
 def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> UsageError:
     """Builds the one message shape used for every invalid parameter.
 

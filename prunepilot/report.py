@@ -43,10 +43,10 @@ NOTABLE_FLOPS_CUT = 0.10
 MIN_SPEEDUP = 1.02
 
 
-def speedups(study: optuna.Study, baseline: dict[str, Any]) -> list[dict[str, Any]]:
-    """For each point of the full front: measured latency speed-up next to the FLOPs cut."""
+def speedups(front: list[FrozenTrial], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each point of ``front``: measured latency speed-up next to the FLOPs cut."""
     rows = []
-    for trial in pareto.full_front(study):
+    for trial in front:
         result = trial.user_attrs["result"]
         speedup = baseline["latency_ms"] / result["latency_ms"]
         cut = 1 - result["flops"] / baseline["flops"]
@@ -75,13 +75,14 @@ def build_report(
         final: The final model's measurements, or None.
     """
     closest = pareto.closest(study)
+    full_front = pareto.full_front(study)
     return {
         "schema": SCHEMA,
         **header,
         "trials": [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()],
         "front": [t.number for t in pareto.feasible_front(study)],
-        "speedups": speedups(study, header["baseline"]),
-        "full_front": [t.number for t in pareto.full_front(study)],
+        "speedups": speedups(full_front, header["baseline"]),
+        "full_front": [t.number for t in full_front],
         "chosen": trial_record(chosen) if chosen else None,
         "closest": trial_record(closest) if chosen is None and closest else None,
         "final": final,

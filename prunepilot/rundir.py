@@ -54,13 +54,12 @@ class RunDir:
         self.path = path
         self._lock_handle = None
 
-    @classmethod
-    def open(cls, root: str | Path, name: str, resume: bool) -> RunDir:
-        """Creates ``root/name`` (or reopens it with ``resume``).
+    @staticmethod
+    def check(root: str | Path, name: str, resume: bool) -> Path:
+        """Checks, without creating anything, that ``root/name`` can be opened; returns the path.
 
         Raises:
-            UsageError: when the folder exists without ``resume``, is missing with ``resume``,
-                or cannot be written.
+            UsageError: when the folder exists without ``resume`` or holds no run with ``resume``.
         """
         path = Path(root) / name
         if resume and not (path / "config.json").is_file():
@@ -69,20 +68,25 @@ class RunDir:
                 "drop --resume to start a new run."
             )
         if not resume and path.exists():
-            raise UsageError(
-                f"The run directory {str(path)!r} already exists; pass --resume to continue it "
-                "or choose another --name."
-            )
+            raise _exists(path)
+        return path
+
+    @classmethod
+    def open(cls, root: str | Path, name: str, resume: bool) -> RunDir:
+        """Creates ``root/name`` (or reopens it with ``resume``).
+
+        Raises:
+            UsageError: when the folder exists without ``resume``, is missing with ``resume``,
+                or cannot be written.
+        """
+        path = cls.check(root, name, resume)
         try:
             path.mkdir(parents=True, exist_ok=resume)
             probe = path / ".write-probe"
             probe.write_bytes(b"")
             probe.unlink()
-        except FileExistsError:
-            raise UsageError(
-                f"The run directory {str(path)!r} already exists; pass --resume to continue it "
-                "or choose another --name."
-            ) from None
+        except FileExistsError:  # created by another run since the check
+            raise _exists(path) from None
         except OSError as exc:
             raise UsageError(
                 f"Cannot write the output directory {str(path)!r}: {exc.strerror}; choose a writable --out."
@@ -122,6 +126,13 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         return json.loads(self.file(name).read_text())
+
+
+def _exists(path: Path) -> UsageError:
+    return UsageError(
+        f"The run directory {str(path)!r} already exists; pass --resume to continue it "
+        "or choose another --name."
+    )
 
 
 def _json_default(obj: Any) -> Any:

@@ -94,7 +94,7 @@ def run_job(spec: JobSpec, progress: bool = True, log: Callable[[str], None] | N
             return _search_and_finish(job, run, baseline, start_policy, progress, log)
 
     spec.name = spec.name or default_run_name(spec.out)
-    _check_new_run_dir(spec)
+    RunDir.check(spec.out, spec.name, resume=False)  # before anything slow runs
     job = _prepare(spec, start_policy, progress)
     baseline = _baseline(job)
     _check_reachable(job, budget.resolve(baseline[budget.metric]))
@@ -122,12 +122,7 @@ def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job
         criteria["round_to_choices"] = tuple(spec.round_to_choices)
     space = SearchSpace(tuple(groups), ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria)
     if start_policy is not None:
-        unknown = sorted(set(start_policy.groups) - {g.name for g in groups})
-        if unknown:
-            raise UsageError(
-                f"The policy file {spec.policy!r} names group(s) {unknown} that the model does not "
-                f"have; its groups are {sorted(g.name for g in groups)}."
-            )
+        start_policy.check_groups((g.name for g in groups), f"The policy file {spec.policy!r}")
     latency_batch = DIGITS_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
     return _Job(spec, task, groups, space, spec.trial_settings(latency_batch))
 
@@ -238,15 +233,6 @@ def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:
     if budget.metric == "latency_ms" and budget.fraction is not None:
         return budget.fraction * final["baseline_latency_ms"]
     return limit
-
-
-def _check_new_run_dir(spec: JobSpec) -> None:
-    path = Path(spec.out) / str(spec.name)
-    if path.exists():
-        raise UsageError(
-            f"The run directory {str(path)!r} already exists; pass --resume to continue it "
-            "or choose another --name."
-        )
 
 
 def _baseline(job: _Job) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 
 from prunepilot.budget import Budget, parse_budget
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
@@ -178,11 +178,13 @@ class JobSpec:
 
 
 def _integer(spec: JobSpec, name: str, low: int) -> None:
-    value = getattr(spec, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _invalid(name, f"an integer >= {low}", value)
+    check_integer(_owner(name), name, getattr(spec, name), low)
+
+
+def _owner(name: str) -> str:
+    return f"JobSpec (--{name.replace('_', '-')})"
 
 
 def _invalid(name: str, accepted: str, got: object) -> UsageError:
     """The standard message, naming the field and its flag (``--finetune-steps``)."""
-    return invalid_parameter(name, f"JobSpec (--{name.replace('_', '-')})", accepted, got)
+    return invalid_parameter(name, _owner(name), accepted, got)

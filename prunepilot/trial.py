@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from prunepilot.errors import invalid_parameter
+from prunepilot.errors import check_integer, invalid_parameter
 from prunepilot.evaluators import (
     LatencySettings,
     evaluate_model,
@@ -53,11 +53,8 @@ class TrialSettings:
 
     def __post_init__(self) -> None:
         for name in ("bn_batches", "finetune_steps", "gradient_batches", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise invalid_parameter(name, "TrialSettings", "an integer >= 0", value)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise invalid_parameter("batch_size", "TrialSettings", "an integer >= 1", self.batch_size)
+            check_integer("TrialSettings", name, getattr(self, name), 0)
+        check_integer("TrialSettings", "batch_size", self.batch_size, 1)
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise invalid_parameter("lr", "TrialSettings", "a number > 0", self.lr)
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from prunepilot.errors import invalid_parameter
+from prunepilot.errors import check_integer
 from prunepilot.evaluators.gate import NullGate
 
 
@@ -31,9 +31,7 @@ class LatencySettings:
 
     def __post_init__(self) -> None:
         for name, low in (("batch_size", 1), ("threads", 1), ("warmup", 0), ("repeats", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise invalid_parameter(name, "LatencySettings", f"an integer >= {low}", value)
+            check_integer("LatencySettings", name, getattr(self, name), low)
 
     def to_dict(self) -> dict:
         return asdict(self)

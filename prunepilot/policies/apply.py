@@ -42,12 +42,7 @@ def apply_policy(
     inputs = example_inputs(input_shape)
     graph = build_graph(pruned, inputs)
     groups = named_groups(pruned, graph, inputs)
-    unknown = sorted(set(policy.groups) - set(groups))
-    if unknown:
-        raise UsageError(
-            f"The policy names group(s) {unknown} that the model does not have; "
-            f"its groups are {sorted(groups)}."
-        )
+    policy.check_groups(groups)
     active = {name: s for name, s in policy.groups.items() if s.ratio > 0}
     if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
         _accumulate_gradients(pruned, gradient_batches)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.policies.criteria import criterion_names
 
 #: Largest pruning ratio a policy may give a group.
@@ -55,8 +55,7 @@ class Policy:
     round_to: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
-            raise invalid_parameter("round_to", "Policy", "an integer >= 1", self.round_to)
+        check_integer("Policy", "round_to", self.round_to, 1)
         for name, setting in self.groups.items():
             if not isinstance(name, str) or not isinstance(setting, GroupSetting):
                 raise invalid_parameter(
@@ -133,6 +132,16 @@ class Policy:
             return cls.from_json(text)
         except UsageError as exc:
             raise UsageError(f"{path}: {exc}") from None
+
+    def check_groups(self, group_names: Iterable[str], source: str = "The policy") -> None:
+        """Raises ``UsageError`` when the policy names a group not in ``group_names``."""
+        names = set(group_names)
+        unknown = sorted(set(self.groups) - names)
+        if unknown:
+            raise UsageError(
+                f"{source} names group(s) {unknown} that the model does not have; "
+                f"its groups are {sorted(names)}."
+            )
 
     def describe(self) -> str:
         """One line: the mean ratio and the criteria used."""

@@ -82,13 +82,12 @@ def abandon(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial,
     """Ends a trial that did not run to its end as FAIL (marked interrupted) and re-enqueues its
     policy, so that a later run computes it."""
     storage, trial_id = study._storage, trial._trial_id  # noqa: SLF001 - no public API for this
-    user_attrs = storage.get_trial(trial_id).user_attrs
+    recorded = storage.get_trial(trial_id)
     storage.set_trial_user_attr(trial_id, "error", reason)
     storage.set_trial_user_attr(trial_id, "interrupted", True)
     study.tell(trial.number, state=TrialState.FAIL)
-    if "policy" in user_attrs:
-        params = storage.get_trial(trial_id).params
-        study.enqueue_trial(params, user_attrs={"policy": user_attrs["policy"]})
+    if "policy" in recorded.user_attrs:
+        study.enqueue_trial(recorded.params, user_attrs={"policy": recorded.user_attrs["policy"]})
 
 
 def warm_start(study: optuna.Study, space: SearchSpace, policies: list[Policy]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators.gate import DEFAULT_DIR, NodeGate, NullGate
 from prunepilot.policies import Policy
 from prunepilot.tasks.base import TaskData
@@ -193,14 +193,13 @@ class RaySettings:
     gate_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise invalid_parameter("workers", "RaySettings", "an integer >= 1", self.workers)
+        if self.workers is not None:
+            check_integer("RaySettings", "workers", self.workers, 1)
         if not self.cpus_per_trial > 0:
             raise invalid_parameter("cpus_per_trial", "RaySettings", "a number > 0", self.cpus_per_trial)
         if not self.gpus_per_trial >= 0:
             raise invalid_parameter("gpus_per_trial", "RaySettings", "a number >= 0", self.gpus_per_trial)
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise invalid_parameter("max_retries", "RaySettings", "an integer >= 0", self.max_retries)
+        check_integer("RaySettings", "max_retries", self.max_retries, 0)
 
 
 def _trials_that_fit(nodes: list[dict], cpus_per_trial: float, gpus_per_trial: float) -> int:

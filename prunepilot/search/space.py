@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
 from prunepilot.policies.criteria import get_criterion
 
@@ -40,8 +40,7 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         for value in (self.round_to, *self.round_to_choices):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise invalid_parameter("round_to", "SearchSpace", "integers >= 1", value)
+            check_integer("SearchSpace", "round_to", value, 1)
         if not 0.0 <= self.ratio_low <= self.ratio_high:
             raise invalid_parameter(
                 "ratio_low", "SearchSpace", f"in [0, ratio_high={self.ratio_high}]", self.ratio_low

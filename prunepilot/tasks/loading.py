@@ -178,7 +178,7 @@ def _check_splits(splits: object, source: str) -> tuple[Dataset, Dataset, Datase
 def _check_forward(task: Task) -> None:
     inputs = torch.stack([task.train[i][0] for i in range(min(2, len(task.train)))])
     try:
-        with torch.inference_mode():
+        with torch.enable_grad():  # one pass serves the shape checks and the training check
             outputs = task.model.eval()(inputs)
     except Exception as exc:  # noqa: BLE001
         raise UsageError(
@@ -196,9 +196,8 @@ def _check_forward(task: Task) -> None:
     if not any(p.requires_grad for p in task.model.parameters()):
         return
     try:
-        with torch.enable_grad():
-            loss = nn.functional.cross_entropy(task.model(inputs), torch.tensor(labels[: len(inputs)]))
-            loss.backward()
+        loss = nn.functional.cross_entropy(outputs, torch.tensor(labels[: len(inputs)]))
+        loss.backward()
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"The model cannot be trained on the data ({type(exc).__name__}: {exc}).") from exc
     finally:
