@@ -22,6 +22,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/latency_predictor.py
+	$(BIN)/python benchmarks/proxy_fidelity.py
+	$(BIN)/python benchmarks/search_quality.py
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate

@@ -16,6 +16,7 @@ from prunepilot import __version__
 from prunepilot.budget import ACCEPTED_FORMS
 from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PrunepilotError
 from prunepilot.policies import criterion_names
+from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 
 EPILOG = """exit codes: 0 budget met, 2 bad input, 3 no trial met the budget (report written),
 130 interrupted (continue with --resume), 1 internal error"""
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print groups, baseline and search space; run no trial"
     )
     task = search.add_argument_group("model and data (default: the built-in digits task)")
+    task.add_argument(
+        "--task",
+        choices=sorted(BUILTIN_TASKS),
+        default=DEFAULT_TASK,
+        help="built-in task when no --model is given: "
+        + "; ".join(f"{t.name}: {t.description}" for t in BUILTIN_TASKS.values()),
+    )
     task.add_argument("--model", help="pkg.module:factory returning a torch.nn.Module")
     task.add_argument("--weights", help="checkpoint (state dict), loaded with weights_only=True")
     task.add_argument("--data", help="pkg.module:factory returning (train, val, test) datasets")
@@ -97,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="let the search choose the rounding per policy, e.g. 1,8,16 (overrides --round-to)",
     )
     tuning.add_argument("--criteria", help=f"comma-separated subset of {','.join(criterion_names())}")
+    tuning.add_argument(
+        "--no-screen",
+        dest="screen",
+        action="store_false",
+        help="train every sampled policy, even those predicted over budget (no budget-aware sampling)",
+    )
+    tuning.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=32,
+        help="policies measured to calibrate the latency predictor that screens a latency budget "
+        "(default 32; 0: no latency screen)",
+    )
     latency = search.add_argument_group("latency measurement")
     latency.add_argument(
         "--latency-batch",
@@ -171,6 +192,7 @@ def _search(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             name=args.name,
             out=args.out,
+            task=args.task,
             model=args.model,
             weights=args.weights,
             data=args.data,
@@ -189,6 +211,8 @@ def _search(args: argparse.Namespace) -> int:
             round_to=args.round_to,
             round_to_choices=args.round_to_choices,
             criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
+            screen=args.screen,
+            calibration_samples=args.calibration_samples,
             dry_run=args.dry_run,
             workers=args.workers,
             ray_address=args.ray_address,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -13,27 +13,25 @@ from prunepilot.evaluators import (
     LatencySettings,
     count_flops,
     count_params,
-    measure_latency,
     serialized_size,
+    time_models,
     top1_accuracy,
 )
 from prunepilot.policies import Policy
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings, prune_and_train
 
-#: Rounds of interleaved baseline/chosen latency measurement (medians of the rounds are kept).
-LATENCY_ROUNDS = 5
+#: The final model and the baseline get this many times the trials' timed passes.
+FINAL_REPEATS_FACTOR = 5
 
 
 def compare_latency(
     baseline: nn.Module, candidate: nn.Module, input_shape: tuple[int, ...], settings: LatencySettings
 ) -> tuple[float, float]:
-    """Medians of interleaved latency rounds of two models, so drift hits both alike."""
-    base, cand = [], []
-    for _ in range(LATENCY_ROUNDS):
-        base.append(measure_latency(baseline, input_shape, settings))
-        cand.append(measure_latency(candidate, input_shape, settings))
-    return statistics.median(base), statistics.median(cand)
+    """Medians of the two models timed in alternating rounds, so drift hits both alike."""
+    longer = replace(settings, repeats=FINAL_REPEATS_FACTOR * settings.repeats)
+    base, cand = time_models([baseline, candidate], input_shape, longer)
+    return base, cand
 
 
 def finalize(task: Task, policy: Policy, settings: TrialSettings) -> tuple[nn.Module, dict[str, Any]]:

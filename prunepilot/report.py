@@ -34,6 +34,8 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "result": trial.user_attrs.get("result"),
         "error": trial.user_attrs.get("error"),
         "interrupted": bool(trial.user_attrs.get("interrupted")),
+        "screened": trial.user_attrs.get("screened"),
+        "repaired_from": trial.user_attrs.get("repaired_from"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
 
@@ -60,6 +62,20 @@ def speedups(front: list[FrozenTrial], baseline: dict[str, Any]) -> list[dict[st
     return rows
 
 
+def screening(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Budget-aware sampling in numbers: policies screened out before training, and the share of
+    trained trials that measured over budget anyway."""
+    trained = [t for t in trials if t["state"] == "COMPLETE"]
+    over = sum(t["feasible"] is False for t in trained)
+    return {
+        "screened_out": sum(bool(t["screened"]) for t in trials),
+        "repaired": sum(t["repaired_from"] is not None for t in trials),
+        "trained": len(trained),
+        "trained_over_budget": over,
+        "trained_over_budget_share": over / len(trained) if trained else None,
+    }
+
+
 def build_report(
     study: optuna.Study,
     header: dict[str, Any],
@@ -76,10 +92,12 @@ def build_report(
     """
     closest = pareto.closest(study)
     full_front = pareto.full_front(study)
+    trials = [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     return {
         "schema": SCHEMA,
         **header,
-        "trials": [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()],
+        "trials": trials,
+        "screening": screening(trials),
         "front": [t.number for t in pareto.feasible_front(study)],
         "speedups": speedups(full_front, header["baseline"]),
         "full_front": [t.number for t in full_front],
@@ -157,6 +175,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         f"- trials: {sum(t['state'] == 'COMPLETE' for t in report['trials'])} complete, "
         f"{sum(t['state'] == 'FAIL' and not t['interrupted'] for t in report['trials'])} failed, "
         f"{sum(bool(t['interrupted']) for t in report['trials'])} interrupted and re-run",
+        _screening_line(report["screening"]),
         "",
     ]
     if final:
@@ -223,3 +242,13 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
     if wasted:
         lines += ["", f"Trials {wasted} cut FLOPs by 10% or more but were not measurably faster."]
     return "\n".join(lines) + "\n"
+
+
+def _screening_line(numbers: dict[str, Any]) -> str:
+    share = numbers["trained_over_budget_share"]
+    return (
+        f"- budget-aware sampling: {numbers['screened_out']} sampled policies screened out before "
+        f"training (predicted over budget), {numbers['repaired']} repaired; "
+        f"{numbers['trained_over_budget']} of {numbers['trained']} trained trials measured over budget"
+        + (f" ({100 * share:.0f}%)" if share is not None else "")
+    )

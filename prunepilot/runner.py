@@ -7,11 +7,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from optuna.trial import FrozenTrial
+from tqdm import tqdm
 
 from prunepilot import __version__
 from prunepilot.budget import Budget, format_metric
@@ -33,17 +35,20 @@ from prunepilot.search import (
 )
 from prunepilot.search.driver import WARM_START_RATIOS
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
+from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
 from prunepilot.trial import TrialSettings
 
-#: Latency batch size for user models when none is given (the default task uses 64).
+#: Latency batch size for user models when none is given (the built-in tasks use 64).
 DEFAULT_LATENCY_BATCH = 1
-DIGITS_LATENCY_BATCH = 64
+BUILTIN_LATENCY_BATCH = 64
 #: Front points tried in turn when the final model misses the budget on re-measurement.
 FINAL_CANDIDATES = 3
 #: Latency measurements of the baseline (their median sets a relative budget).
 BASELINE_ROUNDS = 3
+#: The latency predictor's calibration measurements, in the run directory.
+CALIBRATION_FILE = "latency_calibration.json"
 
 
 def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpec:
@@ -115,7 +120,7 @@ class _Job:
 
 
 def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job:
-    task = load_task(spec.model, spec.weights, spec.data, spec.input_shape, progress=progress)
+    task = load_task(spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task)
     groups = discover_groups(task.model, task.input_shape)
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     if spec.round_to_choices:
@@ -123,7 +128,7 @@ def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job
     space = SearchSpace(tuple(groups), ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria)
     if start_policy is not None:
         start_policy.check_groups((g.name for g in groups), f"The policy file {spec.policy!r}")
-    latency_batch = DIGITS_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
+    latency_batch = BUILTIN_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
     return _Job(spec, task, groups, space, spec.trial_settings(latency_batch))
 
 
@@ -147,14 +152,16 @@ def _search_and_finish(
     assert budget is not None
     limit = budget.resolve(baseline[budget.metric])
     objective = Objective(budget.metric, limit)
+    if budget.metric == "latency_ms":
+        # Trials time their pruned model alongside the base model: drift of the machine cancels.
+        job.settings = settings = replace(settings, reference_latency_ms=baseline["latency_ms"])
+    screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
     study = open_study(run.path, spec.seed)
     recovered = recover_interrupted(study)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
     if not study.trials:
-        warm = [start_policy] if start_policy else []
-        warm += [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
-        warm_start(study, space, warm)
+        warm_start(study, space, _warm_starts(space, start_policy, screen))
     log(
         f"Run {run.path}: baseline val accuracy {baseline['accuracy']:.4f}, "
         f"{format_metric(budget.metric, baseline[budget.metric])}; budget {budget.text} = "
@@ -164,7 +171,7 @@ def _search_and_finish(
     try:
         with _executor(job) as executor:
             log(f"Trials run {executor.describe()}.")
-            ran = run_search(study, executor, space, objective, spec.trials, spec.timeout, progress)
+            ran = run_search(study, executor, space, objective, spec.trials, spec.timeout, progress, screen)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; finished trials are saved in {run.path} - continue with "
@@ -182,18 +189,11 @@ def _search_and_finish(
         "baseline": baseline,
         "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
         "trial_settings": settings.to_dict(),
+        "latency_predictor": screen.predictor.describe() if screen and screen.predictor else None,
     }  # fmt: skip
-    chosen, final, model, policy = None, None, None, None
-    for candidate in _candidates(study):
-        policy = Policy.from_dict(candidate.user_attrs["policy"])
-        log(f"Final fine-tune of trial {candidate.number} ({spec.final_steps} steps) ...")
-        model, final = finalize(task, policy, spec.final_settings(settings))
-        final["budget_limit"] = _final_limit(final, budget, limit)
-        final["budget_met"] = final[budget.metric] <= final["budget_limit"]
-        chosen = candidate
-        if final["budget_met"]:
-            break
-        log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
+    chosen, final, model, policy = finalize_first_fitting(
+        _candidates(study), task, spec.final_settings(settings), budget, limit, log
+    )
     if final is not None and model is not None and policy is not None:
         inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
         final["export"] = {
@@ -216,6 +216,83 @@ def _search_and_finish(
                 f"the report is in {run.path}."
             )
     return EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
+
+
+def _screen(
+    job: _Job,
+    run: RunDir,
+    baseline: dict[str, Any],
+    limit: float,
+    progress: bool,
+    log: Callable[[str], None],
+) -> BudgetScreen | None:
+    """The budget screen of the run; a latency budget calibrates its predictor first (once per
+    run: the measurements are kept in ``latency_calibration.json``)."""
+    spec, task = job.spec, job.task
+    metric = spec.parsed_budget.metric if spec.parsed_budget else "latency_ms"
+    if metric != "latency_ms":
+        return BudgetScreen(task.model, task.input_shape, metric, limit)
+    if spec.calibration_samples == 0:
+        return None
+    path = run.file(CALIBRATION_FILE)
+    if path.is_file():
+        calibration = Calibration.from_dict(run.read_json(CALIBRATION_FILE))
+    else:
+        policies = calibration_policies(job.space, spec.calibration_samples, spec.seed)
+        with tqdm(
+            total=len(policies), desc="latency calibration", unit="policy", disable=not progress
+        ) as bar:
+            calibration = calibrate_latency(task.model, task.input_shape, policies, job.settings.latency, bar)
+        run.write_json(CALIBRATION_FILE, calibration.to_dict())
+    predictor = calibration.predictor()
+    log(
+        f"Latency predictor: fit on {predictor.samples} measured policies, vector width "
+        f"{predictor.width}, cross-validated error {100 * predictor.cv_mape:.1f}%."
+    )
+    return BudgetScreen(task.model, task.input_shape, metric, limit, predictor, baseline["latency_ms"])
+
+
+def _warm_starts(
+    space: SearchSpace, start_policy: Policy | None, screen: BudgetScreen | None
+) -> list[Policy]:
+    """The user's policy, then uniform policies and (with a screen) a uniform and a global LAMP
+    policy that just fit the budget; policies predicted over budget are left out."""
+    warm = [start_policy] if start_policy else []
+    fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
+    if screen is None:
+        return warm + fixed
+    # With a loose budget the least pruning that fits is none at all: the baseline, not worth a trial.
+    fitting = [
+        p
+        for p in (screen.uniform_within(space), screen.global_within(space))
+        if p is not None and any(s.ratio > 0 for s in p.groups.values())
+    ]
+    return warm + fitting + [p for p in fixed if p not in fitting and screen.fits(p)]
+
+
+def finalize_first_fitting(
+    candidates: list[FrozenTrial],
+    task: Task,
+    settings: TrialSettings,
+    budget: Budget,
+    limit: float,
+    log: Callable[[str], None],
+) -> tuple[FrozenTrial | None, dict[str, Any] | None, torch.nn.Module | None, Policy | None]:
+    """Finalizes ``candidates`` in turn (``settings.finetune_steps`` is the final length) until one
+    meets the budget on re-measurement; returns the last one finalized, its measurements, model and
+    policy (all None when there is no candidate)."""
+    chosen, final, model, policy = None, None, None, None
+    for candidate in candidates:
+        policy = Policy.from_dict(candidate.user_attrs["policy"])
+        log(f"Final fine-tune of trial {candidate.number} ({settings.finetune_steps} steps) ...")
+        model, final = finalize(task, policy, settings)
+        final["budget_limit"] = _final_limit(final, budget, limit)
+        final["budget_met"] = final[budget.metric] <= final["budget_limit"]
+        chosen = candidate
+        if final["budget_met"]:
+            break
+        log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
+    return chosen, final, model, policy
 
 
 def _candidates(study):

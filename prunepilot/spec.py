@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, fields, replace
 from prunepilot.budget import Budget, parse_budget
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
+from prunepilot.evaluators.latency_model import MIN_SAMPLES
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
+from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 from prunepilot.trial import TrialSettings
 
 
@@ -24,6 +26,7 @@ class JobSpec:
         name: Run name (folder under ``out``); None for a timestamped one.
         out: Folder holding run directories.
         resume: Continue the run ``out/name`` instead of starting one.
+        task: The built-in task searched when ``model`` is None (``digits`` or ``mnist``).
         model: ``pkg.module:factory`` returning the model; None for the built-in task.
         weights: Checkpoint (a state dict) loaded with ``weights_only=True``.
         data: ``pkg.module:factory`` returning (train, val, test) datasets.
@@ -42,6 +45,10 @@ class JobSpec:
         round_to: Kept channels are rounded up to a multiple of this.
         round_to_choices: Roundings the search chooses from per policy; None keeps ``round_to``.
         criteria: Criteria the search may choose from; None for all.
+        screen: Predict each sampled policy's budget metric before training it, and reject or
+            repair policies predicted over budget (budget-aware sampling).
+        calibration_samples: Policies measured to calibrate the latency predictor of a latency
+            budget's screen; 0 screens no latency budget.
         dry_run: Print groups, baseline and space; run no trial.
         workers: Trials in flight on Ray; None sizes it to the cluster; 0 runs trials one at a
             time in this process, without Ray.
@@ -59,6 +66,7 @@ class JobSpec:
     name: str | None = None
     out: str = "runs"
     resume: bool = False
+    task: str = DEFAULT_TASK
     model: str | None = None
     weights: str | None = None
     data: str | None = None
@@ -77,6 +85,8 @@ class JobSpec:
     round_to: int = 1
     round_to_choices: list[int] | None = None
     criteria: list[str] | None = None
+    screen: bool = True
+    calibration_samples: int = 32
     dry_run: bool = False
     workers: int | None = None
     ray_address: str | None = None
@@ -97,6 +107,8 @@ class JobSpec:
         _integer(self, "threads", 1)
         _integer(self, "latency_repeats", 1)
         _integer(self, "round_to", 1)
+        if self.calibration_samples != 0:
+            _integer(self, "calibration_samples", MIN_SAMPLES)
         if self.round_to_choices is not None and (
             not self.round_to_choices
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.round_to_choices)
@@ -121,6 +133,8 @@ class JobSpec:
             unknown = [c for c in self.criteria if c not in criterion_names()]
             if unknown or not self.criteria:
                 raise _invalid("criteria", f"a non-empty list from {criterion_names()}", self.criteria)
+        if self.task not in BUILTIN_TASKS:
+            raise _invalid("task", f"one of {sorted(BUILTIN_TASKS)}", self.task)
         if self.budget is None and not self.dry_run:
             raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
         self._budget = parse_budget(self.budget) if self.budget is not None else None

@@ -6,6 +6,7 @@ process or in a worker process.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,9 @@ class TrialSettings:
         gradient_batches: Training batches for gradient-based criteria (taylor).
         latency: How latency is measured.
         seed: Seeds the random criterion and the data order.
+        reference_latency_ms: The base model's latency; when set, a trial times its pruned model
+            alongside the base model and reports this times their ratio (steady on a machine whose
+            speed drifts). None times the pruned model alone.
     """
 
     bn_batches: int = 8
@@ -50,8 +54,16 @@ class TrialSettings:
     gradient_batches: int = 4
     latency: LatencySettings = field(default_factory=LatencySettings)
     seed: int = 0
+    reference_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
+        reference = self.reference_latency_ms
+        if reference is not None and (
+            isinstance(reference, bool) or not isinstance(reference, (int, float)) or not reference > 0
+        ):
+            raise invalid_parameter(
+                "reference_latency_ms", "TrialSettings", "None or a number > 0", reference
+            )
         for name in ("bn_batches", "finetune_steps", "gradient_batches", "seed"):
             check_integer("TrialSettings", name, getattr(self, name), 0)
         check_integer("TrialSettings", "batch_size", self.batch_size, 1)
@@ -157,5 +169,11 @@ def run_trial(
     """
     timings: dict[str, float] = {}
     pruned = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate)
-    metrics = evaluate_model(pruned, data.val, data.input_shape, settings.latency, timings, device, gate)
+    reference = None
+    if settings.reference_latency_ms is not None:
+        base = model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)
+        reference = (base, settings.reference_latency_ms)
+    metrics = evaluate_model(
+        pruned, data.val, data.input_shape, settings.latency, timings, device, gate, reference
+    )
     return TrialResult(**metrics.to_dict(), timings=timings)

@@ -65,6 +65,10 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     assert report["chosen"]["feasible"] is True
     assert report["final"]["flops"] <= 3e6 < report["baseline"]["flops"]
     assert report["chosen"]["number"] in report["front"]
+    # FLOPs are screened exactly before training: no trained trial is over budget.
+    assert report["screening"]["trained"] == 4
+    assert report["screening"]["trained_over_budget"] == 0
+    assert all(t["feasible"] for t in report["trials"] if t["state"] == "COMPLETE")
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Baseline against chosen model" in (run / "report.md").read_text()
 
@@ -92,6 +96,7 @@ def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
     )
     assert code == 0
     first = json.loads((tmp_path / "r" / "report.json").read_text())["trials"]
+    calibration = (tmp_path / "r" / "latency_calibration.json").read_bytes()
     code, out, _ = run_cli(
         capsys, "search", "--resume", "--name", "r", "--out", tmp_path, "--trials", "5", "--quiet"
     )
@@ -101,6 +106,10 @@ def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
     assert second["run"]["trials_run_this_time"] == 2
     for before, after in zip(first, second["trials"][:3]):
         assert before["result"] == after["result"]  # unchanged, not recomputed
+    # The latency predictor is fit on the first run's measurements, not re-measured.
+    assert (tmp_path / "r" / "latency_calibration.json").read_bytes() == calibration
+    assert second["latency_predictor"]["samples"] == 8
+    assert "Latency predictor: fit on 8 measured policies" in out
 
 
 def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
@@ -186,6 +195,12 @@ def test_dry_run_prints_groups_baseline_and_space_without_trials(capsys, tmp_pat
         (["--trials", "3"], ["'budget' parameter"]),
         (["--budget", "2x", "--trials", "many"], ["invalid int value"]),
         (["--budget", "2x", "--no-such-flag"], ["unrecognized arguments"]),
+        (["--budget", "2x", "--task", "imagenet"], ["invalid choice: 'imagenet'", "digits", "mnist"]),
+        (
+            ["--budget", "2x", "--task", "mnist", "--model", "tests.zoo:tiny_resnet"],
+            ["--task 'mnist' names a built-in task", "--model"],
+        ),
+        (["--budget", "2x", "--calibration-samples", "3"], ["'calibration_samples' parameter", ">= 8"]),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(capsys, tmp_path, flags, fragments):

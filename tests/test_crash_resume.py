@@ -40,7 +40,7 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
             if (run / "study.journal").exists():
                 trials = _trials(run)
                 done = [t for t in trials if t.state.is_finished()]
-                last = trials[-1]
+                last = trials[-1] if trials else None
                 if len(done) >= 2 and last.state.name == "RUNNING" and "policy" in last.user_attrs:
                     break
         else:

@@ -6,13 +6,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from prunepilot.tasks import DigitsResNet, digits_datasets
+from prunepilot.tasks import SmallResNet, digits_datasets
 
 
 def tiny_resnet() -> nn.Module:
     """The default task's residual architecture at width 8 (about 10k parameters)."""
     torch.manual_seed(0)
-    return DigitsResNet(width=8)
+    return SmallResNet(width=8)
 
 
 def digits_data():

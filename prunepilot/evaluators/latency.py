@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,6 +38,59 @@ class LatencySettings:
         return asdict(self)
 
 
+#: Timed passes per model in one round of an interleaved measurement.
+ROUND_PASSES = 3
+
+
+def time_models(
+    models: Sequence[nn.Module],
+    input_shape: tuple[int, ...],
+    settings: LatencySettings,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
+) -> list[float]:
+    """Median wall time of one forward pass of each model, in milliseconds, in inference mode.
+
+    The models are timed in alternating rounds of :data:`ROUND_PASSES` passes (``settings.repeats``
+    timed passes each), so that a machine whose speed drifts slows them alike and their ratio holds.
+    Uses ``settings.threads`` torch threads and restores the previous count. On CUDA each pass is
+    synchronised before the clock stops. The timed rounds hold ``gate`` exclusively, so no other
+    trial on the node computes meanwhile.
+    """
+    device = torch.device(device)
+    inputs = torch.randn(settings.batch_size, *input_shape, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    previous_threads = torch.get_num_threads()
+    for model in models:
+        model.eval()
+    gate = gate or NullGate()
+    times: list[list[float]] = [[] for _ in models]
+    torch.set_num_threads(settings.threads)
+    try:
+        # Warm-up needs no quiet node: it runs as ordinary compute, and only the timed passes
+        # (after two passes to re-warm the caches) hold the node exclusively.
+        with gate.compute(), torch.inference_mode():
+            for model in models:
+                for _ in range(settings.warmup):
+                    model(inputs)
+            sync()
+        with gate.measure(), torch.inference_mode():
+            for model in models:
+                for _ in range(min(2, settings.warmup)):
+                    model(inputs)
+            sync()
+            while len(times[-1]) < settings.repeats:
+                for model, timed in zip(models, times):
+                    for _ in range(min(ROUND_PASSES, settings.repeats - len(timed))):
+                        start = time.perf_counter()
+                        model(inputs)
+                        sync()
+                        timed.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return [statistics.median(timed) * 1e3 for timed in times]
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -44,41 +98,22 @@ def measure_latency(
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
 ) -> float:
-    """Median wall time of one forward pass in milliseconds, in inference mode.
+    """Median wall time of one forward pass of ``model`` in milliseconds (see :func:`time_models`)."""
+    return time_models([model], input_shape, settings, device, gate)[0]
 
-    Uses ``settings.threads`` torch threads and restores the previous count. On CUDA each pass is
-    synchronised before the clock stops. The whole measurement holds ``gate`` exclusively, so no
-    other trial on the node computes meanwhile.
+
+def relative_latency(
+    model: nn.Module,
+    reference: nn.Module,
+    input_shape: tuple[int, ...],
+    settings: LatencySettings,
+    device: str | torch.device = "cpu",
+    gate: NullGate | None = None,
+) -> float:
+    """``model``'s latency as a fraction of ``reference``'s, both timed in alternating rounds.
+
+    On a shared machine whose speed drifts by tens of percent between measurements, this ratio is
+    far steadier than either latency alone.
     """
-    device = torch.device(device)
-    inputs = torch.randn(settings.batch_size, *input_shape, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    previous_threads = torch.get_num_threads()
-    model.eval()
-    gate = gate or NullGate()
-    torch.set_num_threads(settings.threads)
-    try:
-        # Warm-up needs no quiet node: it runs as ordinary compute, and only the timed passes
-        # (after two passes to re-warm the caches) hold the node exclusively.
-        with gate.compute(), torch.inference_mode():
-            for _ in range(settings.warmup):
-                model(inputs)
-            sync()
-    finally:
-        torch.set_num_threads(previous_threads)
-    with gate.measure():
-        torch.set_num_threads(settings.threads)
-        try:
-            with torch.inference_mode():
-                for _ in range(min(2, settings.warmup)):
-                    model(inputs)
-                sync()
-                times = []
-                for _ in range(settings.repeats):
-                    start = time.perf_counter()
-                    model(inputs)
-                    sync()
-                    times.append(time.perf_counter() - start)
-        finally:
-            torch.set_num_threads(previous_threads)
-    return statistics.median(times) * 1e3
+    latency, reference_latency = time_models([model, reference], input_shape, settings, device, gate)
+    return latency / reference_latency

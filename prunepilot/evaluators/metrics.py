@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from prunepilot.evaluators.accuracy import top1_accuracy
 from prunepilot.evaluators.cost import count_flops, count_params, serialized_size
 from prunepilot.evaluators.gate import NullGate
-from prunepilot.evaluators.latency import LatencySettings, measure_latency
+from prunepilot.evaluators.latency import LatencySettings, measure_latency, relative_latency
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,14 @@ def evaluate_model(
     timings: dict[str, float] | None = None,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
+    reference: tuple[nn.Module, float] | None = None,
 ) -> ModelMetrics:
-    """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``."""
+    """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``.
+
+    With ``reference`` (a model and its known latency in ms), latency is measured relative to the
+    reference model, timed alongside, and scaled by the known latency: drift of the machine's speed
+    between this measurement and the reference's cancels out.
+    """
     timings = {} if timings is None else timings
     start = time.perf_counter()
     accuracy = top1_accuracy(model, dataset, device=device, gate=gate)
@@ -61,6 +67,12 @@ def evaluate_model(
         size = serialized_size(model)
     timings["evaluation"] = time.perf_counter() - start
     start = time.perf_counter()
-    latency_ms = measure_latency(model, input_shape, latency, device=device, gate=gate)
+    if reference is None:
+        latency_ms = measure_latency(model, input_shape, latency, device=device, gate=gate)
+    else:
+        reference_model, reference_ms = reference
+        latency_ms = reference_ms * relative_latency(
+            model, reference_model, input_shape, latency, device=device, gate=gate
+        )
     timings["latency"] = time.perf_counter() - start
     return ModelMetrics(accuracy, flops, params, size, latency_ms)

@@ -18,13 +18,16 @@ from prunepilot.budget import format_metric
 from prunepilot.policies import Policy
 from prunepilot.search import pareto
 from prunepilot.search.executors import TrialExecutor, TrialOutcome
+from prunepilot.search.screen import BudgetScreen
 from prunepilot.search.space import SearchSpace
 from prunepilot.trial import TrialResult
 
 STUDY_NAME = "prunepilot"
 STUDY_FILE = "study.journal"
-#: Uniform L1 policies enqueued first on a new study.
+#: Uniform L1 policies enqueued first on a new study (those that fit, when a screen is used).
 WARM_START_RATIOS = (0.25, 0.5, 0.7)
+#: Sampled policies rejected in a row by the budget screen before the last one is repaired.
+MAX_REJECTIONS = 5
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,11 @@ class Objective:
         return (result.metric(self.metric) - self.limit) / self.limit
 
 
-def open_study(run_dir: Path, seed: int) -> optuna.Study:
-    """Creates or loads the run's study, stored in ``run_dir/study.journal``."""
+def open_study(run_dir: Path, seed: int, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Creates or loads the run's study, stored in ``run_dir/study.journal``.
+
+    The sampler is multivariate TPE unless ``sampler`` is given (benchmarks compare others).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(run_dir / STUDY_FILE)))
     try:
@@ -53,7 +59,8 @@ def open_study(run_dir: Path, seed: int) -> optuna.Study:
     except KeyError:
         existing = 0
     # A resumed study re-seeds its sampler so it does not replay the first run's proposals.
-    sampler = optuna.samplers.TPESampler(seed=seed + existing, multivariate=True, n_startup_trials=8)
+    if sampler is None:
+        sampler = optuna.samplers.TPESampler(seed=seed + existing, multivariate=True, n_startup_trials=8)
     return optuna.create_study(
         study_name=STUDY_NAME,
         storage=storage,
@@ -90,10 +97,20 @@ def abandon(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial,
         study.enqueue_trial(recorded.params, user_attrs={"policy": recorded.user_attrs["policy"]})
 
 
-def warm_start(study: optuna.Study, space: SearchSpace, policies: list[Policy]) -> None:
-    """Enqueues ``policies`` (exactly as given) ahead of the sampler's proposals."""
+def warm_start(
+    study: optuna.Study, space: SearchSpace, policies: list[Policy], attrs: dict | None = None
+) -> None:
+    """Enqueues ``policies`` (exactly as given) ahead of the sampler's proposals; ``attrs`` are
+    added to each trial's user attributes."""
     for policy in policies:
-        study.enqueue_trial(space.params_of(policy), user_attrs={"policy": policy.to_dict()})
+        study.enqueue_trial(space.params_of(policy), user_attrs={**(attrs or {}), "policy": policy.to_dict()})
+
+
+def _reject(study: optuna.Study, trial: optuna.Trial, predicted: float, objective: Objective) -> None:
+    """Ends an untrained trial predicted over budget: PRUNED, with the predicted excess."""
+    trial.set_user_attr("screened", {"predicted": predicted, "metric": objective.metric})
+    trial.set_constraint("budget", (predicted - objective.limit) / objective.limit)
+    study.tell(trial, state=TrialState.PRUNED)
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -113,12 +130,19 @@ def run_search(
     n_trials: int,
     timeout: float | None = None,
     progress: bool = True,
+    screen: BudgetScreen | None = None,
 ) -> int:
     """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
 
     Up to ``executor.capacity`` trials are in flight; the driver alone asks and tells, handling
     outcomes in the order trials finish. A failed trial is told FAIL with its reason and the
     search goes on.
+
+    With a ``screen``, a sampled policy predicted to miss the budget is not trained: it is told
+    PRUNED with its predicted excess as the budget constraint (so the sampler learns to avoid the
+    region) and marked ``screened``. After :data:`MAX_REJECTIONS` such policies in a row, the last
+    one is repaired (its ratios raised until it fits) and run instead. Enqueued policies (warm
+    starts, the user's policy, re-queued trials) are run as given.
 
     Returns:
         The number of trials run by this call.
@@ -128,7 +152,7 @@ def run_search(
     bar = tqdm(total=remaining, desc="trials", unit="trial", disable=not progress, leave=True)
     in_flight: dict[Hashable, optuna.Trial] = {}
     asking: optuna.Trial | None = None
-    submitted = 0
+    submitted = rejected = 0
     try:
         while True:
             while (
@@ -141,6 +165,17 @@ def run_search(
                 fixed = trial.user_attrs.get("policy")
                 policy = Policy.from_dict(fixed) if fixed else suggested
                 trial.set_user_attr("policy", policy.to_dict())
+                if screen is not None and not fixed and not screen.fits(policy):
+                    _reject(study, trial, screen.predict(policy), objective)
+                    asking = None
+                    rejected += 1
+                    if rejected >= MAX_REJECTIONS:
+                        repaired = screen.repair(policy, space)
+                        if repaired is not None:
+                            warm_start(study, space, [repaired], {"repaired_from": trial.number})
+                        rejected = 0
+                    continue
+                rejected = 0
                 in_flight[executor.submit(policy)] = trial
                 asking = None
                 submitted += 1

@@ -55,3 +55,15 @@ def closest(study: optuna.Study) -> FrozenTrial | None:
     """The completed trial nearest the budget (least over it), or None."""
     trials = completed(study)
     return min(trials, key=lambda t: (violation(t), -t.values[0])) if trials else None
+
+
+def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by (accuracy up, cost down) ``points`` and bounded by ``reference``
+    (an accuracy floor and a cost ceiling); points beyond the reference add nothing."""
+    inside = [(a, c) for a, c in points if a > reference[0] and c < reference[1]]
+    front = [inside[i] for i in pareto_indices(inside)]  # cheapest first, accuracy rising
+    area = 0.0
+    for i, (accuracy, cost) in enumerate(front):
+        next_cost = front[i + 1][1] if i + 1 < len(front) else reference[1]
+        area += (next_cost - cost) * (accuracy - reference[0])
+    return area

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from prunepilot.errors import UsageError
 from prunepilot.tasks.base import Task
-from prunepilot.tasks.digits import digits_datasets, digits_task
+from prunepilot.tasks.builtin import DEFAULT_TASK, builtin_task, digits_datasets
 
 
 def import_object(path: str, what: str) -> Callable:
@@ -62,8 +62,9 @@ def load_task(
     data: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     progress: bool = True,
+    task: str = DEFAULT_TASK,
 ) -> Task:
-    """The default digits task, or the user's model and data, checked to work together.
+    """A built-in task (``task``), or the user's model and data, checked to work together.
 
     Raises:
         UsageError: one line naming what is wrong (import, factory, checkpoint, data, shapes).
@@ -71,8 +72,10 @@ def load_task(
     if model is None:
         if data is not None or weights is not None:
             raise UsageError("--data and --weights need --model (the built-in task has its own).")
-        task = digits_task(progress=progress)
+        loaded = builtin_task(task, progress=progress)
     else:
+        if task != DEFAULT_TASK:
+            raise UsageError(f"--task {task!r} names a built-in task; it cannot be combined with --model.")
         network = _call(import_object(model, "--model"), model, "--model")
         if not isinstance(network, nn.Module):
             raise UsageError(
@@ -86,14 +89,14 @@ def load_task(
         splits = digits_datasets() if data is None else _call(import_object(data, "--data"), data, "--data")
         train, val, test = _check_splits(splits, data or "the built-in digits data")
         sample_shape = tuple(train[0][0].shape)
-        task = Task(model, network.eval(), train, val, test, sample_shape)
-    if input_shape is not None and tuple(input_shape) != task.input_shape:
+        loaded = Task(model, network.eval(), train, val, test, sample_shape)
+    if input_shape is not None and tuple(input_shape) != loaded.input_shape:
         raise UsageError(
-            f"The data's samples have shape {task.input_shape} but --input-shape is "
+            f"The data's samples have shape {loaded.input_shape} but --input-shape is "
             f"{tuple(input_shape)}; they must match."
         )
-    _check_forward(task)
-    return task
+    _check_forward(loaded)
+    return loaded
 
 
 def _call(factory: Callable, path: str, what: str):

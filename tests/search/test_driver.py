@@ -115,3 +115,28 @@ def test_ctrl_c_mid_trial_leaves_no_trial_running_and_requeues_it(
                Objective("latency_ms", 6.0), 4, progress=False)  # fmt: skip
     assert again.policies[0] == trial_fn.policies[1]
     assert finished_count(study) == 4
+
+
+def test_a_screen_keeps_policies_predicted_over_budget_from_training(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    import torch
+
+    from prunepilot.evaluators import count_flops
+    from prunepilot.search.screen import BudgetScreen
+
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    limit = 0.4 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
+    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    study = open_study(tmp_path, seed=0)
+    trial_fn = CountingTrial()
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
+    ran = run_search(study, executor, space, Objective("flops", limit), 8, progress=False, screen=screen)
+    assert ran == 8 and len(trial_fn.policies) == 8
+    assert all(screen.fits(p) for p in trial_fn.policies)  # nothing over budget was trained
+    screened = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert screened, "the sampler's first random proposals include policies over a 40% FLOPs budget"
+    for trial in screened:
+        assert trial.user_attrs["screened"]["predicted"] > limit
+        assert trial.constraints["budget"] > 0
+    assert finished_count(study) == 8

@@ -86,3 +86,15 @@ def test_warm_start_policies_use_a_rounding_from_the_space():
     policy = space.uniform(0.5)
     assert policy.round_to == 8
     assert space.params_of(policy)["round_to"] == 8
+
+
+def test_hypervolume_is_the_area_dominated_within_the_reference():
+    from prunepilot.search.pareto import hypervolume
+
+    reference = (0.5, 1.0)
+    # front: (0.7 @ 0.2), (0.9 @ 0.6); (0.6 @ 0.8) is dominated, (0.4 @ 0.1) below the floor.
+    points = [(0.7, 0.2), (0.9, 0.6), (0.6, 0.8), (0.4, 0.1), (0.95, 1.2)]
+    expected = (0.6 - 0.2) * (0.7 - 0.5) + (1.0 - 0.6) * (0.9 - 0.5)
+    assert abs(hypervolume(points, reference) - expected) < 1e-12
+    assert hypervolume([], reference) == 0.0
+    assert hypervolume(points + [(0.9, 0.3)], reference) > hypervolume(points, reference)

@@ -1,0 +1,198 @@
+"""Search quality: prunepilot against the hand-made recipe and random search, side by side.
+
+For each task and seed, every method gets the same number of trials, the same trial (BatchNorm
+recalibration + the same short fine-tune), the same final fine-tune and the same latency
+measurement (each pruned model timed alongside the base model, on Ray with the node's gate):
+
+- prunepilot: ``prunepilot search`` as users run it (budget-aware multivariate TPE with warm
+  starts), one run per budget;
+- uniform L1: the standard Torch-Pruning recipe, one ratio for every group scored by L1 magnitude,
+  swept over ``trials`` evenly spaced ratios of the same range;
+- random: random search over prunepilot's own space (no screen, no warm start).
+
+Reported per method: the hypervolume of its (validation accuracy, latency / baseline latency)
+trials against the reference point (accuracy 0.5, latency ratio 1.0), and the test accuracy of the
+best model within 50% and 30% of the baseline's latency after the final fine-tune (the first of the
+three most accurate trials within budget that still meets it when re-measured). Medians and the
+spread over seeds are printed, and everything is written as JSON.
+
+    .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+from results_file import finish
+
+from prunepilot.budget import parse_budget
+from prunepilot.evaluators import measure_latency
+from prunepilot.runner import _prepare, finalize_first_fitting, run_job
+from prunepilot.search import Objective, open_study, run_search, warm_start
+from prunepilot.search.executors import RayExecutor
+from prunepilot.search.pareto import hypervolume
+from prunepilot.spec import JobSpec
+
+FRACTIONS = (0.5, 0.3)
+REFERENCE = (0.5, 1.0)  # (validation accuracy floor, latency ratio ceiling)
+METHODS = ("prunepilot", "uniform_l1", "random")
+
+
+def _quiet(_text: str) -> None:
+    pass
+
+
+def run_prunepilot(task: str, seed: int, trials: int, out: Path) -> dict:
+    """One ``prunepilot search`` per budget; the hypervolume is that of the tighter budget's run."""
+    result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}}
+    for fraction in FRACTIONS:
+        name = f"prunepilot-{task}-{seed}-{fraction}"
+        spec = JobSpec(budget=f"{fraction:.0%}", task=task, trials=trials, seed=seed, out=str(out), name=name)
+        run_job(spec, progress=False, log=_quiet)
+        report = json.loads((out / name / "report.json").read_text())
+        base_ms = report["baseline"]["latency_ms"]
+        points = [
+            (t["result"]["accuracy"], t["result"]["latency_ms"] / base_ms)
+            for t in report["trials"]
+            if t["result"]
+        ]
+        key = f"{fraction:.0%}"
+        result["hypervolume"][key] = hypervolume(points, REFERENCE)
+        final = report["final"]
+        result["test_accuracy"][key] = final["test_accuracy"] if final else None
+        result["budget_met"][key] = report["budget_met"]
+        result.setdefault("screening", {})[key] = report["screening"]
+    result["hypervolume_value"] = result["hypervolume"][f"{FRACTIONS[-1]:.0%}"]
+    return result
+
+
+def run_baseline_method(method: str, task: str, seed: int, trials: int, out: Path) -> dict:
+    """The uniform L1 sweep or random search, with prunepilot's trial, final fine-tune and selection."""
+    spec = JobSpec(budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed).validate()
+    job = _prepare(spec, None, progress=False)
+    base_ms = statistics.median(
+        measure_latency(job.task.model, job.task.input_shape, job.settings.latency) for _ in range(3)
+    )
+    settings = replace(job.settings, reference_latency_ms=base_ms)
+    run_dir = out / f"{method}-{task}-{seed}"
+    run_dir.mkdir(parents=True)
+    space = job.space
+    if method == "uniform_l1":
+        study = open_study(run_dir, seed)
+        ratios = [
+            space.ratio_low + i * (space.max_ratio - space.ratio_low) / (trials - 1) for i in range(trials)
+        ]
+        warm_start(study, space, [space.uniform(round(r, 4), "l1") for r in ratios])
+    else:
+        study = open_study(run_dir, seed, optuna.samplers.RandomSampler(seed=seed))
+    objective = Objective("latency_ms", FRACTIONS[-1] * base_ms)
+    with RayExecutor(job.task.model, job.task.search_data, settings, spec.executor_settings()).start() as ex:
+        run_search(study, ex, space, objective, trials, progress=False)
+    completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+    points = [(t.values[0], t.values[1] / base_ms) for t in completed]
+    result: dict = {
+        "test_accuracy": {},
+        "budget_met": {},
+        "hypervolume_value": hypervolume(points, REFERENCE),
+    }
+    for fraction in FRACTIONS:
+        key = f"{fraction:.0%}"
+        within = [t for t in completed if t.values[1] <= fraction * base_ms]
+        ranked = sorted(within, key=lambda t: (-t.values[0], t.values[1]))[:3]
+        _, final, _, _ = finalize_first_fitting(
+            ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
+        )
+        result["test_accuracy"][key] = final["test_accuracy"] if final else None
+        result["budget_met"][key] = bool(final and final["budget_met"])
+    return result
+
+
+def _summary(rows: list[dict], task: str) -> dict:
+    """Medians and spreads over seeds, and the issue's two comparisons."""
+    summary: dict = {"task": task}
+    for method in METHODS:
+        mine = [r for r in rows if r["method"] == method and r["task"] == task]
+        entry = {"hypervolume": [r["hypervolume_value"] for r in mine]}
+        for fraction in FRACTIONS:
+            key = f"{fraction:.0%}"
+            entry[f"test_accuracy@{key}"] = [
+                r["test_accuracy"][key] if r["budget_met"][key] else None for r in mine
+            ]
+        summary[method] = entry
+
+    def median(values: list) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    tight = f"test_accuracy@{FRACTIONS[-1]:.0%}"
+    pp, uni = median(summary["prunepilot"][tight]), median(summary["uniform_l1"][tight])
+    summary["prunepilot_minus_uniform_at_30%_pt"] = None if pp is None or uni is None else 100 * (pp - uni)
+    hv_pp, hv_rand = median(summary["prunepilot"]["hypervolume"]), median(summary["random"]["hypervolume"])
+    summary["hypervolume_ratio_prunepilot_over_random"] = hv_pp / hv_rand if hv_rand else None
+    return summary
+
+
+def _print(summary: dict) -> None:
+    def spread(values: list) -> str:
+        present = [v for v in values if v is not None]
+        missed = len(values) - len(present)
+        if not present:
+            return "none met"
+        text = f"{statistics.median(present):.4f} [{min(present):.4f}, {max(present):.4f}]"
+        return text + (f" ({missed} missed)" if missed else "")
+
+    print(f"\n== {summary['task']} ==  median [min, max] over seeds")
+    header = ["hypervolume"] + [f"test_accuracy@{f:.0%}" for f in FRACTIONS]
+    print(f"{'method':12} " + " ".join(f"{h:>34}" for h in header))
+    for method in METHODS:
+        print(f"{method:12} " + " ".join(f"{spread(summary[method][h]):>34}" for h in header))
+    gap = summary["prunepilot_minus_uniform_at_30%_pt"]
+    ratio = summary["hypervolume_ratio_prunepilot_over_random"]
+    print(f"prunepilot - uniform L1 at 30%: {'n/a' if gap is None else f'{gap:+.2f} pt'} (target >= +1.0)")
+    print(f"hypervolume prunepilot / random: {'n/a' if ratio is None else f'{ratio:.2f}x'} (target >= 1.1x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="digits,mnist")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--json", default="benchmarks/results/search_quality.json")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    rows = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in tasks:
+            for seed in seeds:
+                for method in METHODS:
+                    t0 = time.perf_counter()
+                    if method == "prunepilot":
+                        row = run_prunepilot(task, seed, args.trials, Path(tmp))
+                    else:
+                        row = run_baseline_method(method, task, seed, args.trials, Path(tmp))
+                    row.update(task=task, seed=seed, method=method, wall_s=time.perf_counter() - t0)
+                    rows.append(row)
+                    print(
+                        f"{task} seed {seed} {method:11} hv {row['hypervolume_value']:.4f} "
+                        f"test acc {row['test_accuracy']} met {row['budget_met']} ({row['wall_s']:.0f} s)",
+                        flush=True,
+                    )
+    summaries = [_summary(rows, task) for task in tasks]
+    for summary in summaries:
+        _print(summary)
+    print(f"\n{args.trials} trials per method and run")
+    finish(args.json, {"rows": rows, "summaries": summaries}, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""A latency predictor: a pruned model's latency as a fraction of its base model's, from its layers.
+
+An additive model in the manner of NetAdapt's per-layer tables, fit on a few dozen real
+measurements on the target device::
+
+    latency / base latency  ~  c + sum over layers l of (a_l * flops_l + b_l * padded_flops_l)
+
+``padded_flops_l`` counts the layer's input and output channels rounded up to a vector width ``W``:
+kernels compute whole vectors, so 17 channels can cost what 32 cost at ``W = 16``. ``W`` is chosen
+by cross-validation from :data:`VECTOR_WIDTHS` (1 means plain FLOPs only). Coefficients are
+non-negative: more work never makes a layer faster. FLOPs are divided by the base model's, so every
+feature lies in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import KFold, cross_val_predict
+from torch import nn
+
+from prunepilot.errors import invalid_parameter
+from prunepilot.evaluators.cost import flops_by_module
+
+#: Vector widths tried by cross-validation (1: plain FLOPs).
+VECTOR_WIDTHS = (1, 4, 8, 16, 32)
+#: Fewest measurements a predictor is fit on.
+MIN_SAMPLES = 8
+
+#: One model's layers: name -> (FLOPs, input channels, output channels, conv groups).
+LayerTable = dict[str, tuple[float, int, int, int]]
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
+    """The FLOPs and channel counts of each Conv/Linear layer of ``model`` (plain data)."""
+    flops = flops_by_module(model, torch.zeros(1, *input_shape))
+    table: LayerTable = {}
+    for name, module in model.named_modules():
+        if name not in flops:
+            continue
+        if isinstance(module, nn.modules.conv._ConvNd):
+            table[name] = (float(flops[name]), module.in_channels, module.out_channels, module.groups)
+        elif isinstance(module, nn.Linear):
+            table[name] = (float(flops[name]), module.in_features, module.out_features, 1)
+    return table
+
+
+def _padded(flops: float, inputs: int, outputs: int, groups: int, width: int) -> float:
+    if width == 1 or groups != 1 or inputs == 0 or outputs == 0:
+        return flops
+    return (
+        flops * (math.ceil(inputs / width) * width / inputs) * (math.ceil(outputs / width) * width / outputs)
+    )
+
+
+@dataclass
+class LatencyPredictor:
+    """Predicts latency relative to the base model from a model's :func:`layer_table`.
+
+    Build one with :meth:`fit`; ``__init__`` only stores the fitted state.
+
+    Attributes:
+        base: The base model's layer table (sets the feature scale and the layer order).
+        width: The vector width chosen by cross-validation.
+        regression: The fitted non-negative linear regression.
+        cv_mape: Cross-validated mean absolute percentage error on the calibration measurements.
+        samples: Number of calibration measurements.
+    """
+
+    base: LayerTable
+    width: int
+    regression: LinearRegression
+    cv_mape: float
+    samples: int
+
+    @classmethod
+    def fit(cls, base: LayerTable, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
+        """Fits the predictor on measured ``ratios`` (latency / base latency) of models ``tables``.
+
+        Raises:
+            ValueError: with fewer than :data:`MIN_SAMPLES` measurements, or ratios that are not > 0.
+        """
+        if len(tables) != len(ratios):
+            raise ValueError(f"Got {len(tables)} layer tables but {len(ratios)} ratios; they must pair up.")
+        if len(tables) < MIN_SAMPLES:
+            raise invalid_parameter("samples", "LatencyPredictor", f"at least {MIN_SAMPLES}", len(tables))
+        target = np.asarray(ratios, dtype=float)
+        if not np.all(np.isfinite(target) & (target > 0)):
+            raise invalid_parameter("ratios", "LatencyPredictor", "finite numbers > 0", list(ratios))
+        folds = KFold(n_splits=min(5, len(tables)), shuffle=True, random_state=0)
+        best: tuple[float, int] | None = None
+        for width in VECTOR_WIDTHS:
+            features = _features(base, tables, width)
+            predicted = cross_val_predict(LinearRegression(positive=True), features, target, cv=folds)
+            error = float(np.mean(np.abs(predicted - target) / target))
+            if best is None or error < best[0] - 1e-9:
+                best = (error, width)
+        assert best is not None
+        error, width = best
+        regression = LinearRegression(positive=True).fit(_features(base, tables, width), target)
+        return cls(base, width, regression, error, len(tables))
+
+    def predict(self, table: LayerTable) -> float:
+        """The predicted latency of the model with layer table ``table``, relative to the base."""
+        value = float(self.regression.predict(_features(self.base, [table], self.width))[0])
+        return max(value, 1e-3)
+
+    def describe(self) -> dict:
+        """Plain data for reports."""
+        return {"samples": self.samples, "vector_width": self.width, "cv_mape": self.cv_mape}
+
+
+def _features(base: Mapping[str, tuple], tables: Sequence[LayerTable], width: int) -> np.ndarray:
+    rows = []
+    for table in tables:
+        row = []
+        for name, (base_flops, *base_shape) in base.items():
+            flops, inputs, outputs, groups = table.get(name, (0.0, 0, 0, 1))
+            scale = max(base_flops, 1.0)
+            row.append(flops / scale)
+            if width != 1:
+                padded_scale = max(_padded(base_flops, *base_shape, width), 1.0)
+                row.append(_padded(flops, inputs, outputs, groups, width) / padded_scale)
+        rows.append(row)
+    return np.asarray(rows, dtype=float)

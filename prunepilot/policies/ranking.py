@@ -1,0 +1,31 @@
+"""Global channel ranking: one threshold on scores that compare across groups (LAMP)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from prunepilot.policies.criteria import get_criterion
+from prunepilot.policies.groups import build_graph, example_inputs, named_groups
+
+
+def group_scores(
+    model: nn.Module, input_shape: tuple[int, ...], criterion: str = "lamp"
+) -> dict[str, torch.Tensor]:
+    """Every group's per-channel scores by ``criterion`` (``model`` is not changed).
+
+    LAMP scores compare across groups (each group's strongest channel scores 1), so that one
+    threshold over all of them ranks channels globally.
+    """
+    work = copy.deepcopy(model).eval()
+    inputs = example_inputs(input_shape)
+    groups = named_groups(work, build_graph(work, inputs), inputs)
+    importance = get_criterion(criterion).make()
+    return {name: importance(group).detach().flatten().cpu() for name, group in groups.items()}
+
+
+def global_ratios(scores: dict[str, torch.Tensor], threshold: float) -> dict[str, float]:
+    """Per group, the share of channels scoring below ``threshold``."""
+    return {name: float((s < threshold).float().mean()) for name, s in scores.items()}

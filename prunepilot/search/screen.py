@@ -1,0 +1,213 @@
+"""Budget-aware sampling: a policy's budget metric, known before any training.
+
+FLOPs, parameters and size are exact (counted on the pruned, untrained model). Latency is predicted
+by a :class:`LatencyPredictor` calibrated on real measurements of a few dozen policies on this
+machine; trials, front points and the final model are still measured for real.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunepilot.evaluators import (
+    LatencySettings,
+    count_flops,
+    count_params,
+    relative_latency,
+    serialized_size,
+)
+from prunepilot.evaluators.latency_model import LatencyPredictor, layer_table
+from prunepilot.policies import GroupSetting, Policy, apply_policy
+from prunepilot.policies.ranking import global_ratios, group_scores
+from prunepilot.search.space import SearchSpace
+
+#: Policies measured to calibrate the latency predictor, by default.
+CALIBRATION_SAMPLES = 32
+
+
+def _structure_only(policy: Policy) -> Policy:
+    """The same channel counts, scored by L1 (counts do not depend on the criterion, and L1 needs
+    neither gradients nor BatchNorm)."""
+    return Policy({n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()}, policy.round_to)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Real latency measurements of pruned models, relative to the base model (plain data).
+
+    Attributes:
+        tables: Each measured model's layer table (see :func:`layer_table`).
+        ratios: Each model's latency divided by the base model's, timed alongside.
+        base: The base model's layer table.
+    """
+
+    tables: list[dict[str, list]]
+    ratios: list[float]
+    base: dict[str, list]
+
+    def predictor(self) -> LatencyPredictor:
+        """A predictor fit on these measurements."""
+        as_tuples = [{k: tuple(v) for k, v in t.items()} for t in self.tables]
+        return LatencyPredictor.fit({k: tuple(v) for k, v in self.base.items()}, as_tuples, self.ratios)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tables": self.tables, "ratios": self.ratios, "base": self.base}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        return cls(data["tables"], data["ratios"], data["base"])
+
+
+def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> list[Policy]:
+    """Policies that cover the space: a quarter uniform (evenly spaced ratios), the rest random."""
+    rng = random.Random(seed)
+    steps = int(round((space.max_ratio - space.ratio_low) / space.ratio_step))
+    roundings = list(space.round_to_choices) or [space.round_to]
+    uniform = max(2, samples // 4)
+    policies = [
+        space.uniform(round(space.ratio_low + space.ratio_step * round(i * steps / (uniform - 1)), 6))
+        for i in range(uniform)
+    ]
+    while len(policies) < samples:
+        ratios = {
+            g.name: round(space.ratio_low + space.ratio_step * rng.randint(0, steps), 6) for g in space.groups
+        }
+        policies.append(Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings)))
+    return policies[:samples]
+
+
+def calibrate_latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    policies: list[Policy],
+    settings: LatencySettings,
+    progress: Any = None,
+) -> Calibration:
+    """Measures each policy's pruned model against ``model`` (timed alongside, see
+    :func:`relative_latency`); ``progress`` (a tqdm bar) is advanced per policy."""
+    tables, ratios = [], []
+    for policy in policies:
+        pruned = apply_policy(model, _structure_only(policy), input_shape)
+        tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
+        ratios.append(relative_latency(pruned, model, input_shape, settings))
+        if progress is not None:
+            progress.update(1)
+    base = {k: list(v) for k, v in layer_table(model, input_shape).items()}
+    return Calibration(tables, ratios, base)
+
+
+@dataclass
+class BudgetScreen:
+    """Predicts a policy's budget metric without training, to reject or repair it first.
+
+    Attributes:
+        model: The base model.
+        input_shape: Shape of one input sample.
+        metric: The budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``).
+        limit: The budget on ``metric``.
+        predictor: Required when ``metric`` is ``latency_ms``.
+        baseline_ms: The base model's latency (predictions are relative to it).
+    """
+
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    metric: str
+    limit: float
+    predictor: LatencyPredictor | None = None
+    baseline_ms: float | None = None
+    _cache: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.metric == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
+            raise ValueError("A latency budget screen needs a predictor and the baseline's latency.")
+
+    def predict(self, policy: Policy) -> float:
+        """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency."""
+        key = _structure_only(policy).to_json()
+        if key not in self._cache:
+            pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)
+            if self.metric == "latency_ms":
+                assert self.predictor is not None and self.baseline_ms is not None
+                value = self.baseline_ms * self.predictor.predict(layer_table(pruned, self.input_shape))
+            else:
+                value = _static_metric(pruned, self.input_shape, self.metric)
+            self._cache[key] = value
+        return self._cache[key]
+
+    def fits(self, policy: Policy) -> bool:
+        return self.predict(policy) <= self.limit
+
+    def repair(self, policy: Policy, space: SearchSpace) -> Policy | None:
+        """The least raise of ``policy``'s ratios toward ``space.max_ratio`` (every group moved the
+        same share of its way, ratios rounded up onto the grid) that fits; None when none does."""
+        candidates = [_toward_max(policy, space, t / 16) for t in range(17)]
+        return _first_fitting(candidates, self)
+
+    def uniform_within(self, space: SearchSpace) -> Policy | None:
+        """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe)."""
+        steps = int(round((space.max_ratio - space.ratio_low) / space.ratio_step))
+        candidates = [
+            space.uniform(round(space.ratio_low + i * space.ratio_step, 6)) for i in range(steps + 1)
+        ]
+        return _first_fitting(candidates, self)
+
+    def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
+        """A global-importance policy that fits: one threshold on LAMP scores across all groups."""
+        scores = group_scores(self.model, self.input_shape, criterion)
+        scores = {g.name: scores[g.name] for g in space.groups if g.name in scores}
+        if not scores:
+            return None
+        thresholds = torch.cat(list(scores.values())).sort().values.tolist()
+        candidates = []
+        for threshold in thresholds[:: max(1, len(thresholds) // 64)] + [math.inf]:
+            ratios = global_ratios(scores, threshold)
+            settings = {}
+            for group in space.groups:
+                ratio = _on_grid_up(ratios.get(group.name, 0.0), space)
+                allowed = space.criteria_for(group)
+                settings[group.name] = GroupSetting(ratio, criterion if criterion in allowed else allowed[0])
+            round_to = space.round_to_choices[0] if space.round_to_choices else space.round_to
+            candidates.append(Policy(settings, round_to))
+        return _first_fitting(candidates, self)
+
+
+def _first_fitting(candidates: list[Policy], screen: BudgetScreen) -> Policy | None:
+    """The first candidate that fits, by bisection (candidates are ordered by growing pruning)."""
+    if not candidates or not screen.fits(candidates[-1]):
+        return None
+    low, high = 0, len(candidates) - 1  # candidates[high] fits
+    while low < high:
+        middle = (low + high) // 2
+        if screen.fits(candidates[middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return candidates[high]
+
+
+def _on_grid_up(ratio: float, space: SearchSpace) -> float:
+    steps = math.ceil((ratio - space.ratio_low) / space.ratio_step - 1e-9)
+    return round(min(max(space.ratio_low + steps * space.ratio_step, space.ratio_low), space.max_ratio), 6)
+
+
+def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
+    settings = {}
+    for group in space.groups:
+        setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
+        ratio = setting.ratio + share * max(space.max_ratio - setting.ratio, 0.0)
+        settings[group.name] = GroupSetting(_on_grid_up(ratio, space), setting.criterion)
+    return Policy(settings, policy.round_to)
+
+
+def _static_metric(model: nn.Module, input_shape: tuple[int, ...], metric: str) -> float:
+    if metric == "flops":
+        return float(count_flops(model, torch.zeros(1, *input_shape)))
+    if metric == "params":
+        return float(count_params(model))
+    return float(serialized_size(model))

