@@ -8,15 +8,16 @@ Exit codes: 0 the budget was met (or nothing to search), 1 an unexpected interna
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from prunepilot import __version__
 from prunepilot.budget import ACCEPTED_FORMS
 from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PrunepilotError
 from prunepilot.policies import criterion_names
-from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
+from prunepilot.tasks.builtin import BUILTIN_TASKS
 
 EPILOG = """exit codes: 0 budget met, 2 bad input, 3 no trial met the budget (report written),
 130 interrupted (continue with --resume), 1 internal error"""
@@ -58,14 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search per-group pruning policies; export the best model within the budget.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # only flags given override the job file
     )
+    search.add_argument("job", nargs="?", help="a TOML job file (flags given override it)")
     search.add_argument("--budget", help="what the model must fit: " + ACCEPTED_FORMS.replace("%", "%%"))
-    search.add_argument("--trials", type=int, default=None, help="trials to finish (default 24)")
-    search.add_argument(
-        "--timeout", type=_positive_float, default=None, help="seconds after which no new trial starts"
-    )
+    search.add_argument("--trials", type=int, help="trials to finish (default 24)")
+    search.add_argument("--timeout", type=_positive_float, help="seconds after which no new trial starts")
     search.add_argument("--name", help="run name (default: search-<timestamp>)")
-    search.add_argument("--out", default="runs", help="folder of run directories (default: runs)")
+    search.add_argument("--out", help="folder of run directories (default: runs)")
     search.add_argument(
         "--resume", action="store_true", help="continue the run --name (default: the newest run in --out)"
     )
@@ -76,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument(
         "--task",
         choices=sorted(BUILTIN_TASKS),
-        default=DEFAULT_TASK,
-        help="built-in task when no --model is given: "
+        help="built-in task when no --model is given (default digits): "
         + "; ".join(f"{t.name}: {t.description}" for t in BUILTIN_TASKS.values()),
     )
     task.add_argument("--model", help="pkg.module:factory returning a torch.nn.Module")
@@ -86,22 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32 (checked against the data)")
     tuning = search.add_argument_group("search and trials")
     tuning.add_argument("--policy", help="a policy JSON file to evaluate first (warm start)")
-    tuning.add_argument("--seed", type=int, default=0)
-    tuning.add_argument("--finetune-steps", type=int, default=60, help="fine-tune steps per trial")
-    tuning.add_argument("--final-steps", type=int, default=600, help="fine-tune steps of the chosen model")
-    tuning.add_argument("--lr", type=float, default=1e-3)
-    tuning.add_argument("--batch-size", type=int, default=64)
-    tuning.add_argument("--bn-batches", type=int, default=8, help="batches for BatchNorm recalibration")
     tuning.add_argument(
-        "--ratio-max", type=float, default=0.8, help="largest pruning ratio per group (at most 0.95)"
+        "--seed", type=int, help="seeds the sampler, the data order and the random criterion (default 0)"
+    )
+    tuning.add_argument("--finetune-steps", type=int, help="fine-tune steps per trial (default 60)")
+    tuning.add_argument("--final-steps", type=int, help="fine-tune steps of the chosen model (default 600)")
+    tuning.add_argument("--lr", type=float, help="peak fine-tune learning rate (default 0.001)")
+    tuning.add_argument("--batch-size", type=int, help="fine-tune batch size (default 64)")
+    tuning.add_argument("--bn-batches", type=int, help="batches for BatchNorm recalibration (default 8)")
+    tuning.add_argument(
+        "--ratio-max", type=float, help="largest pruning ratio per group (default 0.8, at most 0.95)"
     )
     tuning.add_argument(
-        "--round-to", type=int, default=1, help="round kept channels up to a multiple of this"
+        "--round-to", type=int, help="round kept channels up to a multiple of this (default 1)"
     )
     tuning.add_argument(
         "--round-to-choices",
         type=_int_list,
-        default=None,
         help="let the search choose the rounding per policy, e.g. 1,8,16 (overrides --round-to)",
     )
     tuning.add_argument("--criteria", help=f"comma-separated subset of {','.join(criterion_names())}")
@@ -114,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument(
         "--calibration-samples",
         type=int,
-        default=32,
         help="policies measured to calibrate the latency predictor that screens a latency budget "
         "(default 32; 0: no latency screen)",
     )
@@ -122,35 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument(
         "--latency-batch",
         type=int,
-        default=None,
         help="batch size (default: 64 for the built-in task, 1 otherwise)",
     )
-    latency.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    latency.add_argument("--threads", type=int, help="torch threads (default 1)")
     latency.add_argument(
-        "--latency-repeats", type=int, default=30, help="timed passes per measurement; the median is kept"
+        "--latency-repeats", type=int, help="timed passes per measurement; the median is kept (default 30)"
     )
     where = search.add_argument_group("where trials run (Ray)")
     where.add_argument(
         "--workers",
         type=int,
-        default=None,
         help="trials in flight (default: sized to the Ray cluster); 0 runs them one at a "
         "time in this process, without Ray",
     )
     where.add_argument(
         "--ray-address",
-        default=None,
         help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)",
     )
-    where.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs a trial reserves (default 1)")
+    where.add_argument("--cpus-per-trial", type=float, help="CPUs a trial reserves (default 1)")
     where.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=0.0,
         help="GPUs a trial reserves (default 0); a trial given a GPU runs on CUDA",
     )
     where.add_argument(
-        "--max-retries", type=int, default=2, help="re-runs of a trial whose worker or node died (default 2)"
+        "--max-retries", type=int, help="re-runs of a trial whose worker or node died (default 2)"
     )
     where.add_argument(
         "--no-latency-gate",
@@ -159,22 +155,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="let latency measurements overlap other trials' compute on the node "
         "(more trials per minute, noisier latency)",
     )
-    for sub in (search,):
+    validate = commands.add_parser(
+        "validate",
+        help="check a job file in seconds: keys, imports, shapes, tracing, budget reachable",
+        description="Check a job file without searching: every key, the model and data imports, "
+        "shapes, that the model traces for pruning, and that the budget can be reached at all.",
+        epilog=EPILOG,
+        argument_default=argparse.SUPPRESS,
+    )
+    validate.add_argument("job", help="the TOML job file")
+    validate.add_argument("--budget", help="override the job file's budget")
+    for sub in (search, validate):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
-def _search(args: argparse.Namespace) -> int:
-    from prunepilot.runner import resume_spec, run_job
-    from prunepilot.spec import JobSpec
+#: Flags that may change when a run is resumed: how many trials, and where they run.
+RESUMABLE = ("trials", "timeout", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial",
+             "max_retries", "latency_gate")  # fmt: skip
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """JobSpec fields set by the flags actually given (parsed into JobSpec's types)."""
     from prunepilot.tasks.loading import parse_input_shape
 
-    if args.resume:
-        defaults = vars(build_parser().parse_args(["search"]))
-        where = ("workers", "ray_address", "cpus_per_trial", "gpus_per_trial", "max_retries", "latency_gate")
-        kept = {"command", "resume", "name", "out", "trials", "timeout", "quiet", "debug", *where}
-        ignored = sorted(k for k, v in vars(args).items() if k not in kept and v != defaults[k])
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "job", "quiet", "debug")}
+    if "input_shape" in given:
+        given["input_shape"] = parse_input_shape(given["input_shape"])
+    if "criteria" in given:
+        given["criteria"] = [c.strip() for c in given["criteria"].split(",") if c.strip()]
+    return given
+
+
+@contextlib.contextmanager
+def _blamed_on(job, given: dict) -> Iterator[None]:
+    """Re-words bad input caused by a job file's key as ``file: key.path: reason``."""
+    from prunepilot.errors import UsageError
+
+    try:
+        yield
+    except UsageError as exc:
+        field = exc.field
+        if job is not None and field in job.origin and field not in given:
+            raise job.error(field, str(exc)) from None
+        raise
+
+
+def _reworded(error, job, given: dict):
+    try:
+        with _blamed_on(job, given):
+            raise error
+    except Exception as reworded:  # noqa: BLE001 - the same error, re-worded or as it was
+        return reworded
+
+
+def _job(args: argparse.Namespace):
+    """The job file named on the command line (parsed), or None, and the flags given."""
+    from prunepilot.jobfile import load_job_file
+
+    path = getattr(args, "job", None)
+    return (load_job_file(path) if path else None), _given(args)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from prunepilot.errors import UsageError
+    from prunepilot.runner import resume_spec, run_job
+    from prunepilot.spec import JobSpec
+
+    job, given = _job(args)
+    if given.get("resume"):
+        if job is not None:
+            raise UsageError("--resume continues a run with its saved job; give no job file.")
+        ignored = sorted(k for k in given if k not in {"resume", "name", "out", *RESUMABLE})
         if ignored:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             print(
@@ -182,46 +235,26 @@ def _search(args: argparse.Namespace) -> int:
                 "(only --trials, --timeout and where trials run can change).",
                 file=sys.stderr,
             )
-        overrides = {"trials": args.trials, "timeout": args.timeout}
-        overrides.update({k: getattr(args, k) for k in where if getattr(args, k) != defaults[k]})
-        spec = resume_spec(args.out, args.name, overrides)
-    else:
-        spec = JobSpec(
-            budget=args.budget,
-            trials=24 if args.trials is None else args.trials,
-            timeout=args.timeout,
-            name=args.name,
-            out=args.out,
-            task=args.task,
-            model=args.model,
-            weights=args.weights,
-            data=args.data,
-            input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
-            policy=args.policy,
-            seed=args.seed,
-            finetune_steps=args.finetune_steps,
-            final_steps=args.final_steps,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            bn_batches=args.bn_batches,
-            latency_batch=args.latency_batch,
-            threads=args.threads,
-            latency_repeats=args.latency_repeats,
-            ratio_max=args.ratio_max,
-            round_to=args.round_to,
-            round_to_choices=args.round_to_choices,
-            criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
-            screen=args.screen,
-            calibration_samples=args.calibration_samples,
-            dry_run=args.dry_run,
-            workers=args.workers,
-            ray_address=args.ray_address,
-            cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial,
-            max_retries=args.max_retries,
-            latency_gate=args.latency_gate,
-        )
-    return run_job(spec, progress=not args.quiet)
+        overrides = {k: given[k] for k in RESUMABLE if k in given}
+        spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
+        return run_job(spec, progress=not getattr(args, "quiet", False))
+    with _blamed_on(job, given):
+        spec = JobSpec(**{**(job.values if job else {}), **given})
+        return run_job(spec, progress=not getattr(args, "quiet", False))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from prunepilot.errors import UsageErrors
+    from prunepilot.runner import check_job
+    from prunepilot.spec import JobSpec
+
+    job, given = _job(args)
+    spec = JobSpec(**{**job.values, **given})
+    problems = spec.problems()
+    if problems:  # every wrong field at once, one line each
+        raise UsageErrors([_reworded(problem, job, given) for problem in problems])
+    with _blamed_on(job, given):
+        return check_job(spec)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,14 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return EXIT_USAGE
-        return _search(args)
+        return _validate(args) if args.command == "validate" else _search(args)
     except Interrupted as exc:
         print(f"prunepilot: {exc}", file=sys.stderr)
         return exc.exit_code
     except PrunepilotError as exc:
         if debug:
             traceback.print_exc()
-        print(f"prunepilot: error: {exc}", file=sys.stderr)
+        for line in getattr(exc, "lines", [str(exc)]):
+            print(f"prunepilot: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("prunepilot: interrupted before the search started; nothing was saved.", file=sys.stderr)

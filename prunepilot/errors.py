@@ -16,9 +16,25 @@ class PrunepilotError(Exception):
 
 
 class UsageError(PrunepilotError, ValueError):
-    """Bad input: a wrong path, a malformed value, a model that cannot be traced."""
+    """Bad input: a wrong path, a malformed value, a model that cannot be traced.
+
+    Attributes:
+        field: The parameter that is wrong, when one is (job files name its key).
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UsageErrors(UsageError):
+    """Several pieces of bad input at once (``prunepilot validate`` reports each, one line each)."""
+
+    def __init__(self, errors: list[UsageError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.lines = [str(e) for e in errors]
 
 
 class BudgetNotMetError(PrunepilotError):
@@ -44,4 +60,4 @@ def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> Usag
 
     Example: ``The 'ratio' parameter of Policy must be in [0, 0.95]. Got 1.2 instead.``
     """
-    return UsageError(f"The {name!r} parameter of {owner} must be {accepted}. Got {got!r} instead.")
+    return UsageError(f"The {name!r} parameter of {owner} must be {accepted}. Got {got!r} instead.", name)

@@ -102,12 +102,39 @@ def run_job(spec: JobSpec, progress: bool = True, log: Callable[[str], None] | N
     RunDir.check(spec.out, spec.name, resume=False)  # before anything slow runs
     job = _prepare(spec, start_policy, progress)
     baseline = _baseline(job)
-    _check_reachable(job, budget.resolve(baseline[budget.metric]))
+    _check_reachable(job, baseline, budget.resolve(baseline[budget.metric]))
     run = RunDir.open(spec.out, spec.name, resume=False)
     with run:
         run.write_json("config.json", spec.to_dict())
         run.write_json("baseline.json", baseline)
         return _search_and_finish(job, run, baseline, start_policy, progress, log)
+
+
+def check_job(spec: JobSpec, log: Callable[[str], None] | None = None) -> int:
+    """Checks everything a search needs without searching: the job's fields, the policy file, the
+    model and data (imports, shapes, a forward and backward pass), that the model traces for pruning,
+    and that the smallest model of the space meets the budget. Writes nothing.
+
+    Raises:
+        UsageError: naming what is wrong.
+    """
+    log = log or (lambda text: print(text, flush=True))
+    spec.validate()
+    start_policy = Policy.load(spec.policy) if spec.policy else None
+    job = _prepare(spec, start_policy, progress=False)
+    baseline = _baseline(job)
+    budget = spec.parsed_budget
+    reach = ""
+    if budget is not None:
+        limit = budget.resolve(baseline[budget.metric])
+        _check_reachable(job, baseline, limit)
+        reach = f"; budget {budget.text} = {format_metric(budget.metric, limit)} is reachable"
+    log(
+        f"The job is valid: task {job.task.name}, input {job.task.input_shape}, {len(job.groups)} prunable "
+        f"groups, baseline val accuracy {baseline['accuracy']:.4f}, "
+        f"{format_metric('latency_ms', baseline['latency_ms'])}{reach}."
+    )
+    return EXIT_OK
 
 
 @dataclass
@@ -322,12 +349,15 @@ def _baseline(job: _Job) -> dict[str, Any]:
     return metrics
 
 
-def _check_reachable(job: _Job, limit: float) -> None:
+def _check_reachable(job: _Job, baseline: dict[str, Any], limit: float) -> None:
+    """Refuses a budget that the smallest model of the space misses (latency: timed alongside the
+    base model, as trials are)."""
     task, space = job.task, job.space
     budget = job.spec.parsed_budget
     assert budget is not None
     smallest = apply_policy(task.model, space.uniform(space.max_ratio, "l1"), task.input_shape)
-    metrics = evaluate_model(smallest, task.val, task.input_shape, job.settings.latency)
+    reference = (task.model, baseline["latency_ms"])
+    metrics = evaluate_model(smallest, task.val, task.input_shape, job.settings.latency, reference=reference)
     value = metrics.metric(budget.metric)
     if value > limit:
         raise UsageError(

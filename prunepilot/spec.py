@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from prunepilot.budget import Budget, parse_budget
@@ -98,47 +99,76 @@ class JobSpec:
 
     def validate(self) -> JobSpec:
         """Checks every field; raises ``UsageError`` naming the first one that is wrong."""
-        _integer(self, "trials", 1)
-        _integer(self, "seed", 0)
-        _integer(self, "finetune_steps", 0)
-        _integer(self, "final_steps", 0)
-        _integer(self, "batch_size", 1)
-        _integer(self, "bn_batches", 0)
-        _integer(self, "threads", 1)
-        _integer(self, "latency_repeats", 1)
-        _integer(self, "round_to", 1)
-        if self.calibration_samples != 0:
-            _integer(self, "calibration_samples", MIN_SAMPLES)
-        if self.round_to_choices is not None and (
-            not self.round_to_choices
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.round_to_choices)
-        ):
-            raise _invalid("round_to_choices", "a non-empty list of integers >= 1", self.round_to_choices)
-        if self.latency_batch is not None:
-            _integer(self, "latency_batch", 1)
-        if self.workers is not None:
-            _integer(self, "workers", 0)
-        _integer(self, "max_retries", 0)
-        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
-            raise _invalid("cpus_per_trial", "a number > 0", self.cpus_per_trial)
-        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
-            raise _invalid("gpus_per_trial", "a number >= 0", self.gpus_per_trial)
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise _invalid("timeout", "a number of seconds > 0", self.timeout)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise _invalid("lr", "a finite number > 0", self.lr)
-        if not 0 < self.ratio_max <= MAX_RATIO:
-            raise _invalid("ratio_max", f"in (0, {MAX_RATIO}]", self.ratio_max)
-        if self.criteria is not None:
-            unknown = [c for c in self.criteria if c not in criterion_names()]
-            if unknown or not self.criteria:
-                raise _invalid("criteria", f"a non-empty list from {criterion_names()}", self.criteria)
-        if self.task not in BUILTIN_TASKS:
-            raise _invalid("task", f"one of {sorted(BUILTIN_TASKS)}", self.task)
-        if self.budget is None and not self.dry_run:
-            raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
+        problems = self.problems()
+        if problems:
+            raise problems[0]
         self._budget = parse_budget(self.budget) if self.budget is not None else None
         return self
+
+    def problems(self) -> list[UsageError]:
+        """Every field that is wrong, one error each (empty when the job is valid)."""
+        found = []
+        for check in self._checks():
+            try:
+                check()
+            except UsageError as exc:
+                found.append(exc)
+        return found
+
+    def _checks(self) -> list[Callable[[], None]]:
+        def integers(*names: str, low: int) -> list[Callable[[], None]]:
+            return [lambda name=name: _integer(self, name, low) for name in names]
+
+        def require(ok: Callable[[], bool], name: str, accepted: str) -> Callable[[], None]:
+            def check() -> None:
+                try:
+                    valid = ok()
+                except (TypeError, ValueError):
+                    valid = False
+                if not valid:
+                    raise _invalid(name, accepted, getattr(self, name))
+
+            return check
+
+        roundings = self.round_to_choices
+        return [
+            *integers("trials", low=1),
+            *integers("seed", "finetune_steps", "final_steps", "bn_batches", "max_retries", low=0),
+            *integers("batch_size", "threads", "latency_repeats", "round_to", low=1),
+            *([] if self.calibration_samples == 0 else integers("calibration_samples", low=MIN_SAMPLES)),
+            *([] if self.latency_batch is None else integers("latency_batch", low=1)),
+            *([] if self.workers is None else integers("workers", low=0)),
+            require(
+                lambda: roundings is None
+                or (bool(roundings) and all(_is_int(v) and v >= 1 for v in roundings)),
+                "round_to_choices",
+                "a non-empty list of integers >= 1",
+            ),
+            require(lambda: math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0,
+                    "cpus_per_trial", "a number > 0"),
+            require(lambda: math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0,
+                    "gpus_per_trial", "a number >= 0"),
+            require(lambda: self.timeout is None or (math.isfinite(self.timeout) and self.timeout > 0),
+                    "timeout", "a number of seconds > 0"),
+            require(lambda: math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
+            require(lambda: 0 < self.ratio_max <= MAX_RATIO, "ratio_max", f"in (0, {MAX_RATIO}]"),
+            require(
+                lambda: self.criteria is None
+                or (bool(self.criteria) and all(c in criterion_names() for c in self.criteria)),
+                "criteria",
+                f"a non-empty list from {criterion_names()}",
+            ),
+            require(lambda: self.task in BUILTIN_TASKS, "task", f"one of {sorted(BUILTIN_TASKS)}"),
+            require(lambda: self.budget is not None or self.dry_run, "budget", "given (e.g. 30ms, 2x, 50%)"),
+            self._check_budget,
+        ]  # fmt: skip
+
+    def _check_budget(self) -> None:
+        if self.budget is not None:
+            try:
+                parse_budget(self.budget)
+            except UsageError as exc:
+                raise UsageError(str(exc), "budget") from None
 
     @property
     def parsed_budget(self) -> Budget | None:
@@ -189,6 +219,10 @@ class JobSpec:
         if values.get("input_shape") is not None:
             values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _integer(spec: JobSpec, name: str, low: int) -> None:

@@ -141,8 +141,9 @@ def run_search(
     With a ``screen``, a sampled policy predicted to miss the budget is not trained: it is told
     PRUNED with its predicted excess as the budget constraint (so the sampler learns to avoid the
     region) and marked ``screened``. After :data:`MAX_REJECTIONS` such policies in a row, the last
-    one is repaired (its ratios raised until it fits) and run instead. Enqueued policies (warm
-    starts, the user's policy, re-queued trials) are run as given.
+    one is repaired (its ratios raised until it fits, or as far as the space allows) and run
+    instead, so the search always moves on. Enqueued policies (warm starts, the user's policy,
+    re-queued and repaired trials) run as given.
 
     Returns:
         The number of trials run by this call.
@@ -171,8 +172,7 @@ def run_search(
                     rejected += 1
                     if rejected >= MAX_REJECTIONS:
                         repaired = screen.repair(policy, space)
-                        if repaired is not None:
-                            warm_start(study, space, [repaired], {"repaired_from": trial.number})
+                        warm_start(study, space, [repaired], {"repaired_from": trial.number})
                         rejected = 0
                     continue
                 rejected = 0

@@ -123,6 +123,13 @@ class BudgetScreen:
     baseline_ms: float | None = None
     _cache: dict[str, float] = field(default_factory=dict, repr=False)
 
+    @property
+    def tolerance(self) -> float:
+        """Relative excess over the budget still let through: the predictor's cross-validated error
+        for latency (a policy that close to the budget is measured rather than guessed), 0 for the
+        exact metrics."""
+        return self.predictor.cv_mape if self.metric == "latency_ms" and self.predictor else 0.0
+
     def __post_init__(self) -> None:
         if self.metric == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
             raise ValueError("A latency budget screen needs a predictor and the baseline's latency.")
@@ -141,13 +148,16 @@ class BudgetScreen:
         return self._cache[key]
 
     def fits(self, policy: Policy) -> bool:
-        return self.predict(policy) <= self.limit
+        """Whether ``policy`` is predicted within the budget (up to :attr:`tolerance`)."""
+        return self.predict(policy) <= self.limit * (1.0 + self.tolerance)
 
-    def repair(self, policy: Policy, space: SearchSpace) -> Policy | None:
+    def repair(self, policy: Policy, space: SearchSpace) -> Policy:
         """The least raise of ``policy``'s ratios toward ``space.max_ratio`` (every group moved the
-        same share of its way, ratios rounded up onto the grid) that fits; None when none does."""
+        same share of its way, ratios rounded up onto the grid) that fits; when none is predicted
+        to fit, every ratio at ``space.max_ratio`` (the closest the space gets; measured, it may
+        still fit)."""
         candidates = [_toward_max(policy, space, t / 16) for t in range(17)]
-        return _first_fitting(candidates, self)
+        return _first_fitting(candidates, self) or candidates[-1]
 
     def uniform_within(self, space: SearchSpace) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe)."""

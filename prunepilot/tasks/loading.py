@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -71,32 +72,52 @@ def load_task(
     """
     if model is None:
         if data is not None or weights is not None:
-            raise UsageError("--data and --weights need --model (the built-in task has its own).")
+            raise UsageError("--data and --weights need --model (the built-in task has its own).", "data")
         loaded = builtin_task(task, progress=progress)
     else:
         if task != DEFAULT_TASK:
-            raise UsageError(f"--task {task!r} names a built-in task; it cannot be combined with --model.")
-        network = _call(import_object(model, "--model"), model, "--model")
-        if not isinstance(network, nn.Module):
             raise UsageError(
-                f"The --model factory {model!r} must return a torch.nn.Module. "
-                f"Got {type(network).__name__} instead."
+                f"--task {task!r} names a built-in task; it cannot be combined with --model.", "task"
             )
+        with _blame("model"):
+            network = _call(import_object(model, "--model"), model, "--model")
+            if not isinstance(network, nn.Module):
+                raise UsageError(
+                    f"The --model factory {model!r} must return a torch.nn.Module. "
+                    f"Got {type(network).__name__} instead."
+                )
         if weights is not None:
-            _load_weights(network, weights)
+            with _blame("weights"):
+                _load_weights(network, weights)
         elif progress:
             print("warning: no --weights given; pruning the model as its factory built it.", file=sys.stderr)
-        splits = digits_datasets() if data is None else _call(import_object(data, "--data"), data, "--data")
-        train, val, test = _check_splits(splits, data or "the built-in digits data")
+        with _blame("data"):
+            splits = (
+                digits_datasets() if data is None else _call(import_object(data, "--data"), data, "--data")
+            )
+            train, val, test = _check_splits(splits, data or "the built-in digits data")
         sample_shape = tuple(train[0][0].shape)
         loaded = Task(model, network.eval(), train, val, test, sample_shape)
     if input_shape is not None and tuple(input_shape) != loaded.input_shape:
         raise UsageError(
             f"The data's samples have shape {loaded.input_shape} but --input-shape is "
-            f"{tuple(input_shape)}; they must match."
+            f"{tuple(input_shape)}; they must match.",
+            "input_shape",
         )
-    _check_forward(loaded)
+    with _blame("model"):
+        _check_forward(loaded)
     return loaded
+
+
+@contextlib.contextmanager
+def _blame(field: str) -> Iterator[None]:
+    """Marks bad input raised inside as the fault of JobSpec's ``field`` (for job-file messages)."""
+    try:
+        yield
+    except UsageError as exc:
+        if exc.field is None:
+            exc.field = field
+        raise
 
 
 def _call(factory: Callable, path: str, what: str):

@@ -140,3 +140,24 @@ def test_a_screen_keeps_policies_predicted_over_budget_from_training(
         assert trial.user_attrs["screened"]["predicted"] > limit
         assert trial.constraints["budget"] > 0
     assert finished_count(study) == 8
+
+
+def test_when_nothing_is_predicted_to_fit_the_search_still_trains_and_ends(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    from prunepilot.search.driver import MAX_REJECTIONS
+    from prunepilot.search.screen import BudgetScreen
+
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    screen = BudgetScreen(trained_tiny, SHAPE, "flops", 1.0)  # no model has 1 FLOP
+    study = open_study(tmp_path, seed=0)
+    trial_fn = CountingTrial()
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
+    ran = run_search(study, executor, space, Objective("flops", 1.0), 3, progress=False, screen=screen)
+    assert ran == 3 and len(trial_fn.policies) == 3
+    # Every trained policy is a repair after MAX_REJECTIONS rejections: all groups at the max ratio.
+    assert len(study.trials) == 3 * (MAX_REJECTIONS + 1)
+    for policy in trial_fn.policies:
+        assert {s.ratio for s in policy.groups.values()} == {space.max_ratio}
+    trained = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert all(t.user_attrs["repaired_from"] is not None for t in trained)

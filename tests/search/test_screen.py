@@ -43,7 +43,9 @@ def test_repair_raises_ratios_until_the_policy_fits(trained_tiny, space):
         assert repaired.groups[name].ratio >= policy.groups[name].ratio
         assert repaired.groups[name].criterion == "l2"
     impossible = BudgetScreen(trained_tiny, SHAPE, "flops", 1.0)
-    assert impossible.repair(policy, space) is None and impossible.uniform_within(space) is None
+    assert impossible.uniform_within(space) is None
+    closest = impossible.repair(policy, space)  # nothing fits: as far as the space allows
+    assert {s.ratio for s in closest.groups.values()} == {space.max_ratio}
 
 
 def test_the_global_lamp_warm_start_fits_and_prunes_groups_unevenly(trained_tiny, space):
