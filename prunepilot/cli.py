@@ -197,7 +197,7 @@ def _blamed_on(job, given: dict) -> Iterator[None]:
         yield
     except UsageError as exc:
         field = exc.field
-        if job is not None and field in job.origin and field not in given:
+        if job is not None and job.blames(field) and field not in given:
             raise job.error(field, str(exc)) from None
         raise
 

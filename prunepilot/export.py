@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from prunepilot.errors import PrunepilotError
+from prunepilot.errors import PrunepilotError, UsageError
+from prunepilot.policies import apply_plan
 from prunepilot.rundir import write_atomically
+
+PLAN_SCHEMA = "prunepilot.plan/1"
+PLAN_FILE = "plan.json"
+PLAN_WEIGHTS = "weights.pt"
 
 #: Largest absolute output difference accepted between the model and its reloaded export.
 TOLERANCE = 1e-5
@@ -58,3 +65,73 @@ def load_torchscript(path: Path) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.load(str(path), map_location="cpu")
+
+
+def _max_difference(model: nn.Module, other: nn.Module, inputs: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model.eval()(inputs) - other.eval()(inputs)).abs().max())
+
+
+def export_plan(
+    model: nn.Module,
+    removed: dict[str, list[int]],
+    source: dict[str, str],
+    input_shape: tuple[int, ...],
+    inputs: torch.Tensor,
+    folder: Path,
+) -> float:
+    """Writes the pruned model as a plan: ``plan.json`` (where the base class comes from, and the
+    channels removed from each group) and ``weights.pt`` (a plain state dict). Both are reloaded
+    with :func:`load_plan` and the outputs compared before they are kept.
+
+    Args:
+        model: The pruned, fine-tuned model.
+        removed: Group name -> removed channel indices (recorded by ``apply_policy``).
+        source: ``{"task": name}`` for a built-in task or ``{"factory": "pkg.module:factory"}``.
+        input_shape: One sample's shape.
+        inputs: Real inputs for the check.
+        folder: The run directory.
+
+    Returns:
+        The largest absolute output difference of the reloaded plan.
+    """
+    plan = {"schema": PLAN_SCHEMA, **source, "input_shape": list(input_shape), "removed": removed}
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    temporary = folder / f".{PLAN_WEIGHTS}.check"
+    write_atomically(temporary, buffer.getvalue())
+    try:
+        reloaded = build_from_plan(plan, temporary)
+        difference = _max_difference(model, reloaded, inputs)
+    finally:
+        temporary.unlink(missing_ok=True)
+    if not difference <= TOLERANCE:
+        raise PrunepilotError(
+            f"The plan export does not reproduce the model (max difference {difference:.3g} > {TOLERANCE:g})."
+        )
+    write_atomically(folder / PLAN_WEIGHTS, buffer.getvalue())
+    write_atomically(folder / PLAN_FILE, json.dumps(plan, indent=1) + "\n")
+    return difference
+
+
+def load_plan(folder: Path) -> nn.Module:
+    """Re-creates an exported model from ``folder/plan.json`` and ``folder/weights.pt``: the base
+    class is built by its factory (or the built-in task), the plan's channels are removed, and the
+    weights are loaded with ``weights_only=True`` (no pickled modules)."""
+    try:
+        plan = json.loads((Path(folder) / PLAN_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"Cannot read the plan {Path(folder) / PLAN_FILE}: {exc}.") from None
+    return build_from_plan(plan, Path(folder) / PLAN_WEIGHTS)
+
+
+def build_from_plan(plan: dict[str, Any], weights: Path) -> nn.Module:
+    """The model of ``plan`` with the state dict in ``weights`` (see :func:`load_plan`)."""
+    from prunepilot.tasks.loading import build_base_model
+
+    if plan.get("schema") != PLAN_SCHEMA:
+        raise UsageError(f"Unsupported plan schema {plan.get('schema')!r}; accepted: {PLAN_SCHEMA!r}.")
+    base = build_base_model(plan)
+    model = apply_plan(base, plan["removed"], tuple(plan["input_shape"]))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.eval()

@@ -34,7 +34,9 @@ def compare_latency(
     return base, cand
 
 
-def finalize(task: Task, policy: Policy, settings: TrialSettings) -> tuple[nn.Module, dict[str, Any]]:
+def finalize(
+    task: Task, policy: Policy, settings: TrialSettings, removed: dict[str, list[int]] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Re-applies ``policy`` to a fresh copy of the task's model and measures the result.
 
     The test split is used here, and only here: for the chosen model and the baseline.
@@ -43,13 +45,16 @@ def finalize(task: Task, policy: Policy, settings: TrialSettings) -> tuple[nn.Mo
         task: The task (model and splits).
         policy: The chosen policy.
         settings: Trial settings whose ``finetune_steps`` is the final fine-tune length.
+        removed: Filled with the plan: group -> removed channels (see ``apply_policy``).
 
     Returns:
         The final model and its measurements (plain data).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    model = prune_and_train(task.model, task.train, task.input_shape, policy, settings, timings)
+    model = prune_and_train(
+        task.model, task.train, task.input_shape, policy, settings, timings, removed=removed
+    )
     sample = torch.zeros(1, *task.input_shape)
     base_latency, latency = compare_latency(task.model, model, task.input_shape, settings.latency)
     final = {

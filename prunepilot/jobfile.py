@@ -68,6 +68,7 @@ KEYS = (
     Key("ray.latency_gate", "latency_gate", "bool", "pause a node's other trials while one is timed"),
 )
 _BY_PATH = {key.path: key for key in KEYS}
+_PATH_OF = {key.field: key.path for key in KEYS}
 _SECTIONS = sorted({key.path.split(".")[0] for key in KEYS if "." in key.path})
 _KIND_TEXT = {
     "str": "a string",
@@ -95,7 +96,13 @@ class JobFile:
 
     def error(self, field: str, reason: str) -> UsageError:
         """The standard error for ``field``: file, key path, reason."""
-        return UsageError(f"{self.path}: {self.origin.get(field, field)}: {reason}")
+        return UsageError(
+            f"{self.path}: {self.origin.get(field, _PATH_OF.get(field, field))}: {reason}", field
+        )
+
+    def blames(self, field: str | None) -> bool:
+        """Whether an error about ``field`` is the file's (it set the field, or lacks a required one)."""
+        return field in self.origin or field == "budget"
 
 
 def load_job_file(path: str | Path) -> JobFile:

@@ -196,9 +196,9 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             f"| {format_metric('size_bytes', final['size_bytes'])} "
             f"| {100 * (final['size_bytes'] / base['size_bytes'] - 1):+.1f}% |",
             "",
-            f"Chosen: trial {report['chosen']['number']}. Exported to `model.ts.pt` (TorchScript, "
-            f"reloaded and checked: max difference {final['export']['torchscript_max_abs_diff']:.2g}) "
-            "and `policy.json`.",
+            f"Chosen: trial {report['chosen']['number']}.",
+            "",
+            *export_lines(final["export"]),
             "",
         ]
     elif report["closest"]:
@@ -242,6 +242,28 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
     if wasted:
         lines += ["", f"Trials {wasted} cut FLOPs by 10% or more but were not measurably faster."]
     return "\n".join(lines) + "\n"
+
+
+def export_lines(export: dict[str, Any]) -> list[str]:
+    """One line per exported artefact: its file, how it was checked, its latency in its runtime."""
+    lines = [
+        f"- `{export['torchscript']}` (TorchScript): reloaded, max difference "
+        f"{export['torchscript_max_abs_diff']:.2g}"
+        + (f"; {export['torchscript_latency_ms']:.3f} ms" if "torchscript_latency_ms" in export else ""),
+    ]
+    if "onnx" in export:
+        lines.append(
+            f"- `{export['onnx']}` (ONNX): run in ONNX Runtime on test inputs, max difference "
+            f"{export['onnx_max_abs_diff']:.2g}; {export['onnx_latency_ms']:.3f} ms in ONNX Runtime"
+        )
+    if "plan" in export:
+        lines.append(
+            f"- `{export['plan']}` + `{export['plan_weights']}` (plan: the base class, the channels "
+            f"removed, a state dict for weights_only loading): rebuilt, max difference "
+            f"{export['plan_max_abs_diff']:.2g}"
+        )
+    lines.append(f"- `{export['policy']}`: the chosen policy")
+    return lines
 
 
 def _screening_line(numbers: dict[str, Any]) -> str:

@@ -19,10 +19,12 @@ from prunepilot import __version__
 from prunepilot.budget import Budget, format_metric
 from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, Interrupted, PrunepilotError, UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
-from prunepilot.export import export_torchscript
+from prunepilot.export import export_plan, export_torchscript, load_torchscript
 from prunepilot.final import finalize
+from prunepilot.onnx_export import export_onnx
 from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_groups
 from prunepilot.report import build_report, markdown, pareto_plot
+from prunepilot.report_html import html_report
 from prunepilot.rundir import RunDir, default_run_name, write_atomically
 from prunepilot.search import (
     Objective,
@@ -218,21 +220,30 @@ def _search_and_finish(
         "trial_settings": settings.to_dict(),
         "latency_predictor": screen.predictor.describe() if screen and screen.predictor else None,
     }  # fmt: skip
-    chosen, final, model, policy = finalize_first_fitting(
-        _candidates(study), task, spec.final_settings(settings), budget, limit, log
-    )
-    if final is not None and model is not None and policy is not None:
+    done = finalize_first_fitting(_candidates(study), task, spec.final_settings(settings), budget, limit, log)
+    if done is not None:
         inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
-        final["export"] = {
+        done.final["export"] = {
             "torchscript": "model.ts.pt",
-            "torchscript_max_abs_diff": export_torchscript(model, inputs, run.file("model.ts.pt")),
+            "torchscript_max_abs_diff": export_torchscript(done.model, inputs, run.file("model.ts.pt")),
+            "plan": "plan.json",
+            "plan_weights": "weights.pt",
+            "plan_max_abs_diff": export_plan(
+                done.model, done.removed, _model_source(spec), task.input_shape, inputs, run.path
+            ),
             "policy": "policy.json",
+            "onnx": "model.onnx",
+            **export_onnx(done.model, inputs, run.file("model.onnx"), settings.latency),
+            "torchscript_latency_ms": measure_latency(
+                load_torchscript(run.file("model.ts.pt")), task.input_shape, settings.latency
+            ),
         }
-        write_atomically(run.file("policy.json"), policy.to_json() + "\n")
-    report = build_report(study, header, chosen, final)
+        write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
+    report = build_report(study, header, done and done.trial, done and done.final)
     run.write_json("report.json", report)
     write_atomically(run.file("pareto.png"), pareto_plot(report))
     write_atomically(run.file("report.md"), markdown(report, "pareto.png"))
+    write_atomically(run.file("report.html"), html_report(report))
     _print_summary(log, run, report, budget)
     if not any(t["state"] == "COMPLETE" for t in report["trials"]):
         errors = Counter(t["error"] for t in report["trials"] if t["error"])
@@ -297,6 +308,25 @@ def _warm_starts(
     return warm + fitting + [p for p in fixed if p not in fitting and screen.fits(p)]
 
 
+@dataclass
+class Finalized:
+    """A front point made for real (see :func:`finalize`).
+
+    Attributes:
+        trial: The trial whose policy it is.
+        final: Its measurements, with ``budget_limit`` and ``budget_met``.
+        model: The fine-tuned pruned model.
+        policy: The policy.
+        removed: The plan: group -> removed channel indices.
+    """
+
+    trial: FrozenTrial
+    final: dict[str, Any]
+    model: torch.nn.Module
+    policy: Policy
+    removed: dict[str, list[int]]
+
+
 def finalize_first_fitting(
     candidates: list[FrozenTrial],
     task: Task,
@@ -304,22 +334,28 @@ def finalize_first_fitting(
     budget: Budget,
     limit: float,
     log: Callable[[str], None],
-) -> tuple[FrozenTrial | None, dict[str, Any] | None, torch.nn.Module | None, Policy | None]:
+) -> Finalized | None:
     """Finalizes ``candidates`` in turn (``settings.finetune_steps`` is the final length) until one
-    meets the budget on re-measurement; returns the last one finalized, its measurements, model and
-    policy (all None when there is no candidate)."""
-    chosen, final, model, policy = None, None, None, None
+    meets the budget on re-measurement; returns that one, else the last one finalized (None when
+    there is no candidate)."""
+    done = None
     for candidate in candidates:
         policy = Policy.from_dict(candidate.user_attrs["policy"])
         log(f"Final fine-tune of trial {candidate.number} ({settings.finetune_steps} steps) ...")
-        model, final = finalize(task, policy, settings)
+        removed: dict[str, list[int]] = {}
+        model, final = finalize(task, policy, settings, removed)
         final["budget_limit"] = _final_limit(final, budget, limit)
         final["budget_met"] = final[budget.metric] <= final["budget_limit"]
-        chosen = candidate
+        done = Finalized(candidate, final, model, policy, removed)
         if final["budget_met"]:
             break
         log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
-    return chosen, final, model, policy
+    return done
+
+
+def _model_source(spec: JobSpec) -> dict[str, str]:
+    """Where the base model's class comes from, for a plan: a built-in task or the factory."""
+    return {"task": spec.task} if spec.model is None else {"factory": spec.model}
 
 
 def _candidates(study):

@@ -115,10 +115,12 @@ def prune_and_train(
     timings: dict[str, float] | None = None,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
+    removed: dict[str, list[int]] | None = None,
 ) -> nn.Module:
     """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it.
 
-    Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest.
+    Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest. ``removed``
+    is filled with the plan (see :func:`apply_policy`).
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
@@ -130,6 +132,7 @@ def prune_and_train(
             input_shape,
             gradient_batches=itertools.islice(loader, settings.gradient_batches),
             seed=settings.seed,
+            removed=removed,
         ).to(device)
     timings["apply"] = time.perf_counter() - start
 

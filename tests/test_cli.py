@@ -56,6 +56,10 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
         "report.json",
         "report.md",
         "pareto.png",
+        "report.html",
+        "model.onnx",
+        "plan.json",
+        "weights.pt",
     ):
         assert (run / name).is_file(), name
     report = json.loads((run / "report.json").read_text())
@@ -71,6 +75,9 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     assert all(t["feasible"] for t in report["trials"] if t["state"] == "COMPLETE")
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Baseline against chosen model" in (run / "report.md").read_text()
+    page = (run / "report.html").read_text()
+    assert "data:image/png;base64," in page and "<link" not in page and "src='http" not in page
+    assert f"Chosen: trial {report['chosen']['number']}" in page and "model.onnx" in page
 
 
 def test_exported_torchscript_reloads_with_identical_outputs(default_run):
@@ -88,6 +95,40 @@ def test_exported_torchscript_reloads_with_identical_outputs(default_run):
     assert report["final"]["export"]["torchscript_max_abs_diff"] == 0.0
     reloaded_twice = load_torchscript(run / "model.ts.pt")
     assert torch.equal(scripted(inputs), reloaded_twice(inputs))
+
+
+def test_the_plan_export_recreates_the_model_from_its_class_and_a_state_dict(default_run):
+    _, run, _ = default_run
+    from prunepilot.export import load_plan
+    from prunepilot.tasks import digits_task
+
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["schema"] == "prunepilot.plan/1" and plan["task"] == "digits"
+    assert any(plan["removed"].values())  # channels were removed
+    state = torch.load(run / "weights.pt", weights_only=True)  # plain tensors, no modules
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model = load_plan(run)
+    inputs = torch.stack([digits_task(progress=False).test[i][0] for i in range(32)])
+    with torch.no_grad():
+        assert torch.allclose(model(inputs), load_torchscript(run / "model.ts.pt")(inputs), atol=1e-5)
+    report = json.loads((run / "report.json").read_text())
+    assert report["final"]["export"]["plan_max_abs_diff"] <= 1e-5
+
+
+def test_the_onnx_export_runs_in_onnx_runtime_like_the_model(default_run):
+    import onnxruntime
+
+    _, run, _ = default_run
+    from prunepilot.tasks import digits_task
+
+    inputs = torch.stack([digits_task(progress=False).test[i][0] for i in range(16)])
+    session = onnxruntime.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
+    expected = load_torchscript(run / "model.ts.pt")(inputs).detach().numpy()
+    assert abs(outputs - expected).max() <= 1e-4
+    export = json.loads((run / "report.json").read_text())["final"]["export"]
+    assert export["onnx_max_abs_diff"] <= 1e-4
+    assert export["onnx_latency_ms"] > 0 and export["torchscript_latency_ms"] > 0
 
 
 def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):

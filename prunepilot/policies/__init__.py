@@ -1,6 +1,6 @@
 """Policies: prunable groups, importance criteria, the policy itself and how it is applied."""
 
-from prunepilot.policies.apply import apply_policy
+from prunepilot.policies.apply import apply_plan, apply_policy
 from prunepilot.policies.criteria import (
     Criterion,
     criterion_names,
@@ -16,6 +16,7 @@ __all__ = [
     "GroupInfo",
     "GroupSetting",
     "Policy",
+    "apply_plan",
     "apply_policy",
     "criterion_names",
     "discover_groups",

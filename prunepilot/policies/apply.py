@@ -21,6 +21,7 @@ def apply_policy(
     *,
     gradient_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = (),
     seed: int = 0,
+    removed: dict[str, list[int]] | None = None,
 ) -> nn.Module:
     """Returns a pruned copy of ``model``; ``model`` itself is never changed.
 
@@ -33,6 +34,8 @@ def apply_policy(
         input_shape: Shape of one input sample, without the batch dimension.
         gradient_batches: (inputs, labels) batches for criteria that need gradients (taylor).
         seed: Seeds the random criterion.
+        removed: When given, filled with group name -> removed channel indices, in the order they
+            were removed (a plan: :func:`apply_plan` replays it on a fresh model).
 
     Raises:
         UsageError: when the policy names a group the model lacks, or a criterion cannot score a
@@ -64,14 +67,43 @@ def apply_policy(
                 )
             order = torch.argsort(scores.detach().flatten().cpu(), stable=True)
             drop = sorted(int(group[0].idxs[i]) for i in order[: channels - keep])
-            root = group[0].dep.target.module
-            removals.append((root, group[0].dep.handler, drop))
+            removals.append((name, drop))
 
-    for root, handler, drop in removals:
-        group = graph.get_pruning_group(root, handler, drop)
-        group.prune()
+    if removed is not None:
+        removed.update({name: list(drop) for name, drop in removals})
+    _remove(graph, groups, removals)
     pruned.zero_grad(set_to_none=True)
     return pruned.eval()
+
+
+def apply_plan(model: nn.Module, removed: dict[str, list[int]], input_shape: tuple[int, ...]) -> nn.Module:
+    """Returns a copy of ``model`` with exactly the channels of ``removed`` taken out (the plan
+    recorded by :func:`apply_policy`): the pruned architecture, re-created from the original class.
+
+    Raises:
+        UsageError: when the plan names a group the model lacks or a channel it does not have.
+    """
+    pruned = copy.deepcopy(model).eval()
+    inputs = example_inputs(input_shape)
+    graph = build_graph(pruned, inputs)
+    groups = named_groups(pruned, graph, inputs)
+    unknown = sorted(set(removed) - set(groups))
+    if unknown:
+        raise UsageError(f"The plan names group(s) {unknown} that the model does not have.")
+    for name, drop in removed.items():
+        channels = len(groups[name][0].idxs)
+        if any(not 0 <= i < channels for i in drop) or len(set(drop)) >= channels:
+            raise UsageError(
+                f"The plan removes channels of group {name!r} that it cannot ({channels} channels)."
+            )
+    _remove(graph, groups, list(removed.items()))
+    return pruned.eval()
+
+
+def _remove(graph, groups: dict, removals: list[tuple[str, list[int]]]) -> None:
+    for name, drop in removals:
+        root = groups[name][0].dep.target.module
+        graph.get_pruning_group(root, groups[name][0].dep.handler, drop).prune()
 
 
 def _accumulate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:

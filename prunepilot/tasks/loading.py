@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from prunepilot.errors import UsageError
 from prunepilot.tasks.base import Task
-from prunepilot.tasks.builtin import DEFAULT_TASK, builtin_task, digits_datasets
+from prunepilot.tasks.builtin import DEFAULT_TASK, builtin_task, digits_datasets, get_builtin
 
 
 def import_object(path: str, what: str) -> Callable:
@@ -118,6 +118,18 @@ def _blame(field: str) -> Iterator[None]:
         if exc.field is None:
             exc.field = field
         raise
+
+
+def build_base_model(source: dict) -> nn.Module:
+    """An untrained model of the base architecture: ``{"task": name}`` (a built-in task) or
+    ``{"factory": "pkg.module:factory"}``."""
+    if "factory" in source:
+        network = _call(import_object(source["factory"], "the plan's factory"), source["factory"], "--model")
+    else:
+        network = get_builtin(source.get("task", DEFAULT_TASK)).model()
+    if not isinstance(network, nn.Module):
+        raise UsageError(f"The factory {source['factory']!r} must return a torch.nn.Module.")
+    return network.eval()
 
 
 def _call(factory: Callable, path: str, what: str):
