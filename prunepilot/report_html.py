@@ -17,7 +17,8 @@ from prunepilot.report import export_lines, pareto_plot  # noqa: E402
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.met{color:#16794c}.missed{color:#b3261e}
 code{background:#f3f3f3;padding:1px 4px}img{max-width:100%}
 """
