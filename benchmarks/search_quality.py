@@ -14,7 +14,8 @@ Every method searches ratios up to ``--ratio-max`` (0.9: at 0.8, 30% of the digi
 is at the very edge of the space).
 
 Reported per method: the hypervolume of its (validation accuracy, latency / baseline latency)
-trials against the reference point (accuracy 0.5, latency ratio 1.0), and the test accuracy of the
+trials against the reference point (accuracy 0.5, latency ratio 1.0) and within each budget
+(reference latency ratio 0.5 or 0.3: the front a budgeted search is after), and the test accuracy of the
 best model within 50% and 30% of the baseline's latency after the final fine-tune (the first of the
 three most accurate trials within budget that still meets it when re-measured). Medians and the
 spread over seeds are printed, and everything is written as JSON.
@@ -72,6 +73,10 @@ def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: floa
         ]
         key = f"{fraction:.0%}"
         result["hypervolume"][key] = hypervolume(points, REFERENCE)
+        # Within the budget: the front below the budget's latency (the region the run searches).
+        within = hypervolume(points, (REFERENCE[0], fraction))
+        result.setdefault("hypervolume_within_budget", {})[key] = within
+        result.setdefault("points", {})[key] = points
         final = report["final"]
         result["test_accuracy"][key] = final["test_accuracy"] if final else None
         result["budget_met"][key] = report["budget_met"]
@@ -110,14 +115,17 @@ def run_baseline_method(method: str, task: str, seed: int, trials: int, out: Pat
         "test_accuracy": {},
         "budget_met": {},
         "hypervolume_value": hypervolume(points, REFERENCE),
+        "hypervolume_within_budget": {f"{f:.0%}": hypervolume(points, (REFERENCE[0], f)) for f in FRACTIONS},
+        "points": points,
     }
     for fraction in FRACTIONS:
         key = f"{fraction:.0%}"
         within = [t for t in completed if t.values[1] <= fraction * base_ms]
         ranked = sorted(within, key=lambda t: (-t.values[0], t.values[1]))[:3]
-        _, final, _, _ = finalize_first_fitting(
+        done = finalize_first_fitting(
             ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
         )
+        final = done.final if done else None
         result["test_accuracy"][key] = final["test_accuracy"] if final else None
         result["budget_met"][key] = bool(final and final["budget_met"])
     return result
@@ -129,6 +137,9 @@ def _summary(rows: list[dict], task: str) -> dict:
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method and r["task"] == task]
         entry = {"hypervolume": [r["hypervolume_value"] for r in mine]}
+        for fraction in FRACTIONS:
+            key = f"{fraction:.0%}"
+            entry[f"hypervolume_within_{key}"] = [r["hypervolume_within_budget"][key] for r in mine]
         for fraction in FRACTIONS:
             key = f"{fraction:.0%}"
             entry[f"test_accuracy@{key}"] = [
@@ -145,6 +156,10 @@ def _summary(rows: list[dict], task: str) -> dict:
     summary["prunepilot_minus_uniform_at_30%_pt"] = None if pp is None or uni is None else 100 * (pp - uni)
     hv_pp, hv_rand = median(summary["prunepilot"]["hypervolume"]), median(summary["random"]["hypervolume"])
     summary["hypervolume_ratio_prunepilot_over_random"] = hv_pp / hv_rand if hv_rand else None
+    for fraction in FRACTIONS:
+        key = f"hypervolume_within_{fraction:.0%}"
+        mine, theirs = median(summary["prunepilot"][key]), median(summary["random"][key])
+        summary[f"{key}_ratio_prunepilot_over_random"] = mine / theirs if theirs else None
     return summary
 
 
@@ -158,7 +173,8 @@ def _print(summary: dict) -> None:
         return text + (f" ({missed} missed)" if missed else "")
 
     print(f"\n== {summary['task']} ==  median [min, max] over seeds")
-    header = ["hypervolume"] + [f"test_accuracy@{f:.0%}" for f in FRACTIONS]
+    header = ["hypervolume", *(f"hypervolume_within_{f:.0%}" for f in FRACTIONS)]
+    header += [f"test_accuracy@{f:.0%}" for f in FRACTIONS]
     print(f"{'method':12} " + " ".join(f"{h:>34}" for h in header))
     for method in METHODS:
         print(f"{method:12} " + " ".join(f"{spread(summary[method][h]):>34}" for h in header))
@@ -166,6 +182,9 @@ def _print(summary: dict) -> None:
     ratio = summary["hypervolume_ratio_prunepilot_over_random"]
     print(f"prunepilot - uniform L1 at 30%: {'n/a' if gap is None else f'{gap:+.2f} pt'} (target >= +1.0)")
     print(f"hypervolume prunepilot / random: {'n/a' if ratio is None else f'{ratio:.2f}x'} (target >= 1.1x)")
+    for fraction in FRACTIONS:
+        within = summary[f"hypervolume_within_{fraction:.0%}_ratio_prunepilot_over_random"]
+        print(f"  within {fraction:.0%}: {'n/a' if within is None else f'{within:.2f}x'}")
 
 
 def main() -> None:
