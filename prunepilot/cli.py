@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     tuning = search.add_argument_group("search and trials")
     tuning.add_argument("--policy", help="a policy JSON file to evaluate first (warm start)")
     tuning.add_argument(
+        "--study",
+        help="a study shared by runs (nightly): trials accumulate in it, and a new run starts from "
+        "the front of the earlier ones",
+    )
+    tuning.add_argument(
+        "--storage",
+        help="Optuna storage URL of the study, e.g. sqlite:///studies.db or postgresql://... "
+        "(default: the run's journal; with --study, <out>/studies.journal)",
+    )
+    tuning.add_argument(
         "--seed", type=int, help="seeds the sampler, the data order and the random criterion (default 0)"
     )
     tuning.add_argument("--finetune-steps", type=int, help="fine-tune steps per trial (default 60)")

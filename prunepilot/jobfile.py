@@ -41,6 +41,8 @@ KEYS = (
     Key("name", "name", "str", "run name (folder under out)"),
     Key("out", "out", "str", "folder of run directories"),
     Key("policy", "policy", "str", "a policy JSON file evaluated first"),
+    Key("study", "study", "str", "a study shared by runs night after night"),
+    Key("storage", "storage", "str", "Optuna storage URL of the study, or a journal file path"),
     Key("model.task", "task", "str", "built-in task when no factory is given: digits or mnist"),
     Key("model.factory", "model", "str", "pkg.module:factory returning the torch.nn.Module"),
     Key("model.checkpoint", "weights", "str", "state dict loaded with weights_only=True"),

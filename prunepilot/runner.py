@@ -35,8 +35,9 @@ from prunepilot.search import (
     run_search,
     warm_start,
 )
-from prunepilot.search.driver import WARM_START_RATIOS
+from prunepilot.search.driver import STUDY_NAME, WARM_START_RATIOS, open_storage
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
+from prunepilot.search.pareto import pareto_indices, violation
 from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
@@ -49,6 +50,8 @@ BUILTIN_LATENCY_BATCH = 64
 FINAL_CANDIDATES = 3
 #: Latency measurements of the baseline (their median sets a relative budget).
 BASELINE_ROUNDS = 3
+#: The journal shared by the runs of a named study (``--study``) in one ``--out`` folder.
+STUDIES_FILE = "studies.journal"
 #: The latency predictor's calibration measurements, in the run directory.
 CALIBRATION_FILE = "latency_calibration.json"
 
@@ -105,6 +108,8 @@ def run_job(spec: JobSpec, progress: bool = True, log: Callable[[str], None] | N
     job = _prepare(spec, start_policy, progress)
     baseline = _baseline(job)
     _check_reachable(job, baseline, budget.resolve(baseline[budget.metric]))
+    if spec.storage and "://" in spec.storage:
+        open_storage(spec.storage)  # a storage that cannot be opened is refused before the run starts
     run = RunDir.open(spec.out, spec.name, resume=False)
     with run:
         run.write_json("config.json", spec.to_dict())
@@ -185,12 +190,17 @@ def _search_and_finish(
         # Trials time their pruned model alongside the base model: drift of the machine cancels.
         job.settings = settings = replace(settings, reference_latency_ms=baseline["latency_ms"])
     screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
-    study = open_study(run.path, spec.seed)
+    study = open_study(run.path, spec.seed, storage=_storage_of(spec), name=spec.study or STUDY_NAME)
     recovered = recover_interrupted(study)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
     if not study.trials:
-        warm_start(study, space, _warm_starts(space, start_policy, screen))
+        previous = _previous_front(study)
+        if previous:
+            log(
+                f"Study {study.study_name!r}: warm-starting from its last front ({len(previous)} policies)."
+            )
+        warm_start(study, space, _dedupe(previous + _warm_starts(space, start_policy, screen)))
     log(
         f"Run {run.path}: baseline val accuracy {baseline['accuracy']:.4f}, "
         f"{format_metric(budget.metric, baseline[budget.metric])}; budget {budget.text} = "
@@ -351,6 +361,29 @@ def finalize_first_fitting(
             break
         log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
     return done
+
+
+def _storage_of(spec: JobSpec) -> str | None:
+    """The study's storage: the job's URL; for a named study, one journal shared by the runs in
+    ``out``; else None (the run's own journal file)."""
+    if spec.storage:
+        return spec.storage
+    return str(Path(spec.out) / STUDIES_FILE) if spec.study else None
+
+
+def _previous_front(study) -> list[Policy]:
+    """The policies of the feasible front of the study's earlier runs (nightly warm start)."""
+    trials = [t for t in study.other_runs_trials() if violation(t) == 0 and "policy" in t.user_attrs]
+    front = [trials[i] for i in pareto_indices([(t.values[0], t.values[1]) for t in trials])]
+    return [Policy.from_dict(t.user_attrs["policy"]) for t in front]
+
+
+def _dedupe(policies: list[Policy]) -> list[Policy]:
+    unique: list[Policy] = []
+    for policy in policies:
+        if policy not in unique:
+            unique.append(policy)
+    return unique
 
 
 def _model_source(spec: JobSpec) -> dict[str, str]:

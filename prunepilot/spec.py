@@ -33,6 +33,11 @@ class JobSpec:
         data: ``pkg.module:factory`` returning (train, val, test) datasets.
         input_shape: Shape of one input sample, checked against the data.
         policy: A policy JSON file to evaluate first, as a warm start.
+        study: A study name shared by runs (nightly): each run adds its trials to it and starts from
+            the front of the earlier runs. None: the run has a study of its own.
+        storage: Optuna storage URL of the study (``sqlite:///studies.db``, ``postgresql://...``)
+            or a journal file path; None: the run's own journal file (or, with ``study``, one
+            journal shared by the runs in ``out``).
         seed: Seeds the sampler, the data order and the random criterion.
         finetune_steps: Fine-tune steps per trial.
         final_steps: Fine-tune steps of the chosen model.
@@ -73,6 +78,8 @@ class JobSpec:
     data: str | None = None
     input_shape: tuple[int, ...] | None = None
     policy: str | None = None
+    study: str | None = None
+    storage: str | None = None
     seed: int = 0
     finetune_steps: int = 60
     final_steps: int = 600

@@ -384,3 +384,42 @@ def test_help_lists_every_flag_and_exits_0(capsys):
         "exit codes",
     ):
         assert flag in out
+
+
+def test_a_named_study_keeps_each_night_and_starts_from_the_last_front(capsys, tmp_path, tiny_flags):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    nightly = ["search", "--budget", "1000ms", "--trials", "3", "--out", tmp_path, "--study", "nightly"]
+    code, _, err = run_cli(capsys, *nightly, "--name", "night1", *tiny_flags)
+    assert code == 0, err
+    first = json.loads((tmp_path / "night1" / "report.json").read_text())
+    front = [t["policy"] for t in first["trials"] if t["number"] in first["front"]]
+    code, out, err = run_cli(capsys, *nightly, "--name", "night2", *tiny_flags)
+    assert code == 0, err
+    assert "warm-starting from its last front" in out
+    second = json.loads((tmp_path / "night2" / "report.json").read_text())
+    assert len(second["trials"]) == 3  # the report and the count are the night's own
+    assert second["trials"][0]["policy"] in front  # the last front runs first
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "studies.journal")))
+    assert len(optuna.load_study(study_name="nightly", storage=storage).trials) == 6
+    assert not (tmp_path / "night2" / "study.journal").exists()
+
+
+def test_a_study_in_an_sqlite_storage(capsys, tmp_path, tiny_flags):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--trials", "2", "--out", tmp_path,
+                           "--name", "s", "--study", "x", "--storage", url, *tiny_flags)  # fmt: skip
+    assert code == 0, err
+    import optuna
+
+    assert len(optuna.load_study(study_name="x", storage=url).trials) == 2
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_before_the_run_starts(capsys, tmp_path, tiny_flags):
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path / "runs", "--name", "b",
+                           "--storage", "nosuchdb://host/db", *tiny_flags)  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "Cannot open the study storage 'nosuchdb://host/db'")
+    assert not (tmp_path / "runs" / "b").exists()

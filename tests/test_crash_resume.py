@@ -80,3 +80,63 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
     report = json.loads((run / "report.json").read_text())
     assert report["budget_met"] is True
     assert "Recovered 1 trial" in capsys.readouterr().out
+
+
+def test_kill_9_during_the_final_fine_tune_then_resume_recomputes_no_trial(tmp_path, tiny_weights):
+    run = tmp_path / "f"
+    flags = [f for f in FAST_FLAGS]
+    flags[flags.index("--final-steps") + 1] = "3000"  # a final fine-tune long enough to be killed in
+    command = [
+        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "3",
+        "--out", str(tmp_path), "--name", "f", "--model", "tests.zoo:tiny_resnet",
+        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *flags,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in process.stdout:  # the driver logs the final fine-tune as it starts
+            if b"Final fine-tune of trial" in line:
+                time.sleep(1.0)
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = {t.number: t.user_attrs["result"] for t in _trials(run) if t.state.name == "COMPLETE"}
+    assert len(before) == 3 and not (run / "report.json").exists()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no half-written file
+    code = main(
+        ["search", "--resume", "--name", "f", "--out", str(tmp_path), "--final-steps", "30", "--quiet"]
+    )
+    assert code == 0
+    after = _trials(run)
+    assert len(after) == 3  # no trial was run again
+    assert {t.number: t.user_attrs["result"] for t in after} == before
+    for name in ("report.json", "report.html", "model.ts.pt", "model.onnx", "plan.json", "weights.pt"):
+        assert (run / name).is_file(), name
+
+
+def test_a_second_search_on_a_run_in_use_refuses_with_one_line(tmp_path, tiny_weights, capsys):
+    flags = [f for f in FAST_FLAGS]
+    flags[flags.index("--finetune-steps") + 1] = "150"
+    command = [
+        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "40",
+        "--out", str(tmp_path), "--name", "busy", "--model", "tests.zoo:tiny_resnet",
+        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *flags,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "busy" / "study.journal").exists():
+            assert time.monotonic() < deadline, "the first search did not start in time"
+            time.sleep(0.2)
+        code = main(["search", "--resume", "--name", "busy", "--out", str(tmp_path), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "in use by another prunepilot process" in lines[0]
+        assert process.poll() is None  # the first search goes on
+    finally:
+        process.kill()
+        process.wait(timeout=30)

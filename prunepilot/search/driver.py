@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from prunepilot.budget import format_metric
+from prunepilot.errors import UsageError
 from prunepilot.policies import Policy
 from prunepilot.search import pareto
 from prunepilot.search.executors import TrialExecutor, TrialOutcome
@@ -47,27 +48,104 @@ class Objective:
         return (result.metric(self.metric) - self.limit) / self.limit
 
 
-def open_study(run_dir: Path, seed: int, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-    """Creates or loads the run's study, stored in ``run_dir/study.journal``.
+class RunStudy:
+    """One run's share of an Optuna study.
 
-    The sampler is multivariate TPE unless ``sampler`` is given (benchmarks compare others).
+    Several runs (one a night) may share a study: the sampler learns from all of their trials, while
+    counting, recovery, the front and the report see only the trials of this run (tagged with the
+    user attribute ``run``; untagged trials of older runs count as this run's). Everything else is
+    the study's own (``tell``, ``_storage``, ``study_name`` ...).
+
+    Attributes:
+        study: The Optuna study.
+        run: The run's name.
+    """
+
+    def __init__(self, study: optuna.Study, run: str) -> None:
+        self.study, self.run = study, run
+
+    def __getattr__(self, name: str):
+        return getattr(self.study, name)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
+        trials = self.study.get_trials(deepcopy=deepcopy, states=states)
+        return [t for t in trials if t.user_attrs.get("run", self.run) == self.run]
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials(deepcopy=False)
+
+    def other_runs_trials(self) -> list[optuna.trial.FrozenTrial]:
+        """Completed trials of the study's other runs (earlier nights)."""
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return [t for t in trials if t.user_attrs.get("run", self.run) != self.run]
+
+    def ask(self) -> optuna.Trial:
+        trial = self.study.ask()
+        trial.set_user_attr("run", self.run)
+        return trial
+
+    def enqueue_trial(self, params: dict, user_attrs: dict | None = None) -> None:
+        self.study.enqueue_trial(params, user_attrs={**(user_attrs or {}), "run": self.run})
+
+
+def open_study(
+    run_dir: Path,
+    seed: int,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    storage: str | None = None,
+    name: str = STUDY_NAME,
+    run: str | None = None,
+) -> RunStudy:
+    """Creates or loads the study ``name`` and returns the run's share of it (see :class:`RunStudy`).
+
+    Args:
+        run_dir: The run directory; the study is kept in ``run_dir/study.journal`` by default.
+        seed: Seeds the sampler (re-seeded on resume so it does not replay proposals).
+        sampler: Multivariate TPE unless given (benchmarks compare others).
+        storage: An Optuna storage URL (``sqlite:///studies.db``, ``postgresql://...``) or a path to
+            a journal file, shared by the runs of one study; None for the run's own journal file.
+        name: The study's name.
+        run: The run's name (``run_dir``'s name by default).
+
+    Raises:
+        UsageError: when the storage cannot be opened.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(run_dir / STUDY_FILE)))
+    backend = open_storage(storage or str(run_dir / STUDY_FILE))
     try:
-        existing = len(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials)
+        existing = len(optuna.load_study(study_name=name, storage=backend).trials)
     except KeyError:
         existing = 0
     # A resumed study re-seeds its sampler so it does not replay the first run's proposals.
     if sampler is None:
         sampler = optuna.samplers.TPESampler(seed=seed + existing, multivariate=True, n_startup_trials=8)
-    return optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage,
+    study = optuna.create_study(
+        study_name=name,
+        storage=backend,
         directions=["maximize", "minimize"],
         sampler=sampler,
         load_if_exists=True,
     )
+    return RunStudy(study, run or Path(run_dir).name)
+
+
+def open_storage(location: str) -> optuna.storages.BaseStorage | str:
+    """An Optuna storage from a URL, or a journal file from a path.
+
+    Raises:
+        UsageError: naming the URL, when it cannot be opened.
+    """
+    if "://" not in location:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(location))
+    try:
+        return optuna.storages.get_storage(location)
+    except Exception as exc:  # noqa: BLE001 - any storage failure is the URL's, reported as one line
+        raise UsageError(
+            f"Cannot open the study storage {location!r} ({type(exc).__name__}: {exc}); give an "
+            "Optuna storage URL such as sqlite:///studies.db or a path to a journal file."
+        ) from exc
 
 
 def recover_interrupted(study: optuna.Study) -> int:
