@@ -175,7 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("job", help="the TOML job file")
     validate.add_argument("--budget", help="override the job file's budget")
-    for sub in (search, validate):
+    report = commands.add_parser(
+        "report",
+        help="re-create a run's report files (json, md, html, plot) from its study",
+        description="Re-create report.json, report.md, report.html and pareto.png of a run from its "
+        "study; nothing is retrained.",
+        epilog=EPILOG,
+    )
+    report.add_argument("run", help="the run directory, e.g. runs/search-20261123-154501")
+    export = commands.add_parser(
+        "export",
+        help="re-create a trial's model and export it (TorchScript, ONNX, plan)",
+        description="Re-create trial N's model (its policy on a fresh copy of the base model, then the "
+        "final fine-tune) and export it into RUN/exports/trial-N/, each export checked against the model.",
+        epilog=EPILOG,
+    )
+    export.add_argument("run", help="the run directory")
+    export.add_argument("--trial", type=int, required=True, help="the trial number (see report.json)")
+    export.add_argument(
+        "--format",
+        action="append",
+        choices=["torchscript", "onnx", "plan"],
+        help="export format; repeat for several (default: all three)",
+    )
+    for sub in (search, validate, report, export):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -267,6 +290,22 @@ def _validate(args: argparse.Namespace) -> int:
         return check_job(spec)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from prunepilot.runner import rebuild_report
+
+    return rebuild_report(args.run)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from prunepilot.runner import EXPORT_FORMATS, export_trial
+
+    formats = tuple(dict.fromkeys(args.format or EXPORT_FORMATS))
+    return export_trial(args.run, args.trial, formats)
+
+
+_COMMANDS = {"search": _search, "validate": _validate, "report": _report, "export": _export}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -276,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return EXIT_USAGE
-        return _validate(args) if args.command == "validate" else _search(args)
+        return _COMMANDS[args.command](args)
     except Interrupted as exc:
         print(f"prunepilot: {exc}", file=sys.stderr)
         return exc.exit_code

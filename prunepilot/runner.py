@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -190,16 +191,14 @@ def _search_and_finish(
         # Trials time their pruned model alongside the base model: drift of the machine cancels.
         job.settings = settings = replace(settings, reference_latency_ms=baseline["latency_ms"])
     screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
-    study = open_study(run.path, spec.seed, storage=_storage_of(spec), name=spec.study or STUDY_NAME)
+    study = _open_run_study(spec, run)
     recovered = recover_interrupted(study)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
     if not study.trials:
         previous = _previous_front(study)
         if previous:
-            log(
-                f"Study {study.study_name!r}: warm-starting from its last front ({len(previous)} policies)."
-            )
+            log(f"Study {study.study_name!r}: warm-starting from its last front ({len(previous)} policies).")
         warm_start(study, space, _dedupe(previous + _warm_starts(space, start_policy, screen)))
     log(
         f"Run {run.path}: baseline val accuracy {baseline['accuracy']:.4f}, "
@@ -232,28 +231,11 @@ def _search_and_finish(
     }  # fmt: skip
     done = finalize_first_fitting(_candidates(study), task, spec.final_settings(settings), budget, limit, log)
     if done is not None:
-        inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
-        done.final["export"] = {
-            "torchscript": "model.ts.pt",
-            "torchscript_max_abs_diff": export_torchscript(done.model, inputs, run.file("model.ts.pt")),
-            "plan": "plan.json",
-            "plan_weights": "weights.pt",
-            "plan_max_abs_diff": export_plan(
-                done.model, done.removed, _model_source(spec), task.input_shape, inputs, run.path
-            ),
-            "policy": "policy.json",
-            "onnx": "model.onnx",
-            **export_onnx(done.model, inputs, run.file("model.onnx"), settings.latency),
-            "torchscript_latency_ms": measure_latency(
-                load_torchscript(run.file("model.ts.pt")), task.input_shape, settings.latency
-            ),
-        }
+        done.final["export"] = export_all(done, spec, task, settings, run.path)
         write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
-    report = build_report(study, header, done and done.trial, done and done.final)
-    run.write_json("report.json", report)
-    write_atomically(run.file("pareto.png"), pareto_plot(report))
-    write_atomically(run.file("report.md"), markdown(report, "pareto.png"))
-    write_atomically(run.file("report.html"), html_report(report))
+        # The study keeps the final measurements too, so that `prunepilot report` can rebuild them.
+        study.set_user_attr(f"final:{spec.name}", {"trial": done.trial.number, "final": done.final})
+    report = write_report(run, study, header, done and done.trial, done and done.final)
     _print_summary(log, run, report, budget)
     if not any(t["state"] == "COMPLETE" for t in report["trials"]):
         errors = Counter(t["error"] for t in report["trials"] if t["error"])
@@ -361,6 +343,146 @@ def finalize_first_fitting(
             break
         log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
     return done
+
+
+#: Export formats (``prunepilot export --format``) and the files each writes.
+EXPORT_FORMATS = {
+    "torchscript": ("model.ts.pt",),
+    "onnx": ("model.onnx",),
+    "plan": ("plan.json", "weights.pt"),
+}
+
+
+def export_all(
+    done: Finalized,
+    spec: JobSpec,
+    task: Task,
+    settings: TrialSettings,
+    folder: Path,
+    formats: tuple[str, ...] = tuple(EXPORT_FORMATS),
+) -> dict[str, Any]:
+    """Exports ``done.model`` in ``formats`` into ``folder``; each export is reloaded (or run in its
+    runtime), compared with the model on test inputs and timed there. Returns the ``export`` entry
+    of the report."""
+    inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
+    export: dict[str, Any] = {"policy": "policy.json"}
+    if "torchscript" in formats:
+        export["torchscript"] = "model.ts.pt"
+        export["torchscript_max_abs_diff"] = export_torchscript(done.model, inputs, folder / "model.ts.pt")
+        scripted = load_torchscript(folder / "model.ts.pt")
+        export["torchscript_latency_ms"] = measure_latency(scripted, task.input_shape, settings.latency)
+    if "onnx" in formats:
+        export["onnx"] = "model.onnx"
+        export.update(export_onnx(done.model, inputs, folder / "model.onnx", settings.latency))
+    if "plan" in formats:
+        export["plan"], export["plan_weights"] = "plan.json", "weights.pt"
+        export["plan_max_abs_diff"] = export_plan(
+            done.model, done.removed, _model_source(spec), task.input_shape, inputs, folder
+        )
+    return export
+
+
+def write_report(
+    run: RunDir, study, header: dict[str, Any], chosen: FrozenTrial | None, final: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Writes report.json, pareto.png, report.md and report.html; returns the report."""
+    report = build_report(study, header, chosen, final)
+    run.write_json("report.json", report)
+    write_atomically(run.file("pareto.png"), pareto_plot(report))
+    write_atomically(run.file("report.md"), markdown(report, "pareto.png"))
+    write_atomically(run.file("report.html"), html_report(report))
+    return report
+
+
+def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> int:
+    """Re-creates a run's report files from its study (``prunepilot report``). The final model's
+    measurements come from the run's last report when it has one; nothing is retrained.
+
+    Returns:
+        0 when the budget was met, 3 when not.
+    """
+    log = log or (lambda text: print(text, flush=True))
+    run, spec = _open_finished(run_path)
+    with run:
+        job = _prepare(spec, None, progress=False)
+        baseline = run.read_json("baseline.json")
+        budget = spec.parsed_budget
+        assert budget is not None
+        limit = budget.resolve(baseline[budget.metric])
+        previous = run.read_json("report.json") if run.file("report.json").is_file() else {}
+        study = _open_run_study(spec, run)
+        header = {
+            "run": {**previous.get("run", {}), "name": spec.name, "path": str(run.path),
+                    "prunepilot": __version__, "report_rebuilt": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            "job": spec.to_dict(),
+            "task": {"name": job.task.name, "input_shape": list(job.task.input_shape)},
+            "groups": [g.to_dict() for g in job.groups],
+            "baseline": baseline,
+            "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
+            "trial_settings": previous.get("trial_settings", job.settings.to_dict()),
+            "latency_predictor": previous.get("latency_predictor"),
+        }  # fmt: skip
+        kept = study.user_attrs.get(f"final:{spec.name}") or {
+            "trial": (previous.get("chosen") or {}).get("number"),
+            "final": previous.get("final"),
+        }
+        chosen = next((t for t in study.trials if t.number == kept["trial"]), None)
+        report = write_report(run, study, header, chosen, kept["final"] if chosen else None)
+        log(f"Report re-created from the study: {run.file('report.html')}")
+    return EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
+
+
+def export_trial(
+    run_path: str, number: int, formats: tuple[str, ...], log: Callable[[str], None] | None = None
+) -> int:
+    """Re-creates trial ``number``'s model (its policy on a fresh copy of the base model, the final
+    fine-tune) and exports it into ``RUN/exports/trial-N/`` (``prunepilot export``), checked as the
+    run's own exports are."""
+    log = log or (lambda text: print(text, flush=True))
+    run, spec = _open_finished(run_path)
+    with run:
+        study = _open_run_study(spec, run)
+        completed = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if number not in completed:
+            raise UsageError(
+                f"Trial {number} is not a completed trial of run {spec.name!r}; completed: {completed}."
+            )
+        trial = next(t for t in study.trials if t.number == number)
+        job = _prepare(spec, None, progress=False)
+        baseline = run.read_json("baseline.json")
+        settings = replace(job.settings, reference_latency_ms=baseline["latency_ms"])
+        policy = Policy.from_dict(trial.user_attrs["policy"])
+        log(f"Final fine-tune of trial {number} ({spec.final_steps} steps) ...")
+        removed: dict[str, list[int]] = {}
+        model, final = finalize(job.task, policy, spec.final_settings(settings), removed)
+        folder = run.path / "exports" / f"trial-{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        done = Finalized(trial, final, model, policy, removed)
+        final["export"] = export_all(done, spec, job.task, settings, folder, formats)
+        write_atomically(folder / "policy.json", policy.to_json() + "\n")
+        write_atomically(
+            folder / "export.json", json.dumps({"trial": number, "final": final}, indent=1) + "\n"
+        )
+        files = [f for name in formats for f in EXPORT_FORMATS[name]]
+        log(
+            f"Trial {number}: test accuracy {final['test_accuracy']:.4f}, latency "
+            f"{final['latency_ms']:.3f} ms; exported {', '.join(files)} to {folder}"
+        )
+    return EXIT_OK
+
+
+def _open_finished(run_path: str) -> tuple[RunDir, JobSpec]:
+    path = Path(run_path)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{run_path!r} is not a run directory (it has no config.json).")
+    run = RunDir.open(str(path.parent), path.name, resume=True)
+    spec = JobSpec.from_dict(run.read_json("config.json"))
+    spec.name, spec.out = path.name, str(path.parent)
+    return run, spec.validate()
+
+
+def _open_run_study(spec: JobSpec, run: RunDir):
+    return open_study(run.path, spec.seed, storage=_storage_of(spec), name=spec.study or STUDY_NAME)
 
 
 def _storage_of(spec: JobSpec) -> str | None:

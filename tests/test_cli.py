@@ -423,3 +423,42 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_the_run_starts(capsys
     assert code == 2
     assert_one_line_error(err, "Cannot open the study storage 'nosuchdb://host/db'")
     assert not (tmp_path / "runs" / "b").exists()
+
+
+def test_report_recreates_every_report_file_from_the_study(capsys, default_run):
+    _, run, _ = default_run
+    before = json.loads((run / "report.json").read_text())
+    for name in ("report.json", "report.md", "report.html", "pareto.png"):
+        (run / name).unlink()
+    code, out, err = run_cli(capsys, "report", run)
+    assert code == 0, err
+    after = json.loads((run / "report.json").read_text())
+    assert [t["number"] for t in after["trials"]] == [t["number"] for t in before["trials"]]
+    assert after["front"] == before["front"] and after["chosen"]["number"] == before["chosen"]["number"]
+    assert after["final"]["test_accuracy"] == before["final"]["test_accuracy"]
+    assert all((run / name).is_file() for name in ("report.md", "report.html", "pareto.png"))
+    assert "Report re-created" in out
+
+
+def test_export_recreates_a_trial_and_exports_it_checked(capsys, default_run):
+    _, run, _ = default_run
+    from prunepilot.export import load_plan
+
+    number = json.loads((run / "report.json").read_text())["front"][0]
+    code, out, err = run_cli(capsys, "export", run, "--trial", number, "--format", "plan", "--format", "onnx")
+    assert code == 0, err
+    folder = run / "exports" / f"trial-{number}"
+    assert (folder / "model.onnx").is_file() and not (folder / "model.ts.pt").exists()
+    export = json.loads((folder / "export.json").read_text())["final"]["export"]
+    assert export["plan_max_abs_diff"] <= 1e-5 and export["onnx_max_abs_diff"] <= 1e-4
+    assert load_plan(folder)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_export_of_a_trial_the_run_does_not_have_is_refused(capsys, default_run):
+    _, run, _ = default_run
+    code, _, err = run_cli(capsys, "export", run, "--trial", 999)
+    assert code == 2
+    assert_one_line_error(err, "Trial 999 is not a completed trial", "completed:")
+    code, _, err = run_cli(capsys, "report", run.parent / "nope")
+    assert code == 2
+    assert_one_line_error(err, "is not a run directory")
