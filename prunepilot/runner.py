@@ -199,7 +199,9 @@ def _search_and_finish(
         previous = _previous_front(study)
         if previous:
             log(f"Study {study.study_name!r}: warm-starting from its last front ({len(previous)} policies).")
-        warm_start(study, space, _dedupe(previous + _warm_starts(space, start_policy, screen)))
+        # No more than the run will run: a shared study keeps no stale queue for the next night.
+        warm = _dedupe(previous + _warm_starts(space, start_policy, screen))[: spec.trials]
+        warm_start(study, space, warm)
     log(
         f"Run {run.path}: baseline val accuracy {baseline['accuracy']:.4f}, "
         f"{format_metric(budget.metric, baseline[budget.metric])}; budget {budget.text} = "

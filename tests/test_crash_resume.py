@@ -14,6 +14,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from prunepilot.cli import main
+from prunepilot.rundir import LOCK_FILE
 from tests.conftest import FAST_FLAGS, REPO
 
 
@@ -105,7 +106,8 @@ def test_kill_9_during_the_final_fine_tune_then_resume_recomputes_no_trial(tmp_p
             process.kill()
     before = {t.number: t.user_attrs["result"] for t in _trials(run) if t.state.name == "COMPLETE"}
     assert len(before) == 3 and not (run / "report.json").exists()
-    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no half-written file
+    # No half-written file: temporary files start with a dot (the lock file is the run's own).
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]
     code = main(
         ["search", "--resume", "--name", "f", "--out", str(tmp_path), "--final-steps", "30", "--quiet"]
     )
