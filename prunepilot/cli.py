@@ -84,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--weights", help="checkpoint (state dict), loaded with weights_only=True")
     task.add_argument("--data", help="pkg.module:factory returning (train, val, test) datasets")
     task.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32 (checked against the data)")
+    task.add_argument(
+        "--input-dtype", help="one sample's dtype, e.g. float32 or int64 (default: the data's; checked)"
+    )
+    task.add_argument(
+        "--metric",
+        help="pkg.module:callable scoring (outputs, labels) -> float over a split (default: top-1 accuracy)",
+    )
+    task.add_argument(
+        "--metric-direction",
+        choices=["maximize", "minimize"],
+        help="the metric's direction (default maximize)"
+    )
+    task.add_argument(
+        "--device",
+        help="the target device, where latency is measured and the final model is made: cpu (default), "
+        "cuda or cuda:N",
+    )
     tuning = search.add_argument_group("search and trials")
     tuning.add_argument("--policy", help="a policy JSON file to evaluate first (warm start)")
     tuning.add_argument(
@@ -106,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--bn-batches", type=int, help="batches for BatchNorm recalibration (default 8)")
     tuning.add_argument(
         "--ratio-max", type=float, help="largest pruning ratio per group (default 0.8, at most 0.95)"
+    )
+    tuning.add_argument("--ratio-min", type=float, help="smallest pruning ratio per group (default 0)")
+    tuning.add_argument(
+        "--exclude",
+        help="comma-separated groups to leave alone: names or patterns such as 'layer3.*'",
     )
     tuning.add_argument(
         "--round-to", type=int, help="round kept channels up to a multiple of this (default 1)"
@@ -216,8 +238,9 @@ def _given(args: argparse.Namespace) -> dict:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "job", "quiet", "debug")}
     if "input_shape" in given:
         given["input_shape"] = parse_input_shape(given["input_shape"])
-    if "criteria" in given:
-        given["criteria"] = [c.strip() for c in given["criteria"].split(",") if c.strip()]
+    for name in ("criteria", "exclude"):
+        if name in given:
+            given[name] = [c.strip() for c in given[name].split(",") if c.strip()]
     return given
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import PrunepilotError, UsageError
+from prunepilot.evaluators.inputs import DEFAULT_DTYPE, InputShape, dtype_of
 from prunepilot.policies import apply_plan
 from prunepilot.rundir import write_atomically
 
@@ -95,7 +96,10 @@ def export_plan(
     Returns:
         The largest absolute output difference of the reloaded plan.
     """
-    plan = {"schema": PLAN_SCHEMA, **source, "input_shape": list(input_shape), "removed": removed}
+    plan = {
+        "schema": PLAN_SCHEMA, **source, "input_shape": list(input_shape),
+        "input_dtype": dtype_of(input_shape), "removed": removed,
+    }  # fmt: skip
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     temporary = folder / f".{PLAN_WEIGHTS}.check"
@@ -132,6 +136,7 @@ def build_from_plan(plan: dict[str, Any], weights: Path) -> nn.Module:
     if plan.get("schema") != PLAN_SCHEMA:
         raise UsageError(f"Unsupported plan schema {plan.get('schema')!r}; accepted: {PLAN_SCHEMA!r}.")
     base = build_base_model(plan)
-    model = apply_plan(base, plan["removed"], tuple(plan["input_shape"]))
+    shape = InputShape(plan["input_shape"], plan.get("input_dtype", DEFAULT_DTYPE))
+    model = apply_plan(base, plan["removed"], shape)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval()

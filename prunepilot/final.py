@@ -6,7 +6,6 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import torch
 from torch import nn
 
 from prunepilot.evaluators import (
@@ -15,8 +14,9 @@ from prunepilot.evaluators import (
     count_params,
     serialized_size,
     time_models,
-    top1_accuracy,
 )
+from prunepilot.evaluators.inputs import example_batch, on_device
+from prunepilot.evaluators.score import evaluate_metric
 from prunepilot.policies import Policy
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings, prune_and_train
@@ -26,16 +26,24 @@ FINAL_REPEATS_FACTOR = 5
 
 
 def compare_latency(
-    baseline: nn.Module, candidate: nn.Module, input_shape: tuple[int, ...], settings: LatencySettings
+    baseline: nn.Module,
+    candidate: nn.Module,
+    input_shape: tuple[int, ...],
+    settings: LatencySettings,
+    device: str = "cpu",
 ) -> tuple[float, float]:
-    """Medians of the two models timed in alternating rounds, so drift hits both alike."""
+    """Medians of the two models timed on ``device`` in alternating rounds, so drift hits both alike."""
     longer = replace(settings, repeats=FINAL_REPEATS_FACTOR * settings.repeats)
-    base, cand = time_models([baseline, candidate], input_shape, longer)
+    base, cand = time_models([on_device(baseline, device), candidate.to(device)], input_shape, longer, device)
     return base, cand
 
 
 def finalize(
-    task: Task, policy: Policy, settings: TrialSettings, removed: dict[str, list[int]] | None = None
+    task: Task,
+    policy: Policy,
+    settings: TrialSettings,
+    removed: dict[str, list[int]] | None = None,
+    device: str = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Re-applies ``policy`` to a fresh copy of the task's model and measures the result.
 
@@ -46,21 +54,27 @@ def finalize(
         policy: The chosen policy.
         settings: Trial settings whose ``finetune_steps`` is the final fine-tune length.
         removed: Filled with the plan: group -> removed channels (see ``apply_policy``).
+        device: The target device: the model is fine-tuned, scored and timed there.
 
     Returns:
-        The final model and its measurements (plain data).
+        The final model (on the CPU, for export) and its measurements (plain data).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
     model = prune_and_train(
-        task.model, task.train, task.input_shape, policy, settings, timings, removed=removed
+        task.model, task.train, task.input_shape, policy, settings, timings, device, removed=removed
     )
-    sample = torch.zeros(1, *task.input_shape)
-    base_latency, latency = compare_latency(task.model, model, task.input_shape, settings.latency)
+    base_latency, latency = compare_latency(task.model, model, task.input_shape, settings.latency, device)
+    base = on_device(task.model, device)
+    scores = {
+        "val_accuracy": evaluate_metric(model, task.val, settings.metric, device=device),
+        "test_accuracy": evaluate_metric(model, task.test, settings.metric, device=device),
+        "baseline_test_accuracy": evaluate_metric(base, task.test, settings.metric, device=device),
+    }
+    model = model.cpu()
+    sample = example_batch(task.input_shape)
     final = {
-        "val_accuracy": top1_accuracy(model, task.val),
-        "test_accuracy": top1_accuracy(model, task.test),
-        "baseline_test_accuracy": top1_accuracy(task.model, task.test),
+        **scores,
         "latency_ms": latency,
         "baseline_latency_ms": base_latency,
         "flops": count_flops(model, sample),

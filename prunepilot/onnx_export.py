@@ -15,6 +15,7 @@ from torch import nn
 
 from prunepilot.errors import PrunepilotError
 from prunepilot.evaluators import LatencySettings
+from prunepilot.evaluators.inputs import DEFAULT_DTYPE, InputShape, dtype_name, example_batch
 from prunepilot.rundir import write_atomically
 
 #: Largest absolute output difference accepted between PyTorch and ONNX Runtime.
@@ -59,9 +60,8 @@ def export_onnx(
             f"{difference:.3g} > {ONNX_TOLERANCE:g}); nothing was written to {path}."
         )
     write_atomically(path, data)
-    batch = np.random.default_rng(0).standard_normal(
-        (latency.batch_size, *inputs.shape[1:]), dtype=np.float32
-    )
+    shape = InputShape(inputs.shape[1:], dtype_name(inputs.dtype) or DEFAULT_DTYPE)
+    batch = example_batch(shape, latency.batch_size).numpy()
     for _ in range(latency.warmup):
         session.run(None, {name: batch})
     times = []

@@ -13,6 +13,7 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
 from prunepilot.budget import format_metric  # noqa: E402
+from prunepilot.evaluators.score import Metric  # noqa: E402
 from prunepilot.search import pareto  # noqa: E402
 
 SCHEMA = "prunepilot.report/1"
@@ -22,6 +23,11 @@ _METRIC_LABEL = {
     "params": "parameters",
     "size_bytes": "size (bytes)",
 }
+
+
+def metric_label(report: dict[str, Any]) -> str:
+    """What the report calls the job's metric: ``accuracy`` (top-1), else the metric's name."""
+    return Metric(report.get("metric", {}).get("function")).label
 
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
@@ -144,8 +150,9 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
             label="chosen",
         )
     ax.set_xlabel(_METRIC_LABEL[metric])
-    ax.set_ylabel("validation accuracy (after short fine-tune)")
-    ax.set_title("prunepilot: accuracy vs cost")
+    label = metric_label(report)
+    ax.set_ylabel(f"validation {label} (after short fine-tune)")
+    ax.set_title(f"prunepilot: {label} vs cost")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -160,6 +167,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
     metric = report["budget"]["metric"]
     base = report["baseline"]
     final = report["final"]
+    label = metric_label(report)
     lines = [f"# prunepilot run `{report['run']['name']}`", ""]
     outcome = "met" if report["budget_met"] else "NOT met"
     lines += [
@@ -184,7 +192,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             "",
             "| | baseline | chosen | change |",
             "|---|---|---|---|",
-            f"| test accuracy | {final['baseline_test_accuracy']:.4f} | {final['test_accuracy']:.4f} "
+            f"| test {label} | {final['baseline_test_accuracy']:.4f} | {final['test_accuracy']:.4f} "
             f"| {100 * (final['test_accuracy'] - final['baseline_test_accuracy']):+.2f} pt |",
             f"| latency (ms) | {final['baseline_latency_ms']:.3f} | {final['latency_ms']:.3f} "
             f"| {100 * (final['latency_ms'] / final['baseline_latency_ms'] - 1):+.1f}% |",
@@ -206,13 +214,13 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         lines += [
             "No trial met the budget. Closest: trial "
             f"{report['closest']['number']} at {format_metric(metric, closest[metric])} "
-            f"(validation accuracy {closest['accuracy']:.4f}). Loosen the budget, raise --ratio-max, "
+            f"(validation {label} {closest['accuracy']:.4f}). Loosen the budget, raise --ratio-max, "
             "or run more trials.",
             "",
         ]
     lines += [f"![Pareto front]({plot_name})", "", "## Pareto front (validation, within budget)", ""]
     lines += [
-        "| trial | val accuracy | latency (ms) | FLOPs | params | policy |",
+        f"| trial | val {label} | latency (ms) | FLOPs | params | policy |",
         "|---|---|---|---|---|---|",
     ]
     by_number = {t["number"]: t for t in report["trials"]}

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from prunepilot.budget import format_metric  # noqa: E402
-from prunepilot.report import export_lines, pareto_plot  # noqa: E402
+from prunepilot.report import export_lines, metric_label, pareto_plot  # noqa: E402
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -27,7 +27,7 @@ code{background:#f3f3f3;padding:1px 4px}img{max-width:100%}
 def html_report(report: dict[str, Any]) -> str:
     """The whole report as one HTML page (no external files)."""
     metric = report["budget"]["metric"]
-    final, base = report["final"], report["baseline"]
+    final, base, label = report["final"], report["baseline"], metric_label(report)
     outcome = "met" if report["budget_met"] else "NOT met"
     parts = [
         f"<h1>prunepilot run <code>{_e(report['run']['name'])}</code></h1>",
@@ -42,7 +42,7 @@ def html_report(report: dict[str, Any]) -> str:
                 ["", "baseline", "chosen", "change"],
                 [
                     [
-                        "test accuracy",
+                        f"test {label}",
                         f"{final['baseline_test_accuracy']:.4f}",
                         f"{final['test_accuracy']:.4f}",
                         f"{100 * (final['test_accuracy'] - final['baseline_test_accuracy']):+.2f} pt",
@@ -78,7 +78,7 @@ def html_report(report: dict[str, Any]) -> str:
             f"<p>No trial met the budget. Closest: trial {closest['number']} at "
             f"{_e(format_metric(metric, closest['result'][metric]))}.</p>"
         )
-    parts += ["<h2>Accuracy against cost</h2>", _img(pareto_plot(report))]
+    parts += [f"<h2>{_e(label.capitalize())} against cost</h2>", _img(pareto_plot(report))]
     by_number = {t["number"]: t for t in report["trials"]}
     rows = []
     for number in report["front"]:
@@ -90,7 +90,7 @@ def html_report(report: dict[str, Any]) -> str:
     parts += [
         "<h2>Pareto front within budget (validation)</h2>",
         _table(
-            ["trial", "val accuracy", "latency (ms)", "FLOPs", "params", "policy (group ratio criterion)"],
+            ["trial", f"val {label}", "latency (ms)", "FLOPs", "params", "policy (group ratio criterion)"],
             rows,
         ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import statistics
 import sys
@@ -20,11 +21,13 @@ from prunepilot import __version__
 from prunepilot.budget import Budget, format_metric
 from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, Interrupted, PrunepilotError, UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
+from prunepilot.evaluators.inputs import dtype_of, on_device
+from prunepilot.evaluators.score import Metric, evaluate_metric
 from prunepilot.export import export_plan, export_torchscript, load_torchscript
 from prunepilot.final import finalize
 from prunepilot.onnx_export import export_onnx
 from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_groups
-from prunepilot.report import build_report, markdown, pareto_plot
+from prunepilot.report import build_report, markdown, metric_label, pareto_plot
 from prunepilot.report_html import html_report
 from prunepilot.rundir import RunDir, default_run_name, write_atomically
 from prunepilot.search import (
@@ -38,7 +41,7 @@ from prunepilot.search import (
 )
 from prunepilot.search.driver import STUDY_NAME, WARM_START_RATIOS, open_storage
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
-from prunepilot.search.pareto import pareto_indices, violation
+from prunepilot.search.pareto import best_first, maximizes, pareto_trials, violation
 from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
@@ -139,7 +142,7 @@ def check_job(spec: JobSpec, log: Callable[[str], None] | None = None) -> int:
         reach = f"; budget {budget.text} = {format_metric(budget.metric, limit)} is reachable"
     log(
         f"The job is valid: task {job.task.name}, input {job.task.input_shape}, {len(job.groups)} prunable "
-        f"groups, baseline val accuracy {baseline['accuracy']:.4f}, "
+        f"groups, baseline val {job.settings.metric.label} {baseline['accuracy']:.4f}, "
         f"{format_metric('latency_ms', baseline['latency_ms'])}{reach}."
     )
     return EXIT_OK
@@ -155,22 +158,75 @@ class _Job:
 
 
 def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job:
-    task = load_task(spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task)
-    groups = discover_groups(task.model, task.input_shape)
+    _check_device(spec.device)
+    task = load_task(
+        spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype
+    )
+    groups = _searched(discover_groups(task.model, task.input_shape), spec.exclude)
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     if spec.round_to_choices:
         criteria["round_to_choices"] = tuple(spec.round_to_choices)
-    space = SearchSpace(tuple(groups), ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria)
+    space = SearchSpace(
+        tuple(groups), ratio_low=spec.ratio_min, ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria
+    )
     if start_policy is not None:
         start_policy.check_groups((g.name for g in groups), f"The policy file {spec.policy!r}")
     latency_batch = BUILTIN_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
-    return _Job(spec, task, groups, space, spec.trial_settings(latency_batch))
+    settings = spec.trial_settings(latency_batch)
+    _check_metric(task, settings.metric)
+    return _Job(spec, task, groups, space, settings)
+
+
+def _check_device(device: str) -> None:
+    """Refuses a CUDA target on a machine without CUDA (the baseline and the final model are
+    measured here)."""
+    if device != "cpu" and not torch.cuda.is_available():
+        raise UsageError(
+            f"The 'device' parameter of JobSpec (--device) names {device!r} but CUDA is not available "
+            "on this machine; use 'cpu' or run where the target GPU is.",
+            "device",
+        )
+
+
+def _searched(groups: list[GroupInfo], exclude: list[str] | None) -> list[GroupInfo]:
+    """The groups the search may prune: all but those matching an ``exclude`` name or pattern.
+
+    Raises:
+        UsageError: when a pattern matches no group, or nothing is left to prune.
+    """
+    patterns, field = exclude or [], "exclude"
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(g.name, pattern) for g in groups):
+            raise UsageError(
+                f"The 'exclude' parameter of JobSpec (--exclude) names {pattern!r}, which matches no "
+                f"prunable group; the groups are {[g.name for g in groups]}.",
+                "exclude",
+            )
+    kept = [g for g in groups if not any(fnmatch.fnmatchcase(g.name, p) for p in patterns)]
+    if not kept:
+        raise UsageError("The 'exclude' parameter of JobSpec (--exclude) leaves no group to prune.", field)
+    return kept
+
+
+def _check_metric(task: Task, metric: Metric) -> None:
+    """Scores the base model on a few validation samples, so that a broken metric is bad input
+    reported now rather than a failure of every trial."""
+    metric.resolve()
+    few = torch.utils.data.Subset(task.val, range(min(64, len(task.val))))
+    try:
+        evaluate_metric(task.model, few, metric)
+    except Exception as exc:  # noqa: BLE001 - the user's metric failing is bad input
+        raise UsageError(
+            f"The metric {metric.name!r} fails on the model's outputs and the labels of the validation "
+            f"split ({type(exc).__name__}: {exc}); it must map (outputs, labels) to a number.",
+            "metric",
+        ) from exc
 
 
 def _executor(job: _Job) -> TrialExecutor:
     ray_settings = job.spec.executor_settings()
     if ray_settings is None:
-        return InProcessExecutor(job.task.model, job.task.search_data, job.settings)
+        return InProcessExecutor(job.task.model, job.task.search_data, job.settings, device=job.spec.device)
     return RayExecutor(job.task.model, job.task.search_data, job.settings, ray_settings).start()
 
 
@@ -199,11 +255,13 @@ def _search_and_finish(
         previous = _previous_front(study)
         if previous:
             log(f"Study {study.study_name!r}: warm-starting from its last front ({len(previous)} policies).")
-        # No more than the run will run: a shared study keeps no stale queue for the next night.
-        warm = _dedupe(previous + _warm_starts(space, start_policy, screen))[: spec.trials]
+        # Within the space's bounds, and no more than the run will run (a shared study keeps no
+        # stale queue for the next night).
+        warm = _dedupe([space.clamp(p) for p in previous + _warm_starts(space, start_policy, screen)])
+        warm = warm[: spec.trials]
         warm_start(study, space, warm)
     log(
-        f"Run {run.path}: baseline val accuracy {baseline['accuracy']:.4f}, "
+        f"Run {run.path}: baseline val {settings.metric.label} {baseline['accuracy']:.4f}, "
         f"{format_metric(budget.metric, baseline[budget.metric])}; budget {budget.text} = "
         f"{format_metric(budget.metric, limit)}; {len(job.groups)} groups; up to {spec.trials} trials."
     )
@@ -223,15 +281,13 @@ def _search_and_finish(
         "run": {"name": spec.name, "path": str(run.path), "prunepilot": __version__,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "search_wall_s": search_wall, "trials_run_this_time": ran},
-        "job": spec.to_dict(),
-        "task": {"name": task.name, "input_shape": list(task.input_shape)},
-        "groups": [g.to_dict() for g in job.groups],
-        "baseline": baseline,
-        "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
+        **_job_header(job, baseline, limit),
         "trial_settings": settings.to_dict(),
         "latency_predictor": screen.predictor.describe() if screen and screen.predictor else None,
     }  # fmt: skip
-    done = finalize_first_fitting(_candidates(study), task, spec.final_settings(settings), budget, limit, log)
+    done = finalize_first_fitting(
+        _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device
+    )
     if done is not None:
         done.final["export"] = export_all(done, spec, task, settings, run.path)
         write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
@@ -274,7 +330,9 @@ def _screen(
         with tqdm(
             total=len(policies), desc="latency calibration", unit="policy", disable=not progress
         ) as bar:
-            calibration = calibrate_latency(task.model, task.input_shape, policies, job.settings.latency, bar)
+            calibration = calibrate_latency(
+                task.model, task.input_shape, policies, job.settings.latency, bar, spec.device
+            )
         run.write_json(CALIBRATION_FILE, calibration.to_dict())
     predictor = calibration.predictor()
     log(
@@ -328,6 +386,7 @@ def finalize_first_fitting(
     budget: Budget,
     limit: float,
     log: Callable[[str], None],
+    device: str = "cpu",
 ) -> Finalized | None:
     """Finalizes ``candidates`` in turn (``settings.finetune_steps`` is the final length) until one
     meets the budget on re-measurement; returns that one, else the last one finalized (None when
@@ -337,7 +396,7 @@ def finalize_first_fitting(
         policy = Policy.from_dict(candidate.user_attrs["policy"])
         log(f"Final fine-tune of trial {candidate.number} ({settings.finetune_steps} steps) ...")
         removed: dict[str, list[int]] = {}
-        model, final = finalize(task, policy, settings, removed)
+        model, final = finalize(task, policy, settings, removed, device)
         final["budget_limit"] = _final_limit(final, budget, limit)
         final["budget_met"] = final[budget.metric] <= final["budget_limit"]
         done = Finalized(candidate, final, model, policy, removed)
@@ -396,6 +455,22 @@ def write_report(
     return report
 
 
+def _job_header(job: _Job, baseline: dict[str, Any], limit: float) -> dict[str, Any]:
+    """The report's entries that describe the job: its settings, task, metric, groups, baseline
+    and budget."""
+    spec, task, budget = job.spec, job.task, job.spec.parsed_budget
+    assert budget is not None
+    return {
+        "job": spec.to_dict(),
+        "task": {"name": task.name, "input_shape": list(task.input_shape),
+                 "input_dtype": dtype_of(task.input_shape), "device": spec.device},
+        "metric": job.settings.metric.to_dict(),
+        "groups": [g.to_dict() for g in job.groups],
+        "baseline": baseline,
+        "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
+    }  # fmt: skip
+
+
 def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> int:
     """Re-creates a run's report files from its study (``prunepilot report``). The final model's
     measurements come from the run's last report when it has one; nothing is retrained.
@@ -416,11 +491,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
         header = {
             "run": {**previous.get("run", {}), "name": spec.name, "path": str(run.path),
                     "prunepilot": __version__, "report_rebuilt": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-            "job": spec.to_dict(),
-            "task": {"name": job.task.name, "input_shape": list(job.task.input_shape)},
-            "groups": [g.to_dict() for g in job.groups],
-            "baseline": baseline,
-            "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
+            **_job_header(job, baseline, limit),
             "trial_settings": previous.get("trial_settings", job.settings.to_dict()),
             "latency_predictor": previous.get("latency_predictor"),
         }  # fmt: skip
@@ -456,7 +527,7 @@ def export_trial(
         policy = Policy.from_dict(trial.user_attrs["policy"])
         log(f"Final fine-tune of trial {number} ({spec.final_steps} steps) ...")
         removed: dict[str, list[int]] = {}
-        model, final = finalize(job.task, policy, spec.final_settings(settings), removed)
+        model, final = finalize(job.task, policy, spec.final_settings(settings), removed, spec.device)
         folder = run.path / "exports" / f"trial-{number}"
         folder.mkdir(parents=True, exist_ok=True)
         done = Finalized(trial, final, model, policy, removed)
@@ -467,7 +538,7 @@ def export_trial(
         )
         files = [f for name in formats for f in EXPORT_FORMATS[name]]
         log(
-            f"Trial {number}: test accuracy {final['test_accuracy']:.4f}, latency "
+            f"Trial {number}: test {job.settings.metric.label} {final['test_accuracy']:.4f}, latency "
             f"{final['latency_ms']:.3f} ms; exported {', '.join(files)} to {folder}"
         )
     return EXIT_OK
@@ -484,7 +555,10 @@ def _open_finished(run_path: str) -> tuple[RunDir, JobSpec]:
 
 
 def _open_run_study(spec: JobSpec, run: RunDir):
-    return open_study(run.path, spec.seed, storage=_storage_of(spec), name=spec.study or STUDY_NAME)
+    return open_study(
+        run.path, spec.seed, storage=_storage_of(spec), name=spec.study or STUDY_NAME,
+        direction=spec.metric_direction,
+    )  # fmt: skip
 
 
 def _storage_of(spec: JobSpec) -> str | None:
@@ -498,7 +572,7 @@ def _storage_of(spec: JobSpec) -> str | None:
 def _previous_front(study) -> list[Policy]:
     """The policies of the feasible front of the study's earlier runs (nightly warm start)."""
     trials = [t for t in study.other_runs_trials() if violation(t) == 0 and "policy" in t.user_attrs]
-    front = [trials[i] for i in pareto_indices([(t.values[0], t.values[1]) for t in trials])]
+    front = pareto_trials(trials, maximizes(study))
     return [Policy.from_dict(t.user_attrs["policy"]) for t in front]
 
 
@@ -516,9 +590,7 @@ def _model_source(spec: JobSpec) -> dict[str, str]:
 
 
 def _candidates(study):
-    front = feasible_front(study)
-    ranked = sorted(front, key=lambda t: (-t.values[0], t.values[1]))
-    return ranked[:FINAL_CANDIDATES]
+    return best_first(feasible_front(study), maximizes(study))[:FINAL_CANDIDATES]
 
 
 def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:
@@ -534,10 +606,13 @@ def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:
 
 def _baseline(job: _Job) -> dict[str, Any]:
     """The baseline's validation metrics; latency is the median of a few measurements."""
-    task, latency = job.task, job.settings.latency
-    metrics = evaluate_model(task.model, task.val, task.input_shape, latency).to_dict()
+    task, latency, device = job.task, job.settings.latency, job.spec.device
+    model = on_device(task.model, device)
+    metrics = evaluate_model(
+        model, task.val, task.input_shape, latency, device=device, metric=job.settings.metric
+    ).to_dict()
     repeats = [metrics["latency_ms"]]
-    repeats += [measure_latency(task.model, task.input_shape, latency) for _ in range(BASELINE_ROUNDS - 1)]
+    repeats += [measure_latency(model, task.input_shape, latency, device) for _ in range(BASELINE_ROUNDS - 1)]
     metrics["latency_ms"] = statistics.median(repeats)
     return metrics
 
@@ -548,9 +623,13 @@ def _check_reachable(job: _Job, baseline: dict[str, Any], limit: float) -> None:
     task, space = job.task, job.space
     budget = job.spec.parsed_budget
     assert budget is not None
-    smallest = apply_policy(task.model, space.uniform(space.max_ratio, "l1"), task.input_shape)
-    reference = (task.model, baseline["latency_ms"])
-    metrics = evaluate_model(smallest, task.val, task.input_shape, job.settings.latency, reference=reference)
+    device = job.spec.device
+    smallest = apply_policy(task.model, space.uniform(space.max_ratio, "l1"), task.input_shape).to(device)
+    reference = (on_device(task.model, device), baseline["latency_ms"])
+    metrics = evaluate_model(
+        smallest, task.val, task.input_shape, job.settings.latency, device=device, reference=reference,
+        metric=job.settings.metric,
+    )  # fmt: skip
     value = metrics.metric(budget.metric)
     if value > limit:
         raise UsageError(
@@ -565,7 +644,7 @@ def _print_dry_run(log, job: _Job, baseline: dict[str, Any], budget: Budget | No
     task, latency = job.task, job.settings.latency
     log(f"Task: {task.name}, input shape {task.input_shape}")
     log(
-        f"Baseline (validation): accuracy {baseline['accuracy']:.4f}, "
+        f"Baseline (validation): {job.settings.metric.label} {baseline['accuracy']:.4f}, "
         f"{format_metric('flops', baseline['flops'])}, {baseline['params']:,} params, "
         f"{format_metric('size_bytes', baseline['size_bytes'])}, latency "
         f"{baseline['latency_ms']:.3f} ms (batch {latency.batch_size}, {latency.threads} thread(s))"
@@ -585,7 +664,8 @@ def _print_summary(log, run: RunDir, report: dict[str, Any], budget: Budget) -> 
     final = report["final"]
     if final:
         log(
-            f"Chosen trial {report['chosen']['number']}: test accuracy {final['test_accuracy']:.4f} "
+            f"Chosen trial {report['chosen']['number']}: "
+            f"test {metric_label(report)} {final['test_accuracy']:.4f} "
             f"(baseline {final['baseline_test_accuracy']:.4f}), latency {final['latency_ms']:.3f} ms "
             f"(baseline {final['baseline_latency_ms']:.3f} ms, "
             f"{_change(final['latency_ms'], final['baseline_latency_ms'])}), "

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from prunepilot.budget import Budget, parse_budget
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
+from prunepilot.evaluators.inputs import INPUT_DTYPES
 from prunepilot.evaluators.latency_model import MIN_SAMPLES
+from prunepilot.evaluators.score import DIRECTIONS, Metric
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
 from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
@@ -32,6 +35,14 @@ class JobSpec:
         weights: Checkpoint (a state dict) loaded with ``weights_only=True``.
         data: ``pkg.module:factory`` returning (train, val, test) datasets.
         input_shape: Shape of one input sample, checked against the data.
+        input_dtype: The input's dtype (``float32``, ``int64`` for token ids ...), checked against
+            the data (None: the data's); the synthetic inputs that trace, time and count the model
+            have it.
+        metric: ``pkg.module:callable`` scoring ``(outputs, labels) -> float`` over a split; None for
+            top-1 accuracy.
+        metric_direction: ``maximize`` or ``minimize`` (a loss, an error rate).
+        device: The target device: where latency is measured and the final model is made
+            (``cpu``, ``cuda`` or ``cuda:N``).
         policy: A policy JSON file to evaluate first, as a warm start.
         study: A study name shared by runs (nightly): each run adds its trials to it and starts from
             the front of the earlier runs. None: the run has a study of its own.
@@ -47,7 +58,10 @@ class JobSpec:
         latency_batch: Batch size of latency measurement; None for the task's default.
         threads: Torch threads during latency measurement.
         latency_repeats: Timed forward passes per latency measurement (median taken).
+        ratio_min: Smallest pruning ratio proposed for a group.
         ratio_max: Largest pruning ratio proposed for a group.
+        exclude: Groups left alone (never pruned): names or shell patterns (``layer3.*``), each
+            matching at least one group.
         round_to: Kept channels are rounded up to a multiple of this.
         round_to_choices: Roundings the search chooses from per policy; None keeps ``round_to``.
         criteria: Criteria the search may choose from; None for all.
@@ -77,6 +91,10 @@ class JobSpec:
     weights: str | None = None
     data: str | None = None
     input_shape: tuple[int, ...] | None = None
+    input_dtype: str | None = None
+    metric: str | None = None
+    metric_direction: str = "maximize"
+    device: str = "cpu"
     policy: str | None = None
     study: str | None = None
     storage: str | None = None
@@ -89,7 +107,9 @@ class JobSpec:
     latency_batch: int | None = None
     threads: int = 1
     latency_repeats: int = 30
+    ratio_min: float = 0.0
     ratio_max: float = 0.8
+    exclude: list[str] | None = None
     round_to: int = 1
     round_to_choices: list[int] | None = None
     criteria: list[str] | None = None
@@ -159,6 +179,18 @@ class JobSpec:
                     "timeout", "a number of seconds > 0"),
             require(lambda: math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
             require(lambda: 0 < self.ratio_max <= MAX_RATIO, "ratio_max", f"in (0, {MAX_RATIO}]"),
+            require(lambda: 0 <= self.ratio_min <= self.ratio_max, "ratio_min",
+                    f"in [0, ratio_max={self.ratio_max}]"),
+            require(lambda: self.exclude is None or all(isinstance(p, str) and p for p in self.exclude),
+                    "exclude", "a list of group names or patterns"),
+            require(lambda: self.input_dtype is None or self.input_dtype in INPUT_DTYPES, "input_dtype",
+                    f"one of {list(INPUT_DTYPES)}"),
+            require(lambda: self.metric_direction in DIRECTIONS, "metric_direction",
+                    f"one of {list(DIRECTIONS)}"),
+            require(lambda: re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None, "device",
+                    "'cpu', 'cuda' or 'cuda:N'"),
+            require(lambda: self.device == "cpu" or self.workers == 0 or self.gpus_per_trial > 0, "device",
+                    "'cpu' unless trials get a GPU (--gpus-per-trial > 0, or --workers 0)"),
             require(
                 lambda: self.criteria is None
                 or (bool(self.criteria) and all(c in criterion_names() for c in self.criteria)),
@@ -189,6 +221,7 @@ class JobSpec:
             lr=self.lr,
             latency=self.latency_settings(latency_batch),
             seed=self.seed,
+            metric=Metric(self.metric, self.metric_direction),
         )
 
     def executor_settings(self) -> RaySettings | None:

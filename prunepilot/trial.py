@@ -6,7 +6,6 @@ process or in a worker process.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,8 @@ from prunepilot.evaluators import (
     recalibrate_batchnorm,
 )
 from prunepilot.evaluators.gate import NullGate
+from prunepilot.evaluators.inputs import on_device
+from prunepilot.evaluators.score import Metric
 from prunepilot.policies import Policy, apply_policy
 from prunepilot.tasks.base import TaskData
 
@@ -45,6 +46,7 @@ class TrialSettings:
         reference_latency_ms: The base model's latency; when set, a trial times its pruned model
             alongside the base model and reports this times their ratio (steady on a machine whose
             speed drifts). None times the pruned model alone.
+        metric: What scores a model on the validation split (top-1 accuracy by default).
     """
 
     bn_batches: int = 8
@@ -55,6 +57,7 @@ class TrialSettings:
     latency: LatencySettings = field(default_factory=LatencySettings)
     seed: int = 0
     reference_latency_ms: float | None = None
+    metric: Metric = field(default_factory=Metric)
 
     def __post_init__(self) -> None:
         reference = self.reference_latency_ms
@@ -79,7 +82,8 @@ class TrialResult:
     """What a trial measured (plain data: no modules, no tensors).
 
     Attributes:
-        accuracy: Top-1 accuracy on the validation split after the short fine-tune.
+        accuracy: The job's metric (top-1 accuracy by default) on the validation split after the
+            short fine-tune.
         flops: FLOPs of one sample's forward pass.
         params: Number of parameters.
         size_bytes: Size of the saved state dict.
@@ -174,9 +178,9 @@ def run_trial(
     pruned = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate)
     reference = None
     if settings.reference_latency_ms is not None:
-        base = model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)
-        reference = (base, settings.reference_latency_ms)
+        reference = (on_device(model, device), settings.reference_latency_ms)
     metrics = evaluate_model(
-        pruned, data.val, data.input_shape, settings.latency, timings, device, gate, reference
-    )
+        pruned, data.val, data.input_shape, settings.latency, timings, device, gate, reference,
+        metric=settings.metric,
+    )  # fmt: skip
     return TrialResult(**metrics.to_dict(), timings=timings)

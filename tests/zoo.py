@@ -144,3 +144,48 @@ def slow_trial(model, data, policy, settings, **where):
 def failing_trial(model, data, policy, settings, **where):
     """A trial function that raises, as a broken user model might."""
     raise ValueError("bad batch norm")
+
+
+def error_rate(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """A metric to minimise: the share of wrong top-1 predictions."""
+    return float((outputs.argmax(dim=1) != labels).float().mean())
+
+
+def broken_metric(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """A metric that fails on any input, as a user's might."""
+    raise KeyError("labels must be one-hot")
+
+
+class _TokenNet(nn.Module):
+    """Token ids -> embedding -> two 1-d convolutions -> class scores."""
+
+    def __init__(self, vocab: int = 16, width: int = 16, classes: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 8)
+        self.conv1 = nn.Conv1d(8, width, 3, padding=1)
+        self.bn1 = nn.BatchNorm1d(width)
+        self.conv2 = nn.Conv1d(width, width, 3, padding=1)
+        self.bn2 = nn.BatchNorm1d(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens).transpose(1, 2)
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.head(x.mean(dim=2))
+
+
+def token_net() -> nn.Module:
+    """A model whose inputs are int64 token ids (sequences of 12)."""
+    torch.manual_seed(0)
+    return _TokenNet()
+
+
+def token_data():
+    """Sequences of 12 token ids in [0, 16); the label is the most frequent token's id // 4."""
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 16, (600, 12), generator=generator)
+    labels = torch.mode(tokens // 4, dim=1).values
+    return tuple(
+        TensorDataset(tokens[a:b], labels[a:b]) for a, b in ((0, 400), (400, 500), (500, 600))
+    )

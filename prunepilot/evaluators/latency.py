@@ -12,6 +12,7 @@ from torch import nn
 
 from prunepilot.errors import check_integer
 from prunepilot.evaluators.gate import NullGate
+from prunepilot.evaluators.inputs import example_batch
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def time_models(
     trial on the node computes meanwhile.
     """
     device = torch.device(device)
-    inputs = torch.randn(settings.batch_size, *input_shape, device=device)
+    inputs = example_batch(input_shape, settings.batch_size, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
     for model in models:

@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, cross_val_predict
 from torch import nn
 
 from prunepilot.errors import invalid_parameter
 from prunepilot.evaluators.cost import flops_by_module
+from prunepilot.evaluators.inputs import example_batch
 
 #: Vector widths tried by cross-validation (1: plain FLOPs).
 VECTOR_WIDTHS = (1, 4, 8, 16, 32)
@@ -38,7 +38,7 @@ LayerTable = dict[str, tuple[float, int, int, int]]
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
     """The FLOPs and channel counts of each Conv/Linear layer of ``model`` (plain data)."""
-    flops = flops_by_module(model, torch.zeros(1, *input_shape))
+    flops = flops_by_module(model, example_batch(input_shape))
     table: LayerTable = {}
     for name, module in model.named_modules():
         if name not in flops:

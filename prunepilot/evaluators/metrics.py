@@ -9,10 +9,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from prunepilot.evaluators.accuracy import top1_accuracy
 from prunepilot.evaluators.cost import count_flops, count_params, serialized_size
 from prunepilot.evaluators.gate import NullGate
+from prunepilot.evaluators.inputs import example_batch
 from prunepilot.evaluators.latency import LatencySettings, measure_latency, relative_latency
+from prunepilot.evaluators.score import Metric, evaluate_metric
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class ModelMetrics:
     """What prunepilot measures of a model (plain data).
 
     Attributes:
-        accuracy: Top-1 accuracy on the dataset it was evaluated on.
+        accuracy: The job's metric (top-1 accuracy unless the job names another) on the dataset
+            it was evaluated on; the name is kept for the report's schema.
         flops: FLOPs of one sample's forward pass.
         params: Number of parameters.
         size_bytes: Size of the saved state dict.
@@ -50,6 +52,7 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
     reference: tuple[nn.Module, float] | None = None,
+    metric: Metric | None = None,
 ) -> ModelMetrics:
     """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``.
 
@@ -59,8 +62,8 @@ def evaluate_model(
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    accuracy = top1_accuracy(model, dataset, device=device, gate=gate)
-    sample = torch.zeros(1, *input_shape, device=device)
+    accuracy = evaluate_metric(model, dataset, metric, device=device, gate=gate)
+    sample = example_batch(input_shape, 1, device)
     with (gate or NullGate()).compute():
         flops = count_flops(model, sample)
         params = count_params(model)

@@ -15,6 +15,7 @@ from torch import nn
 
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.cost import flops_by_module
+from prunepilot.evaluators.inputs import example_batch
 
 #: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
 TRACE_BATCH = 2
@@ -44,7 +45,7 @@ class GroupInfo:
 
 def example_inputs(input_shape: tuple[int, ...], batch: int = TRACE_BATCH) -> torch.Tensor:
     """A random input batch of one sample shape (without the batch dimension)."""
-    return torch.randn(batch, *input_shape)
+    return example_batch(input_shape, batch)
 
 
 def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:

@@ -33,7 +33,8 @@ MAX_REJECTIONS = 5
 
 @dataclass(frozen=True)
 class Objective:
-    """What a trial is scored on: validation accuracy up, ``metric`` down, ``metric <= limit``.
+    """What a trial is scored on: the job's metric on validation (toward its direction), ``metric``
+    down, ``metric <= limit``.
 
     Attributes:
         metric: The budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``).
@@ -96,6 +97,7 @@ def open_study(
     storage: str | None = None,
     name: str = STUDY_NAME,
     run: str | None = None,
+    direction: str = "maximize",
 ) -> RunStudy:
     """Creates or loads the study ``name`` and returns the run's share of it (see :class:`RunStudy`).
 
@@ -107,9 +109,12 @@ def open_study(
             a journal file, shared by the runs of one study; None for the run's own journal file.
         name: The study's name.
         run: The run's name (``run_dir``'s name by default).
+        direction: The direction of the job's metric (the first objective): ``maximize`` or
+            ``minimize``; the second objective, the budget metric, is minimised.
 
     Raises:
-        UsageError: when the storage cannot be opened.
+        UsageError: when the storage cannot be opened, or holds the study with the metric's
+            direction the other way.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     backend = open_storage(storage or str(run_dir / STUDY_FILE))
@@ -123,10 +128,16 @@ def open_study(
     study = optuna.create_study(
         study_name=name,
         storage=backend,
-        directions=["maximize", "minimize"],
+        directions=[direction, "minimize"],
         sampler=sampler,
         load_if_exists=True,
     )
+    stored = study.directions[0].name.lower()
+    if stored != direction:
+        raise UsageError(
+            f"The study {name!r} {stored}s its metric but this job's metric_direction is {direction!r}; "
+            "use another --study name or the study's direction."
+        )
     return RunStudy(study, run or Path(run_dir).name)
 
 
@@ -302,7 +313,7 @@ def _progress_text(study: optuna.Study, objective: Objective) -> str:
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     best = pareto.choose(study)
     best_text = (
-        f"best within budget: acc {best.values[0]:.3f} @ {format_metric(objective.metric, best.values[1])}"
+        f"best within budget: val {best.values[0]:.4g} @ {format_metric(objective.metric, best.values[1])}"
         if best
         else "none within budget yet"
     )

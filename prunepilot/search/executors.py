@@ -115,9 +115,15 @@ class InProcessExecutor(TrialExecutor):
     capacity = 1
 
     def __init__(
-        self, model: nn.Module, data: TaskData, settings: TrialSettings, trial_fn: TrialFn = run_trial
+        self,
+        model: nn.Module,
+        data: TaskData,
+        settings: TrialSettings,
+        trial_fn: TrialFn = run_trial,
+        device: str = "cpu",
     ) -> None:
         self.model, self.data, self.settings, self.trial_fn = model, data, settings, trial_fn
+        self.device = device
         self._queue: deque[tuple[int, Policy, float]] = deque()
         self._next = 0
 
@@ -128,12 +134,12 @@ class InProcessExecutor(TrialExecutor):
 
     def wait_any(self) -> tuple[Hashable, TrialOutcome]:
         handle, policy, submitted = self._queue.popleft()
-        outcome = execute(self.trial_fn, self.model, self.data, policy, self.settings)
+        outcome = execute(self.trial_fn, self.model, self.data, policy, self.settings, self.device)
         outcome.wall_s = time.perf_counter() - submitted
         return handle, outcome
 
     def describe(self) -> str:
-        return "in this process, one trial at a time"
+        return f"in this process, one trial at a time, on {self.device}"
 
 
 def _ray_trial(

@@ -1,10 +1,15 @@
-"""Pareto fronts of (accuracy up, cost down), and choosing the model within budget."""
+"""Pareto fronts of (metric toward its direction, cost down), and choosing the model within budget.
+
+A study's first objective is the job's metric (top-1 accuracy unless the job names another), maximised
+or minimised as the study's first direction says; its second is the budget metric, minimised.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 
@@ -22,6 +27,23 @@ def pareto_indices(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][1])
 
 
+def maximizes(study: optuna.Study) -> bool:
+    """Whether the study's metric (its first objective) is maximised."""
+    return study.directions[0] == StudyDirection.MAXIMIZE
+
+
+def pareto_trials(trials: Sequence[FrozenTrial], maximize: bool = True) -> list[FrozenTrial]:
+    """The non-dominated ``trials`` (metric toward its direction, cost down), cheapest first."""
+    sign = 1.0 if maximize else -1.0
+    return [trials[i] for i in pareto_indices([(sign * t.values[0], t.values[1]) for t in trials])]
+
+
+def best_first(trials: Sequence[FrozenTrial], maximize: bool = True) -> list[FrozenTrial]:
+    """``trials`` from the best metric to the worst (ties: the cheaper first)."""
+    sign = 1.0 if maximize else -1.0
+    return sorted(trials, key=lambda t: (-sign * t.values[0], t.values[1]))
+
+
 def violation(trial: FrozenTrial) -> float:
     """How far a trial is over budget (0 when within)."""
     return sum(max(v, 0.0) for v in trial.constraints.values())
@@ -33,28 +55,24 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
 
 def feasible_front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front of the trials within budget, cheapest first."""
-    trials = [t for t in completed(study) if violation(t) == 0]
-    return [trials[i] for i in pareto_indices([(t.values[0], t.values[1]) for t in trials])]
+    return pareto_trials([t for t in completed(study) if violation(t) == 0], maximizes(study))
 
 
 def full_front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front of all completed trials, within budget or not, cheapest first."""
-    trials = completed(study)
-    return [trials[i] for i in pareto_indices([(t.values[0], t.values[1]) for t in trials])]
+    return pareto_trials(completed(study), maximizes(study))
 
 
 def choose(study: optuna.Study) -> FrozenTrial | None:
-    """The best validation accuracy within budget (ties: the cheaper), or None."""
+    """The best validation metric within budget (ties: the cheaper), or None."""
     front = feasible_front(study)
-    if not front:
-        return None
-    return max(front, key=lambda t: (t.values[0], -t.values[1]))
+    return best_first(front, maximizes(study))[0] if front else None
 
 
 def closest(study: optuna.Study) -> FrozenTrial | None:
     """The completed trial nearest the budget (least over it), or None."""
-    trials = completed(study)
-    return min(trials, key=lambda t: (violation(t), -t.values[0])) if trials else None
+    trials = best_first(completed(study), maximizes(study))
+    return min(trials, key=violation) if trials else None
 
 
 def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:

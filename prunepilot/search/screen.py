@@ -22,6 +22,7 @@ from prunepilot.evaluators import (
     relative_latency,
     serialized_size,
 )
+from prunepilot.evaluators.inputs import example_batch, on_device
 from prunepilot.evaluators.latency_model import LatencyPredictor, layer_table
 from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.policies.ranking import global_ratios, group_scores
@@ -88,14 +89,16 @@ def calibrate_latency(
     policies: list[Policy],
     settings: LatencySettings,
     progress: Any = None,
+    device: str = "cpu",
 ) -> Calibration:
-    """Measures each policy's pruned model against ``model`` (timed alongside, see
+    """Measures each policy's pruned model against ``model`` on ``device`` (timed alongside, see
     :func:`relative_latency`); ``progress`` (a tqdm bar) is advanced per policy."""
     tables, ratios = [], []
+    base = on_device(model, device)
     for policy in policies:
         pruned = apply_policy(model, _structure_only(policy), input_shape)
         tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
-        ratios.append(relative_latency(pruned, model, input_shape, settings))
+        ratios.append(relative_latency(pruned.to(device), base, input_shape, settings, device))
         if progress is not None:
             progress.update(1)
     base = {k: list(v) for k, v in layer_table(model, input_shape).items()}
@@ -217,7 +220,7 @@ def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
 
 def _static_metric(model: nn.Module, input_shape: tuple[int, ...], metric: str) -> float:
     if metric == "flops":
-        return float(count_flops(model, torch.zeros(1, *input_shape)))
+        return float(count_flops(model, example_batch(input_shape)))
     if metric == "params":
         return float(count_params(model))
     return float(serialized_size(model))

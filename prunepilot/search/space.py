@@ -123,6 +123,17 @@ class SearchSpace:
             round_to = self.round_to_choices[0]
         return Policy(settings, round_to)
 
+    def clamp(self, policy: Policy) -> Policy:
+        """``policy`` kept to the space: groups outside it dropped (left alone), ratios moved into
+        ``[ratio_low, max_ratio]``."""
+        names = {g.name for g in self.groups}
+        settings = {
+            name: GroupSetting(round(min(max(s.ratio, self.ratio_low), self.max_ratio), 6), s.criterion)
+            for name, s in policy.groups.items()
+            if name in names
+        }
+        return Policy(settings, policy.round_to)
+
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
         return [

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from prunepilot.errors import UsageError
+from prunepilot.evaluators.inputs import INPUT_DTYPES, InputShape, dtype_name
 from prunepilot.tasks.base import Task
 from prunepilot.tasks.builtin import DEFAULT_TASK, builtin_task, digits_datasets, get_builtin
 
@@ -64,6 +65,7 @@ def load_task(
     input_shape: tuple[int, ...] | None = None,
     progress: bool = True,
     task: str = DEFAULT_TASK,
+    input_dtype: str | None = None,
 ) -> Task:
     """A built-in task (``task``), or the user's model and data, checked to work together.
 
@@ -104,6 +106,16 @@ def load_task(
             f"{tuple(input_shape)}; they must match.",
             "input_shape",
         )
+    dtype = dtype_name(loaded.train[0][0].dtype)
+    if dtype is None:
+        found, accepted = loaded.train[0][0].dtype, list(INPUT_DTYPES)
+        raise UsageError(f"The data's inputs have dtype {found}; accepted: {accepted}.", "data")
+    if input_dtype is not None and input_dtype != dtype:
+        raise UsageError(
+            f"The data's samples are {dtype} but --input-dtype is {input_dtype}; they must match.",
+            "input_dtype",
+        )
+    loaded.input_shape = InputShape(loaded.input_shape, dtype)
     with _blame("model"):
         _check_forward(loaded)
     return loaded

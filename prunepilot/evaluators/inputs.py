@@ -1,0 +1,71 @@
+"""Example inputs: one sample's shape and dtype, and the synthetic batches that trace, count and time
+a model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+#: The input dtypes a job may name, by their torch names.
+INPUT_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+}
+DEFAULT_DTYPE = "float32"
+
+
+class InputShape(tuple):
+    """One sample's shape (a plain tuple of ints, without the batch dimension) that also knows the
+    sample's dtype, so that every function taking a shape makes inputs of the right kind.
+
+    Attributes:
+        dtype: A key of :data:`INPUT_DTYPES`.
+    """
+
+    dtype: str
+
+    def __new__(cls, dims: Iterable[int], dtype: str = DEFAULT_DTYPE) -> InputShape:
+        if dtype not in INPUT_DTYPES:
+            raise ValueError(f"The input dtype must be one of {list(INPUT_DTYPES)}. Got {dtype!r} instead.")
+        shape = super().__new__(cls, (int(d) for d in dims))
+        shape.dtype = dtype
+        return shape
+
+    def __reduce__(self):  # pickles (Ray, deepcopy) with its dtype
+        return (InputShape, (tuple(self), self.dtype))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self)) if self.dtype == DEFAULT_DTYPE else f"{tuple(self)!r} {self.dtype}"
+
+
+def dtype_of(shape: tuple[int, ...]) -> str:
+    """The dtype name of ``shape`` (``float32`` for a plain tuple)."""
+    return getattr(shape, "dtype", DEFAULT_DTYPE)
+
+
+def dtype_name(dtype: torch.dtype) -> str | None:
+    """The name of a torch dtype in :data:`INPUT_DTYPES`, or None when it is not one of them."""
+    return next((name for name, value in INPUT_DTYPES.items() if value == dtype), None)
+
+
+def example_batch(
+    input_shape: tuple[int, ...], batch: int = 1, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """A synthetic batch of ``input_shape``'s dtype: standard normal values for floating dtypes,
+    zeros for integer ones (index 0 is valid for any embedding table)."""
+    dtype = INPUT_DTYPES[dtype_of(input_shape)]
+    if dtype.is_floating_point:
+        return torch.randn(batch, *input_shape, device=device).to(dtype)
+    return torch.zeros(batch, *input_shape, dtype=dtype, device=device)
+
+
+def on_device(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` itself on the CPU, else a copy of it moved to ``device`` (the original stays put)."""
+    return model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)

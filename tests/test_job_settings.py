@@ -1,0 +1,163 @@
+"""Job settings beyond model and budget: the metric and its direction, the input dtype, the target
+device, the groups left alone and the ratio bounds; each works end to end, and bad values get one
+line naming the setting."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+
+from prunepilot.cli import main
+from prunepilot.export import load_plan
+from prunepilot.search.pareto import choose
+from tests import zoo
+from tests.conftest import FAST_FLAGS
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str, *fragments: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("prunepilot: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def search(capsys, tmp_path, *flags) -> tuple[int, dict, str]:
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--trials", "3", "--out", tmp_path,
+                           "--name", "r", *flags)  # fmt: skip
+    report_path = tmp_path / "r" / "report.json"
+    return code, json.loads(report_path.read_text()) if report_path.exists() else {}, err
+
+
+def test_a_minimised_metric_is_searched_downwards_and_reported_by_name(capsys, tmp_path, tiny_flags):
+    code, report, err = search(
+        capsys, tmp_path, *tiny_flags, "--metric", "tests.zoo:error_rate", "--metric-direction", "minimize"
+    )
+    assert code == 0, err
+    assert report["metric"] == {"name": "tests.zoo:error_rate", "function": "tests.zoo:error_rate",
+                                "direction": "minimize"}  # fmt: skip
+    complete = [t for t in report["trials"] if t["state"] == "COMPLETE"]
+    errors = [t["result"]["accuracy"] for t in complete]
+    assert all(0.0 <= e <= 1.0 for e in errors)
+    # The chosen trial has the lowest error rate within budget (every trial is within 1000 ms).
+    assert report["chosen"]["result"]["accuracy"] == min(errors)
+    # An error rate: the base model's is low (it is trained), not near 1 as an accuracy would be.
+    assert report["baseline"]["accuracy"] < 0.5
+    assert "test tests.zoo:error_rate" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_choose_picks_the_lowest_value_of_a_minimised_metric():
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for loss, cost in ((0.3, 1.0), (0.1, 2.0), (0.2, 0.5)):
+        trial = study.ask()
+        trial.set_constraint("budget", -1.0)
+        study.tell(trial, [loss, cost])
+    assert choose(study).values == [0.1, 2.0]
+
+
+def test_a_study_refuses_a_metric_direction_other_than_its_own(capsys, tmp_path, tiny_flags):
+    common = ["--study", "s", "--budget", "1000ms", "--trials", "1", "--out", tmp_path, *tiny_flags]
+    code, _, err = run_cli(capsys, "search", "--name", "a", *common)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "search", "--name", "b", *common, "--metric", "tests.zoo:error_rate",
+                           "--metric-direction", "minimize")  # fmt: skip
+    assert code == 2
+    one_line(err, "maximizes its metric", "'minimize'")
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (["--metric", "tests.zoo:broken_metric"], ["'tests.zoo:broken_metric' fails", "KeyError"]),
+        (["--metric", "tests.zoo:no_such_metric"], ["has no attribute 'no_such_metric'", "--metric"]),
+        (["--metric", "error_rate"], ["--metric must look like 'package.module:factory'"]),
+        (["--exclude", "layer9.*"], ["'layer9.*', which matches no prunable group", "layer1.conv1"]),
+        (["--exclude", "*"], ["leaves no group to prune"]),
+        (["--ratio-min", "0.5", "--ratio-max", "0.4"], ["'ratio_min' parameter", "Got 0.5"]),
+        (["--input-dtype", "int64"], ["samples are float32 but --input-dtype is int64"]),
+        (["--input-dtype", "complex64"], ["'input_dtype' parameter", "'float32'", "'complex64'"]),
+        (["--device", "tpu"], ["'device' parameter", "'cpu', 'cuda' or 'cuda:N'"]),
+    ],
+)
+def test_bad_job_settings_are_one_line_naming_the_setting(capsys, tmp_path, tiny_flags, flags, fragments):
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, "--name", "x",
+                           *tiny_flags, *flags)  # fmt: skip
+    assert code == 2
+    one_line(err, *fragments)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_cuda_target_on_ray_needs_gpus_per_trial(capsys, tmp_path, tiny_flags):
+    flags = [f for f in tiny_flags if f not in ("--workers", "0")]
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, *flags,
+                           "--workers", "2", "--device", "cuda")  # fmt: skip
+    assert code == 2
+    one_line(err, "'device' parameter", "--gpus-per-trial > 0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_cuda_target_without_cuda_is_refused_before_anything_runs(capsys, tmp_path, tiny_flags):
+    code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, "--name", "g",
+                           *tiny_flags, "--device", "cuda")  # fmt: skip
+    assert code == 2
+    one_line(err, "'cuda' but CUDA is not available on this machine")
+    assert not (tmp_path / "g").exists()
+
+
+def test_excluded_groups_are_never_pruned_and_ratios_keep_their_bounds(capsys, tmp_path, tiny_flags):
+    code, report, err = search(capsys, tmp_path, *tiny_flags, "--exclude", "layer3.*,stem.0",
+                               "--ratio-min", "0.3", "--ratio-max", "0.6")  # fmt: skip
+    assert code == 0, err
+    names = {g["name"] for g in report["groups"]}
+    assert names == {"layer1.conv1", "layer2.conv1", "layer2.shortcut.0"}
+    for trial in report["trials"]:
+        groups = trial["policy"]["groups"]
+        assert set(groups) <= names
+        assert all(0.3 - 1e-9 <= g["ratio"] <= 0.6 + 1e-9 for g in groups.values()), groups
+    model, base = load_plan(tmp_path / "r"), zoo.tiny_resnet()
+    assert model.layer3.conv1.out_channels == base.layer3.conv1.out_channels  # left alone
+    assert model.stem[0].out_channels == base.stem[0].out_channels
+    assert model.layer1.conv1.out_channels < base.layer1.conv1.out_channels  # pruned by >= 0.3
+
+
+def test_a_model_of_token_ids_is_traced_timed_searched_and_exported(capsys, tmp_path):
+    code, report, err = search(
+        capsys, tmp_path, "--model", "tests.zoo:token_net", "--data", "tests.zoo:token_data",
+        "--input-dtype", "int64", *FAST_FLAGS,
+    )  # fmt: skip
+    assert code == 0, err
+    assert report["task"]["input_dtype"] == "int64" and report["task"]["input_shape"] == [12]
+    assert report["budget_met"] and report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
+    plan = json.loads((tmp_path / "r" / "plan.json").read_text())
+    assert plan["input_dtype"] == "int64"
+    model = load_plan(tmp_path / "r")
+    tokens = torch.randint(0, 16, (3, 12))
+    assert model(tokens).shape == (3, 4)
+
+
+def test_job_file_sections_for_the_metric_device_and_space(capsys, tmp_path, tiny_weights):
+    job = tmp_path / "job.toml"
+    job.write_text(
+        'budget = "1000ms"\n'
+        f'[model]\nfactory = "tests.zoo:tiny_resnet"\ncheckpoint = "{tiny_weights}"\ndevice = "cpu"\n'
+        'input_dtype = "float32"\n'
+        '[data]\nfactory = "tests.zoo:small_digits_data"\n'
+        '[metric]\nfunction = "tests.zoo:error_rate"\ndirection = "minimize"\n'
+        '[space]\nexclude = ["stem.0"]\nratio_min = 0.1\n'
+    )
+    code, out, err = run_cli(capsys, "validate", job)
+    assert code == 0, err
+    assert "4 prunable groups" in out and "baseline val tests.zoo:error_rate" in out
+    job.write_text(job.read_text().replace('direction = "minimize"', 'direction = "down"'))
+    code, _, err = run_cli(capsys, "validate", job)
+    assert code == 2
+    one_line(err, "job.toml: metric.direction:", "'maximize', 'minimize'", "'down'")
