@@ -15,23 +15,8 @@ from prunepilot import Policy, apply_policy, discover_groups
 from prunepilot.cli import main
 from prunepilot.evaluators import count_flops
 from prunepilot.export import load_torchscript
-from tests.conftest import FAST_FLAGS, REPO
+from tests.conftest import FAST_FLAGS, REPO, assert_one_line_error, run_cli
 from tests.zoo import small_digits_data
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str, *fragments: str) -> None:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("prunepilot: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,10 @@ import optuna
 import pytest
 import torch
 
-from prunepilot.cli import main
 from prunepilot.export import load_plan
 from prunepilot.search.pareto import choose
 from tests import zoo
-from tests.conftest import FAST_FLAGS
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str, *fragments: str) -> None:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("prunepilot: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.conftest import FAST_FLAGS, assert_one_line_error, run_cli
 
 
 def search(capsys, tmp_path, *flags) -> tuple[int, dict, str]:
@@ -71,7 +56,7 @@ def test_a_study_refuses_a_metric_direction_other_than_its_own(capsys, tmp_path,
     code, _, err = run_cli(capsys, "search", "--name", "b", *common, "--metric", "tests.zoo:error_rate",
                            "--metric-direction", "minimize")  # fmt: skip
     assert code == 2
-    one_line(err, "maximizes its metric", "'minimize'")
+    assert_one_line_error(err, "maximizes its metric", "'minimize'")
 
 
 @pytest.mark.parametrize(
@@ -92,7 +77,7 @@ def test_bad_job_settings_are_one_line_naming_the_setting(capsys, tmp_path, tiny
     code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, "--name", "x",
                            *tiny_flags, *flags)  # fmt: skip
     assert code == 2
-    one_line(err, *fragments)
+    assert_one_line_error(err, *fragments)
     assert not (tmp_path / "x").exists()
 
 
@@ -101,7 +86,7 @@ def test_a_cuda_target_on_ray_needs_gpus_per_trial(capsys, tmp_path, tiny_flags)
     code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, *flags,
                            "--workers", "2", "--device", "cuda")  # fmt: skip
     assert code == 2
-    one_line(err, "'device' parameter", "--gpus-per-trial > 0")
+    assert_one_line_error(err, "'device' parameter", "--gpus-per-trial > 0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -109,7 +94,7 @@ def test_a_cuda_target_without_cuda_is_refused_before_anything_runs(capsys, tmp_
     code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, "--name", "g",
                            *tiny_flags, "--device", "cuda")  # fmt: skip
     assert code == 2
-    one_line(err, "'cuda' but CUDA is not available on this machine")
+    assert_one_line_error(err, "'cuda' but CUDA is not available on this machine")
     assert not (tmp_path / "g").exists()
 
 
@@ -160,4 +145,4 @@ def test_job_file_sections_for_the_metric_device_and_space(capsys, tmp_path, tin
     job.write_text(job.read_text().replace('direction = "minimize"', 'direction = "down"'))
     code, _, err = run_cli(capsys, "validate", job)
     assert code == 2
-    one_line(err, "job.toml: metric.direction:", "'maximize', 'minimize'", "'down'")
+    assert_one_line_error(err, "job.toml: metric.direction:", "'maximize', 'minimize'", "'down'")

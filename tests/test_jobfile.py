@@ -6,18 +6,11 @@ import json
 
 import pytest
 
-from prunepilot.cli import main
 from prunepilot.jobfile import KEYS, load_job_file
 from prunepilot.spec import JobSpec
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 EXAMPLE = REPO / "examples" / "digits.toml"
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write(tmp_path, text: str):
