@@ -14,7 +14,7 @@ from torch import nn
 from prunepilot.errors import PrunepilotError, UsageError
 from prunepilot.evaluators.inputs import DEFAULT_DTYPE, InputShape, dtype_of
 from prunepilot.policies import apply_plan
-from prunepilot.rundir import write_atomically
+from prunepilot.rundir import TEMPORARY_PREFIX, write_atomically
 
 PLAN_SCHEMA = "prunepilot.plan/1"
 PLAN_FILE = "plan.json"
@@ -102,7 +102,7 @@ def export_plan(
     }  # fmt: skip
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    temporary = folder / f".{PLAN_WEIGHTS}.check"
+    temporary = folder / f"{TEMPORARY_PREFIX}{PLAN_WEIGHTS}.check"
     write_atomically(temporary, buffer.getvalue())
     try:
         reloaded = build_from_plan(plan, temporary)

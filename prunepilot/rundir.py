@@ -13,6 +13,8 @@ from typing import Any
 from prunepilot.errors import UsageError
 
 LOCK_FILE = ".lock"
+#: Temporary files start with this; a writer killed mid-write leaves one, removed at the next open.
+TEMPORARY_PREFIX = ".tmp-"
 
 
 def default_run_name(root: str | Path) -> str:
@@ -34,7 +36,9 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     payload = data.encode() if isinstance(data, str) else data
     umask = os.umask(0)
     os.umask(umask)
-    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)  # noqa: SIM115
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        dir=path.parent, prefix=f"{TEMPORARY_PREFIX}{path.name}.", delete=False
+    )
     try:
         with tmp:
             tmp.write(payload)
@@ -108,6 +112,9 @@ class RunDir:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_handle = handle
+        # Holding the lock, no other process writes here: temporaries are a killed writer's.
+        for stale in self.path.rglob(f"{TEMPORARY_PREFIX}*"):
+            stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -289,6 +289,7 @@ def _search_and_finish(
         _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device
     )
     if done is not None:
+        log(f"Exporting trial {done.trial.number}: TorchScript, ONNX and plan, each checked ...")
         done.final["export"] = export_all(done, spec, task, settings, run.path)
         write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
         # The study keeps the final measurements too, so that `prunepilot report` can rebuild them.

@@ -9,13 +9,17 @@ import subprocess
 import sys
 import time
 
+import onnxruntime
 import optuna
+import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from prunepilot.cli import main
-from prunepilot.rundir import LOCK_FILE
+from prunepilot.export import load_plan, load_torchscript
+from prunepilot.rundir import LOCK_FILE, TEMPORARY_PREFIX
 from tests.conftest import FAST_FLAGS, REPO
+from tests.zoo import small_digits_data
 
 
 def _trials(run):
@@ -142,3 +146,39 @@ def test_a_second_search_on_a_run_in_use_refuses_with_one_line(tmp_path, tiny_we
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def test_kill_9_during_the_export_then_resume_leaves_every_artefact_whole(tmp_path, tiny_weights):
+    run = tmp_path / "e"
+    command = [
+        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "2",
+        "--out", str(tmp_path), "--name", "e", "--model", "tests.zoo:tiny_resnet",
+        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *FAST_FLAGS,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in process.stdout:  # the driver logs the export as it starts
+            if b"Exporting trial" in line:
+                time.sleep(0.5)  # inside the TorchScript or ONNX export
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = {t.number: t.user_attrs["result"] for t in _trials(run) if t.state.name == "COMPLETE"}
+    assert len(before) == 2 and not (run / "report.json").exists()
+    # A stray temporary (a writer killed mid-write) is cleared when the run is opened again.
+    (run / f"{TEMPORARY_PREFIX}model.onnx.abc").write_bytes(b"half")
+    assert main(["search", "--resume", "--name", "e", "--out", str(tmp_path), "--quiet"]) == 0
+    assert {t.number: t.user_attrs["result"] for t in _trials(run)} == before  # no trial re-run
+    assert not list(run.rglob(f"{TEMPORARY_PREFIX}*"))
+    report = json.loads((run / "report.json").read_text())
+    inputs = torch.stack([small_digits_data()[2][i][0] for i in range(8)])
+    expected = load_plan(run)(inputs)
+    assert torch.allclose(load_torchscript(run / "model.ts.pt")(inputs), expected, atol=1e-5)
+    session = onnxruntime.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
+    assert abs(onnx_out - expected.detach().numpy()).max() <= 1e-4
+    assert report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
