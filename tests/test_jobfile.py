@@ -87,6 +87,13 @@ def test_the_example_job_file_loads_and_validates():
         ('budget = "2x"\n[ray.extra]\nx = 1', ["ray.extra: tables nest one level only"]),
         ('budget = "2x"\ntrials = [', ["job.toml: not valid TOML"]),
         ("trials = 3", ["budget:", "'budget' parameter", "given"]),
+        ('budget = "2x"\n[metric]\ndirection = "up"', ["job.toml: metric.direction:", "'minimize'", "'up'"]),
+        ('budget = "2x"\n[metric]\nfunction = "tests.zoo:broken_metric"', ["metric.function:", "fails"]),
+        ('budget = "2x"\n[model]\ndevice = "gpu0"', ["job.toml: model.device:", "'cuda:N'"]),
+        ('budget = "2x"\n[model]\ninput_dtype = "int8"', ["job.toml: model.input_dtype:", "'int64'"]),
+        ('budget = "2x"\n[space]\nexclude = "stem.0"', ["space.exclude: must be a list of strings"]),
+        ('budget = "2x"\n[space]\nexclude = ["nope.*"]', ["job.toml: space.exclude:", "matches no"]),
+        ('budget = "2x"\n[space]\nratio_min = 0.9', ["job.toml: space.ratio_min:", "Got 0.9"]),
     ],
 )
 def test_a_malformed_job_file_gets_one_line_naming_the_key_and_exit_2(capsys, tmp_path, text, fragments):
