@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument(
         "--metric-direction",
         choices=["maximize", "minimize"],
-        help="the metric's direction (default maximize)"
+        help="the metric's direction (default maximize)",
     )
     task.add_argument(
         "--device",

@@ -186,6 +186,4 @@ def token_data():
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 16, (600, 12), generator=generator)
     labels = torch.mode(tokens // 4, dim=1).values
-    return tuple(
-        TensorDataset(tokens[a:b], labels[a:b]) for a, b in ((0, 400), (400, 500), (500, 600))
-    )
+    return tuple(TensorDataset(tokens[a:b], labels[a:b]) for a, b in ((0, 400), (400, 500), (500, 600)))
