@@ -19,6 +19,7 @@ import torch
 from results_file import finish
 
 from prunepilot.evaluators import count_flops, relative_latency
+from prunepilot.evaluators.inputs import example_batch
 from prunepilot.evaluators.latency_model import layer_table
 from prunepilot.policies import apply_policy
 from prunepilot.runner import _prepare
@@ -41,7 +42,7 @@ def main() -> None:
     for task_name in args.tasks.split(","):
         job = _prepare(JobSpec(task=task_name, dry_run=True).validate(), None, progress=True)
         task, space, latency = job.task, job.space, job.settings.latency
-        shape, sample = task.input_shape, torch.zeros(1, *task.input_shape)
+        shape, sample = task.input_shape, example_batch(task.input_shape)
         t0 = time.perf_counter()
         calibration = calibrate_latency(
             task.model, shape, calibration_policies(space, CALIBRATION_SAMPLES, seed=0), latency

@@ -30,6 +30,13 @@ def metric_label(report: dict[str, Any]) -> str:
     return Metric(report.get("metric", {}).get("function")).label
 
 
+def metric_change(report: dict[str, Any], before: float, after: float) -> str:
+    """The change of the metric: in points for top-1 accuracy, else as a plain difference."""
+    if report.get("metric", {}).get("function"):
+        return f"{after - before:+.4g}"
+    return f"{100 * (after - before):+.2f} pt"
+
+
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     """One trial as plain data."""
     return {
@@ -193,7 +200,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             "| | baseline | chosen | change |",
             "|---|---|---|---|",
             f"| test {label} | {final['baseline_test_accuracy']:.4f} | {final['test_accuracy']:.4f} "
-            f"| {100 * (final['test_accuracy'] - final['baseline_test_accuracy']):+.2f} pt |",
+            f"| {metric_change(report, final['baseline_test_accuracy'], final['test_accuracy'])} |",
             f"| latency (ms) | {final['baseline_latency_ms']:.3f} | {final['latency_ms']:.3f} "
             f"| {100 * (final['latency_ms'] / final['baseline_latency_ms'] - 1):+.1f}% |",
             f"| FLOPs | {format_metric('flops', base['flops'])} | {format_metric('flops', final['flops'])} "

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from prunepilot.budget import format_metric  # noqa: E402
-from prunepilot.report import export_lines, metric_label, pareto_plot  # noqa: E402
+from prunepilot.report import export_lines, metric_change, metric_label, pareto_plot  # noqa: E402
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -45,7 +45,7 @@ def html_report(report: dict[str, Any]) -> str:
                         f"test {label}",
                         f"{final['baseline_test_accuracy']:.4f}",
                         f"{final['test_accuracy']:.4f}",
-                        f"{100 * (final['test_accuracy'] - final['baseline_test_accuracy']):+.2f} pt",
+                        metric_change(report, final["baseline_test_accuracy"], final["test_accuracy"]),
                     ],
                     [
                         "latency (ms)",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 from optuna.trial import FrozenTrial
 from tqdm import tqdm
@@ -22,7 +23,7 @@ from prunepilot.budget import Budget, format_metric
 from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, Interrupted, PrunepilotError, UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.inputs import dtype_of, on_device
-from prunepilot.evaluators.score import Metric, evaluate_metric
+from prunepilot.evaluators.score import DEFAULT_METRIC_NAME, Metric, evaluate_metric
 from prunepilot.export import export_plan, export_torchscript, load_torchscript
 from prunepilot.final import finalize
 from prunepilot.onnx_export import export_onnx
@@ -114,6 +115,7 @@ def run_job(spec: JobSpec, progress: bool = True, log: Callable[[str], None] | N
     _check_reachable(job, baseline, budget.resolve(baseline[budget.metric]))
     if spec.storage and "://" in spec.storage:
         open_storage(spec.storage)  # a storage that cannot be opened is refused before the run starts
+    _check_shared_study(spec)
     run = RunDir.open(spec.out, spec.name, resume=False)
     with run:
         run.write_json("config.json", spec.to_dict())
@@ -157,20 +159,24 @@ class _Job:
     settings: TrialSettings
 
 
-def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool) -> _Job:
-    _check_device(spec.device)
+def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool, on_device: bool = True) -> _Job:
+    """Loads and checks the job's task, groups, space and settings; ``on_device=False`` skips the
+    target-device check (``prunepilot report`` needs no GPU)."""
+    if on_device:
+        _check_device(spec.device)
     task = load_task(
         spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype
     )
-    groups = _searched(discover_groups(task.model, task.input_shape), spec.exclude)
+    discovered = discover_groups(task.model, task.input_shape)
+    if start_policy is not None:  # a policy may name any group; excluded ones are dropped from it
+        start_policy.check_groups((g.name for g in discovered), f"The policy file {spec.policy!r}")
+    groups = _searched(discovered, spec.exclude)
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     if spec.round_to_choices:
         criteria["round_to_choices"] = tuple(spec.round_to_choices)
     space = SearchSpace(
         tuple(groups), ratio_low=spec.ratio_min, ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria
     )
-    if start_policy is not None:
-        start_policy.check_groups((g.name for g in groups), f"The policy file {spec.policy!r}")
     latency_batch = BUILTIN_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
     settings = spec.trial_settings(latency_batch)
     _check_metric(task, settings.metric)
@@ -209,12 +215,12 @@ def _searched(groups: list[GroupInfo], exclude: list[str] | None) -> list[GroupI
 
 
 def _check_metric(task: Task, metric: Metric) -> None:
-    """Scores the base model on a few validation samples, so that a broken metric is bad input
-    reported now rather than a failure of every trial."""
-    metric.resolve()
-    few = torch.utils.data.Subset(task.val, range(min(64, len(task.val))))
+    """Scores the base model on the validation split (as every trial will), so that a broken metric
+    is bad input reported now rather than a failure of every trial."""
+    if metric.resolve() is None:
+        return  # top-1 accuracy
     try:
-        evaluate_metric(task.model, few, metric)
+        evaluate_metric(task.model, task.val, metric)
     except Exception as exc:  # noqa: BLE001 - the user's metric failing is bad input
         raise UsageError(
             f"The metric {metric.name!r} fails on the model's outputs and the labels of the validation "
@@ -482,7 +488,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
     log = log or (lambda text: print(text, flush=True))
     run, spec = _open_finished(run_path)
     with run:
-        job = _prepare(spec, None, progress=False)
+        job = _prepare(spec, None, progress=False, on_device=False)
         baseline = run.read_json("baseline.json")
         budget = spec.parsed_budget
         assert budget is not None
@@ -556,10 +562,43 @@ def _open_finished(run_path: str) -> tuple[RunDir, JobSpec]:
 
 
 def _open_run_study(spec: JobSpec, run: RunDir):
-    return open_study(
+    """The run's share of its study; a study shared by runs keeps one metric (values of two metrics
+    cannot share a front)."""
+    study = open_study(
         run.path, spec.seed, storage=_storage_of(spec), name=spec.study or STUDY_NAME,
         direction=spec.metric_direction,
     )  # fmt: skip
+    _check_study_metric(study.study, spec)
+    if "metric" not in study.user_attrs:
+        study.set_user_attr("metric", Metric(spec.metric).name)
+    return study
+
+
+def _check_shared_study(spec: JobSpec) -> None:
+    """Refuses, before a run starts, a shared study (``--study``) kept for another metric."""
+    if not spec.study:
+        return
+    try:
+        study = optuna.load_study(study_name=spec.study, storage=open_storage(str(_storage_of(spec))))
+    except KeyError:  # a new study
+        return
+    _check_study_metric(study, spec)
+
+
+def _check_study_metric(study: optuna.Study, spec: JobSpec) -> None:
+    """Raises ``UsageError`` when ``study`` scores trials with another metric or direction than the
+    job (values of two metrics cannot share a front). A study without the record is top-1 accuracy's
+    when it has trials."""
+    direction = study.directions[0].name.lower()
+    default = DEFAULT_METRIC_NAME if study.get_trials(deepcopy=False) else None
+    stored = study.user_attrs.get("metric", default)
+    metric = Metric(spec.metric).name
+    if direction != spec.metric_direction or stored not in (None, metric):
+        raise UsageError(
+            f"The study {study.study_name!r} {direction}s the metric {stored or metric!r} but this job "
+            f"{spec.metric_direction}s {metric!r}; use another --study name, or the study's metric.",
+            "metric",
+        )
 
 
 def _storage_of(spec: JobSpec) -> str | None:

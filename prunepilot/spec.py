@@ -181,7 +181,8 @@ class JobSpec:
             require(lambda: 0 < self.ratio_max <= MAX_RATIO, "ratio_max", f"in (0, {MAX_RATIO}]"),
             require(lambda: 0 <= self.ratio_min <= self.ratio_max, "ratio_min",
                     f"in [0, ratio_max={self.ratio_max}]"),
-            require(lambda: self.exclude is None or all(isinstance(p, str) and p for p in self.exclude),
+            require(lambda: self.exclude is None or (isinstance(self.exclude, (list, tuple))
+                                                     and all(isinstance(p, str) and p for p in self.exclude)),
                     "exclude", "a list of group names or patterns"),
             require(lambda: self.input_dtype is None or self.input_dtype in INPUT_DTYPES, "input_dtype",
                     f"one of {list(INPUT_DTYPES)}"),
@@ -189,8 +190,10 @@ class JobSpec:
                     f"one of {list(DIRECTIONS)}"),
             require(lambda: re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None, "device",
                     "'cpu', 'cuda' or 'cuda:N'"),
-            require(lambda: self.device == "cpu" or self.workers == 0 or self.gpus_per_trial > 0, "device",
-                    "'cpu' unless trials get a GPU (--gpus-per-trial > 0, or --workers 0)"),
+            require(lambda: self.device == "cpu" or self.workers == 0 or self.gpus_per_trial > 0
+                    or self.dry_run, "device", "'cpu' unless trials get a GPU (--gpus-per-trial > 0)"),
+            require(lambda: self.device != "cpu" or self.gpus_per_trial == 0, "gpus_per_trial",
+                    "0 when the target device is 'cpu' (a trial given a GPU is timed on it)"),
             require(
                 lambda: self.criteria is None
                 or (bool(self.criteria) and all(c in criterion_names() for c in self.criteria)),

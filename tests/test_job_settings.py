@@ -12,6 +12,7 @@ import torch
 
 from prunepilot.export import load_plan
 from prunepilot.search.pareto import choose
+from prunepilot.spec import JobSpec
 from tests import zoo
 from tests.conftest import FAST_FLAGS, assert_one_line_error, run_cli
 
@@ -37,7 +38,8 @@ def test_a_minimised_metric_is_searched_downwards_and_reported_by_name(capsys, t
     assert report["chosen"]["result"]["accuracy"] == min(errors)
     # An error rate: the base model's is low (it is trained), not near 1 as an accuracy would be.
     assert report["baseline"]["accuracy"] < 0.5
-    assert "test tests.zoo:error_rate" in (tmp_path / "r" / "report.md").read_text()
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "| test tests.zoo:error_rate |" in markdown and " pt |" not in markdown  # a plain difference
 
 
 def test_choose_picks_the_lowest_value_of_a_minimised_metric():
@@ -56,7 +58,12 @@ def test_a_study_refuses_a_metric_direction_other_than_its_own(capsys, tmp_path,
     code, _, err = run_cli(capsys, "search", "--name", "b", *common, "--metric", "tests.zoo:error_rate",
                            "--metric-direction", "minimize")  # fmt: skip
     assert code == 2
-    assert_one_line_error(err, "maximizes its metric", "'minimize'")
+    assert_one_line_error(err, "The study 's' maximizes the metric 'top1_accuracy'",
+                          "minimizes 'tests.zoo:error_rate'")  # fmt: skip
+    assert not (tmp_path / "b").exists()  # refused before the run started
+    code, _, err = run_cli(capsys, "search", "--name", "c", *common, "--metric", "tests.zoo:accuracy_share")
+    assert code == 2
+    assert_one_line_error(err, "maximizes the metric 'top1_accuracy'", "maximizes 'tests.zoo:accuracy_share'")
 
 
 @pytest.mark.parametrize(
@@ -71,6 +78,7 @@ def test_a_study_refuses_a_metric_direction_other_than_its_own(capsys, tmp_path,
         (["--input-dtype", "int64"], ["samples are float32 but --input-dtype is int64"]),
         (["--input-dtype", "complex64"], ["'input_dtype' parameter", "'float32'", "'complex64'"]),
         (["--device", "tpu"], ["'device' parameter", "'cpu', 'cuda' or 'cuda:N'"]),
+        (["--gpus-per-trial", "1"], ["'gpus_per_trial' parameter", "0 when the target device is 'cpu'"]),
     ],
 )
 def test_bad_job_settings_are_one_line_naming_the_setting(capsys, tmp_path, tiny_flags, flags, fragments):
@@ -146,3 +154,39 @@ def test_job_file_sections_for_the_metric_device_and_space(capsys, tmp_path, tin
     code, _, err = run_cli(capsys, "validate", job)
     assert code == 2
     assert_one_line_error(err, "job.toml: metric.direction:", "'maximize', 'minimize'", "'down'")
+
+
+def test_an_exclude_that_is_not_a_list_is_refused():
+    problems = JobSpec(budget="2x", exclude="conv1").problems()
+    assert [p.field for p in problems] == ["exclude"]
+
+
+def test_a_policy_file_may_name_an_excluded_group_which_is_left_alone(capsys, tmp_path, tiny_flags):
+    policy = tmp_path / "start.json"
+    policy.write_text(
+        json.dumps(
+            {
+                "schema": "prunepilot.policy/1",
+                "round_to": 1,
+                "groups": {
+                    "stem.0": {"ratio": 0.5, "criterion": "l1"},
+                    "layer1.conv1": {"ratio": 0.5, "criterion": "l2"},
+                },
+            }
+        )
+    )
+    code, report, err = search(capsys, tmp_path, *tiny_flags, "--policy", policy, "--exclude", "stem.0")
+    assert code == 0, err
+    first = report["trials"][0]["policy"]["groups"]
+    assert "stem.0" not in first and first["layer1.conv1"] == {"ratio": 0.5, "criterion": "l2"}
+
+
+def test_the_report_of_a_cuda_run_is_rebuilt_on_a_machine_without_cuda(capsys, tmp_path, tiny_flags):
+    code, _, err = search(capsys, tmp_path, *tiny_flags)
+    assert code == 0, err
+    config = tmp_path / "r" / "config.json"
+    saved = json.loads(config.read_text())
+    config.write_text(json.dumps({**saved, "device": "cuda", "workers": 0}))
+    code, out, err = run_cli(capsys, "report", tmp_path / "r")
+    assert code == 0, err
+    assert "Report re-created" in out

@@ -60,7 +60,7 @@ def time_models(
     """
     device = torch.device(device)
     inputs = example_batch(input_shape, settings.batch_size, device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
     for model in models:
         model.eval()

@@ -124,15 +124,19 @@ class SearchSpace:
         return Policy(settings, round_to)
 
     def clamp(self, policy: Policy) -> Policy:
-        """``policy`` kept to the space: groups outside it dropped (left alone), ratios moved into
-        ``[ratio_low, max_ratio]``."""
-        names = {g.name for g in self.groups}
+        """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it
+        dropped (left alone), every group's ratio snapped onto the grid in ``[ratio_low,
+        max_ratio]`` (a group not named gets ``ratio_low``), criteria and rounding from those the
+        space allows."""
+        params = self.params_of(policy)
         settings = {
-            name: GroupSetting(round(min(max(s.ratio, self.ratio_low), self.max_ratio), 6), s.criterion)
-            for name, s in policy.groups.items()
-            if name in names
+            g.name: GroupSetting(
+                float(params[f"{g.name}:ratio"]),
+                str(params.get(f"{g.name}:criterion", self.criteria_for(g)[0])),
+            )
+            for g in self.groups
         }
-        return Policy(settings, policy.round_to)
+        return Policy(settings, int(params.get("round_to", self.round_to)))
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""

@@ -98,3 +98,24 @@ def test_hypervolume_is_the_area_dominated_within_the_reference():
     assert abs(hypervolume(points, reference) - expected) < 1e-12
     assert hypervolume([], reference) == 0.0
     assert hypervolume(points + [(0.9, 0.3)], reference) > hypervolume(points, reference)
+
+
+def test_clamp_keeps_a_policy_within_the_space():
+    space = SearchSpace(
+        (_group("a"), _group("b")),
+        ratio_low=0.2,
+        ratio_high=0.6,
+        criteria=("l1", "l2"),
+        round_to_choices=(1, 8),
+    )
+    outside = Policy(
+        {"a": GroupSetting(0.9, "taylor"), "gone": GroupSetting(0.5, "l1")},  # "b" is not named
+        round_to=16,
+    )
+    clamped = space.clamp(outside)
+    assert set(clamped.groups) == {"a", "b"}  # a group outside the space is dropped
+    assert clamped.groups["a"] == GroupSetting(0.6, "l1")  # the highest ratio, an allowed criterion
+    assert clamped.groups["b"].ratio == pytest.approx(0.2)  # not named: the lowest ratio
+    assert clamped.round_to == 1
+    inside = Policy({"a": GroupSetting(0.3, "l2"), "b": GroupSetting(0.45, "l1")}, round_to=8)
+    assert space.clamp(inside) == inside
