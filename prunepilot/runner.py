@@ -51,7 +51,7 @@ from prunepilot.trial import TrialSettings
 #: Latency batch size for user models when none is given (the built-in tasks use 64).
 DEFAULT_LATENCY_BATCH = 1
 BUILTIN_LATENCY_BATCH = 64
-#: Front points tried in turn when the final model misses the budget on re-measurement.
+#: The best front points by trial score, each given the final fine-tune (see finalize_candidates).
 FINAL_CANDIDATES = 3
 #: Latency measurements of the baseline (their median sets a relative budget).
 BASELINE_ROUNDS = 3
@@ -291,9 +291,10 @@ def _search_and_finish(
         "trial_settings": settings.to_dict(),
         "latency_predictor": screen.predictor.describe() if screen and screen.predictor else None,
     }  # fmt: skip
-    done = finalize_first_fitting(
-        _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device
-    )
+    done = finalize_candidates(
+        _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device,
+        maximizes(study),
+    )  # fmt: skip
     if done is not None:
         log(f"Exporting trial {done.trial.number}: TorchScript, ONNX and plan, each checked ...")
         done.final["export"] = export_all(done, spec, task, settings, run.path)
@@ -386,7 +387,7 @@ class Finalized:
     removed: dict[str, list[int]]
 
 
-def finalize_first_fitting(
+def finalize_candidates(
     candidates: list[FrozenTrial],
     task: Task,
     settings: TrialSettings,
@@ -394,11 +395,18 @@ def finalize_first_fitting(
     limit: float,
     log: Callable[[str], None],
     device: str = "cpu",
+    maximize: bool = True,
 ) -> Finalized | None:
-    """Finalizes ``candidates`` in turn (``settings.finetune_steps`` is the final length) until one
-    meets the budget on re-measurement; returns that one, else the last one finalized (None when
-    there is no candidate)."""
-    done = None
+    """Finalizes every candidate (``settings.finetune_steps`` is the final length) and returns the
+    one with the best validation metric after the final fine-tune among those that meet the budget
+    on re-measurement (ties: the earlier candidate); when none does, the last one finalized (None
+    when there is no candidate).
+
+    The trial score ranks policies only roughly (``benchmarks/proxy_fidelity.py``), so the few best
+    are promoted to the full fine-tune and compared there, on the validation split: the test split
+    still decides nothing. ``final["candidates"]`` records each one's validation metric and cost.
+    """
+    finished: list[Finalized] = []
     for candidate in candidates:
         policy = Policy.from_dict(candidate.user_attrs["policy"])
         log(f"Final fine-tune of trial {candidate.number} ({settings.finetune_steps} steps) ...")
@@ -406,11 +414,20 @@ def finalize_first_fitting(
         model, final = finalize(task, policy, settings, removed, device)
         final["budget_limit"] = _final_limit(final, budget, limit)
         final["budget_met"] = final[budget.metric] <= final["budget_limit"]
-        done = Finalized(candidate, final, model, policy, removed)
-        if final["budget_met"]:
-            break
-        log(f"Trial {candidate.number} misses the budget on re-measurement; trying the next point.")
-    return done
+        finished.append(Finalized(candidate, final, model, policy, removed))
+        if not final["budget_met"]:
+            log(f"Trial {candidate.number} misses the budget on re-measurement.")
+    fitting = [done for done in finished if done.final["budget_met"]]
+    if not fitting:
+        return finished[-1] if finished else None
+    sign = 1.0 if maximize else -1.0
+    chosen = max(fitting, key=lambda done: sign * done.final["val_accuracy"])
+    chosen.final["candidates"] = [
+        {"number": done.trial.number, "val_accuracy": done.final["val_accuracy"],
+         budget.metric: done.final[budget.metric], "budget_met": done.final["budget_met"]}
+        for done in finished
+    ]  # fmt: skip
+    return chosen
 
 
 #: Export formats (``prunepilot export --format``) and the files each writes.

@@ -65,6 +65,22 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     assert f"Chosen: trial {report['chosen']['number']}" in page and "model.onnx" in page
 
 
+def test_the_best_front_points_get_the_final_fine_tune_and_the_best_validation_wins(default_run):
+    _, run, _ = default_run
+    report = json.loads((run / "report.json").read_text())
+    candidates = report["final"]["candidates"]
+    assert 2 <= len(candidates) <= 3 and all(c["number"] in report["front"] for c in candidates)
+    # The candidates are the front's best by trial score, and the winner is the best after the
+    # final fine-tune (on validation), whatever its trial score's rank.
+    by_number = {t["number"]: t for t in report["trials"]}
+    scores = [by_number[c["number"]]["result"]["accuracy"] for c in candidates]
+    assert scores == sorted(scores, reverse=True)
+    fitting = [c for c in candidates if c["budget_met"]]
+    best = max(c["val_accuracy"] for c in fitting)
+    assert report["final"]["val_accuracy"] == best
+    assert report["chosen"]["number"] == next(c["number"] for c in fitting if c["val_accuracy"] == best)
+
+
 def test_exported_torchscript_reloads_with_identical_outputs(default_run):
     _, run, _ = default_run
     from prunepilot.tasks import digits_task
