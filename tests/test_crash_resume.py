@@ -27,17 +27,39 @@ def _trials(run):
     return optuna.load_study(study_name="prunepilot", storage=storage).get_trials(deepcopy=False)
 
 
-def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
-    run = tmp_path / "k"
-    flags = [f for f in FAST_FLAGS]
-    flags[flags.index("--finetune-steps") + 1] = "150"  # trials long enough to be killed inside one
+def _start_search(tmp_path, name: str, weights, trials: int, **flag_values: str) -> subprocess.Popen:
+    """Starts ``prunepilot search`` on the tiny model in a process of its own (stdout piped,
+    unbuffered); ``flag_values`` replace FAST_FLAGS values (``finetune_steps="150"``)."""
+    flags = list(FAST_FLAGS)
+    for flag, value in flag_values.items():
+        flags[flags.index("--" + flag.replace("_", "-")) + 1] = value
     command = [
-        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "40",
-        "--out", str(tmp_path), "--name", "k", "--model", "tests.zoo:tiny_resnet",
-        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *flags,
+        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", str(trials),
+        "--out", str(tmp_path), "--name", name, "--model", "tests.zoo:tiny_resnet",
+        "--weights", str(weights), "--data", "tests.zoo:small_digits_data", *flags,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _kill_9_after(process: subprocess.Popen, marker: bytes, delay: float) -> None:
+    """Sends SIGKILL ``delay`` seconds after ``process`` prints a line holding ``marker``."""
+    try:
+        for line in process.stdout:
+            if marker in line:
+                time.sleep(delay)
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
+    run = tmp_path / "k"
+    # Trials long enough to be killed inside one.
+    process = _start_search(tmp_path, "k", tiny_weights, 40, finetune_steps="150")
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -89,25 +111,9 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
 
 def test_kill_9_during_the_final_fine_tune_then_resume_recomputes_no_trial(tmp_path, tiny_weights):
     run = tmp_path / "f"
-    flags = [f for f in FAST_FLAGS]
-    flags[flags.index("--final-steps") + 1] = "3000"  # a final fine-tune long enough to be killed in
-    command = [
-        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "3",
-        "--out", str(tmp_path), "--name", "f", "--model", "tests.zoo:tiny_resnet",
-        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *flags,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for line in process.stdout:  # the driver logs the final fine-tune as it starts
-            if b"Final fine-tune of trial" in line:
-                time.sleep(1.0)
-                break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    # A final fine-tune long enough to be killed in; the driver logs it as it starts.
+    process = _start_search(tmp_path, "f", tiny_weights, 3, final_steps="3000")
+    _kill_9_after(process, b"Final fine-tune of trial", 1.0)
     before = {t.number: t.user_attrs["result"] for t in _trials(run) if t.state.name == "COMPLETE"}
     assert len(before) == 3 and not (run / "report.json").exists()
     # No half-written file: temporary files start with a dot (the lock file is the run's own).
@@ -124,14 +130,7 @@ def test_kill_9_during_the_final_fine_tune_then_resume_recomputes_no_trial(tmp_p
 
 
 def test_a_second_search_on_a_run_in_use_refuses_with_one_line(tmp_path, tiny_weights, capsys):
-    flags = [f for f in FAST_FLAGS]
-    flags[flags.index("--finetune-steps") + 1] = "150"
-    command = [
-        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "40",
-        "--out", str(tmp_path), "--name", "busy", "--model", "tests.zoo:tiny_resnet",
-        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *flags,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = _start_search(tmp_path, "busy", tiny_weights, 40, finetune_steps="150")
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "busy" / "study.journal").exists():
@@ -150,23 +149,9 @@ def test_a_second_search_on_a_run_in_use_refuses_with_one_line(tmp_path, tiny_we
 
 def test_kill_9_during_the_export_then_resume_leaves_every_artefact_whole(tmp_path, tiny_weights):
     run = tmp_path / "e"
-    command = [
-        sys.executable, "-m", "prunepilot", "search", "--budget", "1000ms", "--trials", "2",
-        "--out", str(tmp_path), "--name", "e", "--model", "tests.zoo:tiny_resnet",
-        "--weights", str(tiny_weights), "--data", "tests.zoo:small_digits_data", *FAST_FLAGS,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for line in process.stdout:  # the driver logs the export as it starts
-            if b"Exporting trial" in line:
-                time.sleep(0.5)  # inside the TorchScript or ONNX export
-                break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    # Killed inside the TorchScript or ONNX export; the driver logs the export as it starts.
+    process = _start_search(tmp_path, "e", tiny_weights, 2)
+    _kill_9_after(process, b"Exporting trial", 0.5)
     before = {t.number: t.user_attrs["result"] for t in _trials(run) if t.state.name == "COMPLETE"}
     assert len(before) == 2 and not (run / "report.json").exists()
     # A stray temporary (a writer killed mid-write) is cleared when the run is opened again.
