@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--gpus-per-trial",
         type=float,
-        help="GPUs a trial reserves (default 0); a trial given a GPU runs on CUDA",
+        help="GPUs a trial reserves (default 0; needs --device cuda); a trial given a GPU runs on CUDA",
     )
     where.add_argument(
         "--max-retries", type=int, help="re-runs of a trial whose worker or node died (default 2)"
