@@ -40,10 +40,10 @@ from results_file import finish
 
 from prunepilot.budget import parse_budget
 from prunepilot.evaluators import measure_latency
-from prunepilot.runner import _prepare, finalize_candidates, run_job
+from prunepilot.runner import FINAL_CANDIDATES, _prepare, finalize_candidates, run_job
 from prunepilot.search import Objective, open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
-from prunepilot.search.pareto import hypervolume
+from prunepilot.search.pareto import best_first, hypervolume
 from prunepilot.spec import JobSpec
 
 FRACTIONS = (0.5, 0.3)
@@ -122,7 +122,7 @@ def run_baseline_method(method: str, task: str, seed: int, trials: int, out: Pat
     for fraction in FRACTIONS:
         key = f"{fraction:.0%}"
         within = [t for t in completed if t.values[1] <= fraction * base_ms]
-        ranked = sorted(within, key=lambda t: (-t.values[0], t.values[1]))[:3]
+        ranked = best_first(within)[:FINAL_CANDIDATES]
         done = finalize_candidates(
             ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
         )

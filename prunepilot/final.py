@@ -32,9 +32,10 @@ def compare_latency(
     settings: LatencySettings,
     device: str = "cpu",
 ) -> tuple[float, float]:
-    """Medians of the two models timed on ``device`` in alternating rounds, so drift hits both alike."""
+    """Medians of the two models (both on ``device``) timed there in alternating rounds, so drift hits
+    both alike."""
     longer = replace(settings, repeats=FINAL_REPEATS_FACTOR * settings.repeats)
-    base, cand = time_models([on_device(baseline, device), candidate.to(device)], input_shape, longer, device)
+    base, cand = time_models([baseline, candidate], input_shape, longer, device)
     return base, cand
 
 
@@ -64,8 +65,8 @@ def finalize(
     model = prune_and_train(
         task.model, task.train, task.input_shape, policy, settings, timings, device, removed=removed
     )
-    base_latency, latency = compare_latency(task.model, model, task.input_shape, settings.latency, device)
     base = on_device(task.model, device)
+    base_latency, latency = compare_latency(base, model, task.input_shape, settings.latency, device)
     scores = {
         "val_accuracy": evaluate_metric(model, task.val, settings.metric, device=device),
         "test_accuracy": evaluate_metric(model, task.test, settings.metric, device=device),

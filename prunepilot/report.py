@@ -25,14 +25,19 @@ _METRIC_LABEL = {
 }
 
 
+def _metric(report: dict[str, Any]) -> Metric:
+    """The report's metric (top-1 accuracy for reports written before the entry existed)."""
+    return Metric(report.get("metric", {}).get("function"))
+
+
 def metric_label(report: dict[str, Any]) -> str:
     """What the report calls the job's metric: ``accuracy`` (top-1), else the metric's name."""
-    return Metric(report.get("metric", {}).get("function")).label
+    return _metric(report).label
 
 
 def metric_change(report: dict[str, Any], before: float, after: float) -> str:
     """The change of the metric: in points for top-1 accuracy, else as a plain difference."""
-    if report.get("metric", {}).get("function"):
+    if _metric(report).function:
         return f"{after - before:+.4g}"
     return f"{100 * (after - before):+.2f} pt"
 

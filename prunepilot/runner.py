@@ -200,7 +200,7 @@ def _searched(groups: list[GroupInfo], exclude: list[str] | None) -> list[GroupI
     Raises:
         UsageError: when a pattern matches no group, or nothing is left to prune.
     """
-    patterns, field = exclude or [], "exclude"
+    patterns = exclude or []
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(g.name, pattern) for g in groups):
             raise UsageError(
@@ -210,7 +210,9 @@ def _searched(groups: list[GroupInfo], exclude: list[str] | None) -> list[GroupI
             )
     kept = [g for g in groups if not any(fnmatch.fnmatchcase(g.name, p) for p in patterns)]
     if not kept:
-        raise UsageError("The 'exclude' parameter of JobSpec (--exclude) leaves no group to prune.", field)
+        raise UsageError(
+            "The 'exclude' parameter of JobSpec (--exclude) leaves no group to prune.", "exclude"
+        )
     return kept
 
 

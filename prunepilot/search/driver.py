@@ -109,12 +109,12 @@ def open_study(
             a journal file, shared by the runs of one study; None for the run's own journal file.
         name: The study's name.
         run: The run's name (``run_dir``'s name by default).
-        direction: The direction of the job's metric (the first objective): ``maximize`` or
-            ``minimize``; the second objective, the budget metric, is minimised.
+        direction: The direction of the job's metric (the first objective) of a new study:
+            ``maximize`` or ``minimize``; the second objective, the budget metric, is minimised. An
+            existing study keeps its own (the runner refuses a job whose metric differs).
 
     Raises:
-        UsageError: when the storage cannot be opened, or holds the study with the metric's
-            direction the other way.
+        UsageError: when the storage cannot be opened.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     backend = open_storage(storage or str(run_dir / STUDY_FILE))
@@ -132,12 +132,6 @@ def open_study(
         sampler=sampler,
         load_if_exists=True,
     )
-    stored = study.directions[0].name.lower()
-    if stored != direction:
-        raise UsageError(
-            f"The study {name!r} {stored}s its metric but this job's metric_direction is {direction!r}; "
-            "use another --study name or the study's direction."
-        )
     return RunStudy(study, run or Path(run_dir).name)
 
 

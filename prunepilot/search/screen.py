@@ -94,11 +94,11 @@ def calibrate_latency(
     """Measures each policy's pruned model against ``model`` on ``device`` (timed alongside, see
     :func:`relative_latency`); ``progress`` (a tqdm bar) is advanced per policy."""
     tables, ratios = [], []
-    base = on_device(model, device)
+    reference = on_device(model, device)
     for policy in policies:
         pruned = apply_policy(model, _structure_only(policy), input_shape)
         tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
-        ratios.append(relative_latency(pruned.to(device), base, input_shape, settings, device))
+        ratios.append(relative_latency(pruned.to(device), reference, input_shape, settings, device))
         if progress is not None:
             progress.update(1)
     base = {k: list(v) for k, v in layer_table(model, input_shape).items()}
