@@ -25,7 +25,7 @@ from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.inputs import dtype_of, on_device
 from prunepilot.evaluators.score import DEFAULT_METRIC_NAME, Metric, evaluate_metric
 from prunepilot.export import export_plan, export_torchscript, load_torchscript
-from prunepilot.final import finalize
+from prunepilot.final import finalize, score_on_test
 from prunepilot.onnx_export import export_onnx
 from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_groups
 from prunepilot.report import build_report, markdown, metric_label, pareto_plot
@@ -405,8 +405,9 @@ def finalize_candidates(
     when there is no candidate).
 
     The trial score ranks policies only roughly (``benchmarks/proxy_fidelity.py``), so the few best
-    are promoted to the full fine-tune and compared there, on the validation split: the test split
-    still decides nothing. ``final["candidates"]`` records each one's validation metric and cost.
+    are promoted to the full fine-tune and compared there, on the validation split; only the one
+    returned is scored on the test split. ``final["candidates"]`` records each one's validation
+    metric and cost.
     """
     finished: list[Finalized] = []
     for candidate in candidates:
@@ -419,16 +420,20 @@ def finalize_candidates(
         finished.append(Finalized(candidate, final, model, policy, removed))
         if not final["budget_met"]:
             log(f"Trial {candidate.number} misses the budget on re-measurement.")
+    if not finished:
+        return None
     fitting = [done for done in finished if done.final["budget_met"]]
     if not fitting:
-        return finished[-1] if finished else None
-    sign = 1.0 if maximize else -1.0
-    chosen = max(fitting, key=lambda done: sign * done.final["val_accuracy"])
-    chosen.final["candidates"] = [
-        {"number": done.trial.number, "val_accuracy": done.final["val_accuracy"],
-         budget.metric: done.final[budget.metric], "budget_met": done.final["budget_met"]}
-        for done in finished
-    ]  # fmt: skip
+        chosen = finished[-1]
+    else:
+        sign = 1.0 if maximize else -1.0
+        chosen = max(fitting, key=lambda done: sign * done.final["val_accuracy"])
+        chosen.final["candidates"] = [
+            {"number": done.trial.number, "val_accuracy": done.final["val_accuracy"],
+             budget.metric: done.final[budget.metric], "budget_met": done.final["budget_met"]}
+            for done in finished
+        ]  # fmt: skip
+    chosen.final.update(score_on_test(task, chosen.model, settings, device))
     return chosen
 
 
@@ -554,6 +559,7 @@ def export_trial(
         log(f"Final fine-tune of trial {number} ({spec.final_steps} steps) ...")
         removed: dict[str, list[int]] = {}
         model, final = finalize(job.task, policy, spec.final_settings(settings), removed, spec.device)
+        final.update(score_on_test(job.task, model, settings, spec.device))
         folder = run.path / "exports" / f"trial-{number}"
         folder.mkdir(parents=True, exist_ok=True)
         done = Finalized(trial, final, model, policy, removed)
