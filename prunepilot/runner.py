@@ -256,7 +256,7 @@ def _search_and_finish(
         job.settings = settings = replace(settings, reference_latency_ms=baseline["latency_ms"])
     screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
     study = _open_run_study(spec, run)
-    recovered = recover_interrupted(study)
+    recovered = recover_interrupted(study, space)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
     if not study.trials:

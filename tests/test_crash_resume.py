@@ -102,8 +102,10 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
         assert after[number].user_attrs["result"] == result  # never recomputed
     interrupted = after[running[0]]
     assert interrupted.state.name == "FAIL" and "interrupted" in interrupted.user_attrs["error"]
-    rerun = [t for t in after if t.number > running[0] and t.params == interrupted.params]
+    policy = interrupted.user_attrs["policy"]
+    rerun = [t for t in after if t.number > running[0] and t.user_attrs.get("policy") == policy]
     assert rerun and rerun[0].state.name == "COMPLETE"
+    assert set(rerun[0].params) == set(after[0].params)  # recorded whole, whenever the kill came
     report = json.loads((run / "report.json").read_text())
     assert report["budget_met"] is True
     assert "Recovered 1 trial" in capsys.readouterr().out

@@ -153,7 +153,7 @@ def open_storage(location: str) -> optuna.storages.BaseStorage | str:
         ) from exc
 
 
-def recover_interrupted(study: optuna.Study) -> int:
+def recover_interrupted(study: optuna.Study, space: SearchSpace) -> int:
     """Tells FAIL every trial a dead driver left RUNNING and re-enqueues its policy.
 
     A trial stopped before its policy was fully proposed (no ``policy`` attribute yet) ran no
@@ -164,20 +164,25 @@ def recover_interrupted(study: optuna.Study) -> int:
     """
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
-        abandon(study, trial, "interrupted: the driver stopped during this trial")
+        abandon(study, space, trial, "interrupted: the driver stopped during this trial")
     return len(stale)
 
 
-def abandon(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial, reason: str) -> None:
+def abandon(
+    study: optuna.Study, space: SearchSpace, trial: optuna.Trial | optuna.trial.FrozenTrial, reason: str
+) -> None:
     """Ends a trial that did not run to its end as FAIL (marked interrupted) and re-enqueues its
-    policy, so that a later run computes it."""
+    policy, so that a later run computes it.
+
+    The policy is re-enqueued whole, from its ``policy`` attribute: the trial's recorded params may
+    be partial (a driver killed while an enqueued trial's params were being recorded)."""
     storage, trial_id = study._storage, trial._trial_id  # noqa: SLF001 - no public API for this
     recorded = storage.get_trial(trial_id)
     storage.set_trial_user_attr(trial_id, "error", reason)
     storage.set_trial_user_attr(trial_id, "interrupted", True)
     study.tell(trial.number, state=TrialState.FAIL)
     if "policy" in recorded.user_attrs:
-        study.enqueue_trial(recorded.params, user_attrs={"policy": recorded.user_attrs["policy"]})
+        warm_start(study, space, [Policy.from_dict(recorded.user_attrs["policy"])])
 
 
 def warm_start(
@@ -277,7 +282,7 @@ def run_search(
         )
         for trial in [*in_flight.values(), *([asking] if asking is not None else [])]:
             with contextlib.suppress(Exception):
-                abandon(study, trial, reason)
+                abandon(study, space, trial, reason)
         raise
     finally:
         bar.close()

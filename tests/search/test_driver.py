@@ -73,7 +73,7 @@ def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digit
     orphan.set_user_attr("policy", orphan_policy.to_dict())  # the driver records it before running
 
     study = open_study(tmp_path, 0)
-    assert recover_interrupted(study) == 1
+    assert recover_interrupted(study, space) == 1
     second = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, second)
     run_search(study, executor, space, objective, 5, progress=False)
@@ -86,6 +86,30 @@ def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digit
     assert "interrupted" in study.trials[orphan.number].user_attrs["error"]
     assert finished_count(study) == 5
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_an_enqueued_trial_killed_before_its_params_were_recorded_is_requeued_whole(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    objective = Objective("latency_ms", 6.0)
+    study = open_study(tmp_path, 0)
+    policy = space.uniform(0.5)
+    warm_start(study, space, [policy])
+    # A driver dies right after popping the enqueued trial: its policy is known, no params yet.
+    dead = open_study(tmp_path, 0)
+    orphan = dead.ask()
+    assert orphan.user_attrs["policy"] == policy.to_dict() and not dead.trials[orphan.number].params
+
+    study = open_study(tmp_path, 0)
+    assert recover_interrupted(study, space) == 1
+    ran = CountingTrial()
+    run_search(study, InProcessExecutor(trained_tiny, data, fast_settings, ran), space, objective, 1, progress=False)
+
+    rerun = study.trials[orphan.number + 1]
+    assert ran.policies == [policy]
+    assert rerun.state.name == "COMPLETE"
+    assert rerun.params == space.params_of(policy)  # the params the sampler learns from match the policy
 
 
 def test_ctrl_c_mid_trial_leaves_no_trial_running_and_requeues_it(
