@@ -104,7 +104,8 @@ def test_an_enqueued_trial_killed_before_its_params_were_recorded_is_requeued_wh
     study = open_study(tmp_path, 0)
     assert recover_interrupted(study, space) == 1
     ran = CountingTrial()
-    run_search(study, InProcessExecutor(trained_tiny, data, fast_settings, ran), space, objective, 1, progress=False)
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, ran)
+    run_search(study, executor, space, objective, 1, progress=False)
 
     rerun = study.trials[orphan.number + 1]
     assert ran.policies == [policy]
