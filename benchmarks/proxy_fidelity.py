@@ -5,6 +5,12 @@ the trial score (validation accuracy after BatchNorm recalibration and a short f
 is compared with the test accuracy after the full final fine-tune (600 steps). Printed: the Spearman
 rank correlation for each S, per task. Trials run two at a time, one thread each (nothing is timed).
 
+Two ceilings are printed beside it, since no score can rank better than the yardstick's own noise
+allows: the correlation of the final models' validation accuracy with their test accuracy (the noise
+of the two splits alone), and of two final fine-tunes of each policy with different seeds (the
+noise of the fine-tune itself). Also printed: the validation cross-entropy after S steps as a
+candidate score (continuous, where accuracy moves in steps of one image).
+
     .venv/bin/python benchmarks/proxy_fidelity.py [--tasks digits,mnist] [--policies 20] [--steps 0,20,60,120]
 """
 
@@ -17,6 +23,7 @@ import time
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from results_file import finish
 from scipy.stats import spearmanr
 
@@ -44,22 +51,44 @@ def random_policies(space, count: int, seed: int) -> list[Policy]:
     ]  # fmt: skip
 
 
+def mean_cross_entropy(model: torch.nn.Module, dataset) -> float:
+    model.eval()
+    with torch.inference_mode():
+        inputs, labels = zip(*(dataset[i] for i in range(len(dataset))))
+        return float(F.cross_entropy(model(torch.stack(inputs)), torch.stack(labels).reshape(-1)))
+
+
 def score_policy(job_args: tuple[str, dict, list[int]]) -> dict:
-    """The trial score at each step count, and the test accuracy after the final fine-tune."""
+    """The trial score at each step count, and the accuracies after two final fine-tunes (seeds 0, 1)."""
     task_name, policy_dict, step_counts = job_args
     torch.set_num_threads(1)
     job = _prepare(JobSpec(task=task_name, dry_run=True).validate(), None, progress=False)
     task, policy = job.task, Policy.from_dict(policy_dict)
-    scores = {}
+    scores, losses = {}, {}
     for steps in step_counts:
         model = prune_and_train(
             task.model, task.train, task.input_shape, policy, replace(job.settings, finetune_steps=steps)
         )
         scores[steps] = top1_accuracy(model, task.val)
-    final = prune_and_train(
-        task.model, task.train, task.input_shape, policy, replace(job.settings, finetune_steps=FINAL_STEPS)
-    )
-    return {"policy": policy_dict, "scores": scores, "final_test_accuracy": top1_accuracy(final, task.test)}
+        losses[steps] = mean_cross_entropy(model, task.val)
+    finals = [
+        prune_and_train(
+            task.model,
+            task.train,
+            task.input_shape,
+            policy,
+            replace(job.settings, finetune_steps=FINAL_STEPS, seed=seed),
+        )
+        for seed in (0, 1)
+    ]
+    return {
+        "policy": policy_dict,
+        "scores": scores,
+        "val_losses": losses,
+        "final_test_accuracy": top1_accuracy(finals[0], task.test),
+        "final_val_accuracy": top1_accuracy(finals[0], task.val),
+        "final_seed1_test_accuracy": top1_accuracy(finals[1], task.test),
+    }
 
 
 def main() -> None:
@@ -80,16 +109,31 @@ def main() -> None:
         with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
             rows = pool.map(score_policy, [(task_name, p.to_dict(), step_counts) for p in policies])
         finals = [r["final_test_accuracy"] for r in rows]
-        correlations = {}
-        for steps in step_counts:
-            rho = spearmanr([r["scores"][steps] for r in rows], finals).statistic
-            correlations[steps] = float(rho)
-        results[task_name] = {"rows": rows, "spearman": correlations}
+
+        def rho(scores: list[float], finals: list[float] = finals) -> float:
+            return float(spearmanr(scores, finals).statistic)
+
+        correlations = {steps: rho([r["scores"][steps] for r in rows]) for steps in step_counts}
+        by_loss = {steps: rho([-r["val_losses"][steps] for r in rows]) for steps in step_counts}
+        ceilings = {
+            "final_val_vs_test": rho([r["final_val_accuracy"] for r in rows]),
+            "final_seed1_vs_seed0": rho([r["final_seed1_test_accuracy"] for r in rows]),
+        }
+        results[task_name] = {
+            "rows": rows,
+            "spearman": correlations,
+            "spearman_val_loss": by_loss,
+            "ceilings": ceilings,
+        }
         spread = f"final test accuracy {min(finals):.4f} .. {max(finals):.4f}"
         print(f"\n== {task_name}: {len(rows)} random policies, {spread} ==")
-        print(f"{'fine-tune steps':>16} {'Spearman rho':>13}")
-        for steps, rho in correlations.items():
-            print(f"{steps:>16} {rho:>13.3f}")
+        print(f"{'fine-tune steps':>16} {'rho (val acc)':>14} {'rho (val loss)':>15}")
+        for steps in step_counts:
+            print(f"{steps:>16} {correlations[steps]:>14.3f} {by_loss[steps]:>15.3f}")
+        print(
+            f"ceilings: final val vs test accuracy {ceilings['final_val_vs_test']:.3f}, "
+            f"final fine-tune seed 1 vs seed 0 {ceilings['final_seed1_vs_seed0']:.3f}"
+        )
     finish(args.json, results, started)
 
 
