@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train every sampled policy, even those predicted over budget (no budget-aware sampling)",
     )
     tuning.add_argument(
+        "--no-fill",
+        dest="fill",
+        action="store_false",
+        help="train sampled policies as sampled, even those well under budget (default: ratios "
+        "lowered until the policy lands just under the budget)",
+    )
+    tuning.add_argument(
         "--calibration-samples",
         type=int,
         help="policies measured to calibrate the latency predictor that screens a latency budget "

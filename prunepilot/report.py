@@ -54,6 +54,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "interrupted": bool(trial.user_attrs.get("interrupted")),
         "screened": trial.user_attrs.get("screened"),
         "repaired_from": trial.user_attrs.get("repaired_from"),
+        "filled_from": trial.user_attrs.get("filled_from"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
 
@@ -88,6 +89,7 @@ def screening(trials: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "screened_out": sum(bool(t["screened"]) for t in trials),
         "repaired": sum(t["repaired_from"] is not None for t in trials),
+        "filled": sum(t.get("filled_from") is not None for t in trials),
         "trained": len(trained),
         "trained_over_budget": over,
         "trained_over_budget_share": over / len(trained) if trained else None,
@@ -286,11 +288,18 @@ def export_lines(export: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _screening_line(numbers: dict[str, Any]) -> str:
+def screening_sentence(numbers: dict[str, Any]) -> str:
+    """Budget-aware sampling in one sentence (report.md and report.html)."""
     share = numbers["trained_over_budget_share"]
     return (
-        f"- budget-aware sampling: {numbers['screened_out']} sampled policies screened out before "
-        f"training (predicted over budget), {numbers['repaired']} repaired; "
+        f"Budget-aware sampling: {numbers['screened_out']} sampled policies screened out before "
+        f"training (predicted over budget), {numbers['repaired']} repaired, "
+        f"{numbers.get('filled', 0)} filled up to the budget; "
         f"{numbers['trained_over_budget']} of {numbers['trained']} trained trials measured over budget"
         + (f" ({100 * share:.0f}%)" if share is not None else "")
+        + "."
     )
+
+
+def _screening_line(numbers: dict[str, Any]) -> str:
+    return "- " + screening_sentence(numbers)

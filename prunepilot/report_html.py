@@ -13,7 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from prunepilot.budget import format_metric  # noqa: E402
-from prunepilot.report import export_lines, metric_change, metric_label, pareto_plot  # noqa: E402
+from prunepilot.report import (  # noqa: E402
+    export_lines,
+    metric_change,
+    metric_label,
+    pareto_plot,
+    screening_sentence,
+)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -96,11 +102,7 @@ def html_report(report: dict[str, Any]) -> str:
     ]
     screening = report.get("screening")
     if screening:
-        parts.append(
-            f"<p>Budget-aware sampling: {screening['screened_out']} sampled policies screened out before "
-            f"training, {screening['repaired']} repaired; {screening['trained_over_budget']} of "
-            f"{screening['trained']} trained trials measured over budget.</p>"
-        )
+        parts.append(f"<p>{html.escape(screening_sentence(screening))}</p>")
     body = "\n".join(parts)
     title = f"prunepilot {_e(report['run']['name'])}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>" \

@@ -277,7 +277,9 @@ def _search_and_finish(
     try:
         with _executor(job) as executor:
             log(f"Trials run {executor.describe()}.")
-            ran = run_search(study, executor, space, objective, spec.trials, spec.timeout, progress, screen)
+            ran = run_search(
+                study, executor, space, objective, spec.trials, spec.timeout, progress, screen, spec.fill
+            )
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; finished trials are saved in {run.path} - continue with "

@@ -67,6 +67,8 @@ class JobSpec:
         criteria: Criteria the search may choose from; None for all.
         screen: Predict each sampled policy's budget metric before training it, and reject or
             repair policies predicted over budget (budget-aware sampling).
+        fill: With the screen, lower a sampled policy's ratios until it lands just under the
+            budget (the search chooses where to prune, the budget how much).
         calibration_samples: Policies measured to calibrate the latency predictor of a latency
             budget's screen; 0 screens no latency budget.
         dry_run: Print groups, baseline and space; run no trial.
@@ -114,6 +116,7 @@ class JobSpec:
     round_to_choices: list[int] | None = None
     criteria: list[str] | None = None
     screen: bool = True
+    fill: bool = True
     calibration_samples: int = 32
     dry_run: bool = False
     workers: int | None = None

@@ -190,3 +190,28 @@ def test_the_report_of_a_cuda_run_is_rebuilt_on_a_machine_without_cuda(capsys, t
     code, out, err = run_cli(capsys, "report", tmp_path / "r")
     assert code == 0, err
     assert "Report re-created" in out
+
+
+@pytest.mark.parametrize("fill", [True, False])
+def test_fill_trains_sampled_policies_just_under_the_budget_and_no_fill_turns_it_off(
+    capsys, tmp_path, tiny_flags, fill
+):
+    from prunepilot.evaluators import count_flops
+
+    limit = 0.6 * count_flops(zoo.tiny_resnet(), torch.zeros(1, 1, 8, 8))
+    flags = [*tiny_flags, *([] if fill else ["--no-fill"])]
+    code, _, err = run_cli(capsys, "search", "--budget", f"{limit:.0f}FLOPs", "--trials", "7", "--out",
+                           tmp_path, "--name", "f", *flags)  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    filled = [t for t in report["trials"] if t["filled_from"]]
+    assert report["screening"]["filled"] == len(filled)
+    assert f"{len(filled)} filled up to the budget" in (tmp_path / "f" / "report.md").read_text()
+    if not fill:
+        assert not filled
+        return
+    assert filled, "sampled policies that fit a 60% FLOPs budget leave slack to fill"
+    for trial in filled:
+        sampled, trained = trial["filled_from"]["groups"], trial["policy"]["groups"]
+        assert all(trained[g]["ratio"] <= sampled[g]["ratio"] for g in sampled)
+        assert trial["result"]["flops"] <= limit

@@ -219,6 +219,7 @@ def run_search(
     timeout: float | None = None,
     progress: bool = True,
     screen: BudgetScreen | None = None,
+    fill: bool = False,
 ) -> int:
     """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
 
@@ -230,7 +231,10 @@ def run_search(
     PRUNED with its predicted excess as the budget constraint (so the sampler learns to avoid the
     region) and marked ``screened``. After :data:`MAX_REJECTIONS` such policies in a row, the last
     one is repaired (its ratios raised until it fits, or as far as the space allows) and run
-    instead, so the search always moves on. Enqueued policies (warm starts, the user's policy,
+    instead, so the search always moves on. With ``fill`` as well, a sampled policy that fits is
+    filled (see :meth:`BudgetScreen.fill`): its ratios are lowered until it lands just under the
+    budget, the sampled policy kept as ``filled_from``. The sampler chooses how pruning is shared
+    out among groups; the budget sets how much. Enqueued policies (warm starts, the user's policy,
     re-queued and repaired trials) run as given.
 
     Returns:
@@ -264,6 +268,12 @@ def run_search(
                         rejected = 0
                     continue
                 rejected = 0
+                if screen is not None and fill and not fixed:
+                    filled = screen.fill(policy, space)
+                    if filled != policy:
+                        trial.set_user_attr("filled_from", policy.to_dict())
+                        trial.set_user_attr("policy", filled.to_dict())
+                        policy = filled
                 in_flight[executor.submit(policy)] = trial
                 asking = None
                 submitted += 1

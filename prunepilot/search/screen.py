@@ -150,9 +150,25 @@ class BudgetScreen:
             self._cache[key] = value
         return self._cache[key]
 
-    def fits(self, policy: Policy) -> bool:
-        """Whether ``policy`` is predicted within the budget (up to :attr:`tolerance`)."""
-        return self.predict(policy) <= self.limit * (1.0 + self.tolerance)
+    def fits(self, policy: Policy, margin: float | None = None) -> bool:
+        """Whether ``policy`` is predicted within the budget: up to ``margin`` above it (a share
+        of the budget; negative keeps that share below it), by default :attr:`tolerance`."""
+        margin = self.tolerance if margin is None else margin
+        return self.predict(policy) <= self.limit * (1.0 + margin)
+
+    def fill(self, policy: Policy, space: SearchSpace) -> Policy:
+        """``policy`` with its ratios lowered as far as the budget allows (every group moved the
+        same share of its way toward ``space.ratio_low``, ratios rounded down onto the grid), so
+        that its prediction lands just under the budget: :attr:`tolerance` below it, so that few
+        filled policies measure over budget. A policy that does not fit that way is returned as
+        given.
+
+        Accuracy falls with pruning, so the best model within a budget prunes no more than it
+        must (AMC bounds each layer's action the same way): filling spends the budget's slack on
+        accuracy, while the sampler still chooses how the pruning is shared out among groups."""
+        candidates = [_toward_low(policy, space, 1 - t / 16) for t in range(17)]
+        fitting = _first_fitting(candidates, self, -self.tolerance)
+        return fitting if fitting is not None else policy
 
     def repair(self, policy: Policy, space: SearchSpace) -> Policy:
         """The least raise of ``policy``'s ratios toward ``space.max_ratio`` (every group moved the
@@ -190,14 +206,17 @@ class BudgetScreen:
         return _first_fitting(candidates, self)
 
 
-def _first_fitting(candidates: list[Policy], screen: BudgetScreen) -> Policy | None:
-    """The first candidate that fits, by bisection (candidates are ordered by growing pruning)."""
-    if not candidates or not screen.fits(candidates[-1]):
+def _first_fitting(
+    candidates: list[Policy], screen: BudgetScreen, margin: float | None = None
+) -> Policy | None:
+    """The first candidate that fits (see :meth:`BudgetScreen.fits`), by bisection (candidates are
+    ordered by growing pruning)."""
+    if not candidates or not screen.fits(candidates[-1], margin):
         return None
     low, high = 0, len(candidates) - 1  # candidates[high] fits
     while low < high:
         middle = (low + high) // 2
-        if screen.fits(candidates[middle]):
+        if screen.fits(candidates[middle], margin):
             high = middle
         else:
             low = middle + 1
@@ -207,6 +226,21 @@ def _first_fitting(candidates: list[Policy], screen: BudgetScreen) -> Policy | N
 def _on_grid_up(ratio: float, space: SearchSpace) -> float:
     steps = math.ceil((ratio - space.ratio_low) / space.ratio_step - 1e-9)
     return round(min(max(space.ratio_low + steps * space.ratio_step, space.ratio_low), space.max_ratio), 6)
+
+
+def _on_grid_down(ratio: float, space: SearchSpace) -> float:
+    steps = math.floor((ratio - space.ratio_low) / space.ratio_step + 1e-9)
+    return round(min(max(space.ratio_low + steps * space.ratio_step, space.ratio_low), space.max_ratio), 6)
+
+
+def _toward_low(policy: Policy, space: SearchSpace, share: float) -> Policy:
+    """Every group's ratio moved ``share`` of its way down to ``space.ratio_low``."""
+    settings = {}
+    for group in space.groups:
+        setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
+        ratio = setting.ratio - share * max(setting.ratio - space.ratio_low, 0.0)
+        settings[group.name] = GroupSetting(_on_grid_down(ratio, space), setting.criterion)
+    return Policy(settings, policy.round_to)
 
 
 def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:

@@ -142,17 +142,22 @@ def test_ctrl_c_mid_trial_leaves_no_trial_running_and_requeues_it(
     assert finished_count(study) == 4
 
 
-def test_a_screen_keeps_policies_predicted_over_budget_from_training(
-    tmp_path, trained_tiny, digits, fast_settings
-):
+def _flops_screen(model, share: float):
+    """An exact FLOPs screen at ``share`` of the model's FLOPs, and that limit."""
     import torch
 
     from prunepilot.evaluators import count_flops
     from prunepilot.search.screen import BudgetScreen
 
+    limit = share * count_flops(model, torch.zeros(1, *SHAPE))
+    return BudgetScreen(model, SHAPE, "flops", limit), limit
+
+
+def test_a_screen_keeps_policies_predicted_over_budget_from_training(
+    tmp_path, trained_tiny, digits, fast_settings
+):
     space, data = _setup(tmp_path, trained_tiny, digits)
-    limit = 0.4 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    screen, limit = _flops_screen(trained_tiny, 0.4)
     study = open_study(tmp_path, seed=0)
     trial_fn = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
@@ -165,6 +170,30 @@ def test_a_screen_keeps_policies_predicted_over_budget_from_training(
         assert trial.user_attrs["screened"]["predicted"] > limit
         assert trial.constraints["budget"] > 0
     assert finished_count(study) == 8
+
+
+def test_with_fill_sampled_policies_are_trained_just_under_the_budget_and_enqueued_ones_as_given(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    screen, limit = _flops_screen(trained_tiny, 0.6)
+    study = open_study(tmp_path, seed=0)
+    given = space.uniform(0.7)
+    warm_start(study, space, [given])
+    trial_fn = CountingTrial()
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
+    run_search(study, executor, space, Objective("flops", limit), 8, progress=False, screen=screen, fill=True)
+
+    assert trial_fn.policies[0] == given  # enqueued: run as given, though it has slack
+    trained = [t for t in study.trials if t.state.name == "COMPLETE"]
+    filled = [t for t in trained if t.user_attrs.get("filled_from")]
+    assert filled, "random proposals that fit a 60% FLOPs budget leave slack to fill"
+    for trial in filled:
+        sampled = Policy.from_dict(trial.user_attrs["filled_from"])
+        policy = Policy.from_dict(trial.user_attrs["policy"])
+        assert policy in trial_fn.policies and screen.fits(policy, -screen.tolerance)
+        assert all(policy.groups[n].ratio <= s.ratio for n, s in sampled.groups.items())
+        assert sum(s.ratio for s in policy.groups.values()) < sum(s.ratio for s in sampled.groups.values())
 
 
 def test_when_nothing_is_predicted_to_fit_the_search_still_trains_and_ends(

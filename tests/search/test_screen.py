@@ -48,6 +48,34 @@ def test_repair_raises_ratios_until_the_policy_fits(trained_tiny, space):
     assert {s.ratio for s in closest.groups.values()} == {space.max_ratio}
 
 
+def test_fill_lowers_ratios_until_the_policy_lands_just_under_the_budget(trained_tiny, space):
+    limit = 0.6 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
+    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    names = [g.name for g in space.groups]
+    policy = Policy({n: GroupSetting(0.3 if i % 2 else 0.8, "l2") for i, n in enumerate(names)})
+    assert screen.fits(policy)
+    filled = screen.fill(policy, space)
+    assert filled != policy and screen.fits(filled) and _flops(trained_tiny, filled) <= limit
+    for name in names:
+        assert filled.groups[name].ratio <= policy.groups[name].ratio
+        assert filled.groups[name].criterion == "l2"
+    # Its shape is kept: the group pruned most is still pruned most.
+    assert max(names, key=lambda n: filled.groups[n].ratio) == max(
+        names, key=lambda n: policy.groups[n].ratio
+    )
+    # It uses the budget's slack: one grid step less pruning everywhere no longer fits.
+    step_back = Policy(
+        {
+            n: GroupSetting(max(0.0, round(s.ratio - space.ratio_step, 6)), "l2")
+            for n, s in filled.groups.items()
+        }
+    )
+    assert not screen.fits(step_back)
+    # A policy over budget cannot be filled: it comes back as given.
+    over = space.uniform(0.05)
+    assert not screen.fits(over) and screen.fill(over, space) == over
+
+
 def test_the_global_lamp_warm_start_fits_and_prunes_groups_unevenly(trained_tiny, space):
     limit = 0.5 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
     screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
