@@ -259,6 +259,10 @@ def _search_and_finish(
     recovered = recover_interrupted(study, space)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
+    if screen is not None:  # a resumed run's screen learns again from its trials so far
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            policy, result = Policy.from_dict(trial.user_attrs["policy"]), trial.user_attrs["result"]
+            screen.observe(policy, result[budget.metric])
     if not study.trials:
         previous = _previous_front(study)
         if previous:
@@ -293,7 +297,7 @@ def _search_and_finish(
                 "search_wall_s": search_wall, "trials_run_this_time": ran},
         **_job_header(job, baseline, limit),
         "trial_settings": settings.to_dict(),
-        "latency_predictor": screen.predictor.describe() if screen and screen.predictor else None,
+        "latency_predictor": _predictor_summary(screen),
     }  # fmt: skip
     done = finalize_candidates(
         _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device,
@@ -352,6 +356,13 @@ def _screen(
         f"{predictor.width}, cross-validated error {100 * predictor.cv_mape:.1f}%."
     )
     return BudgetScreen(task.model, task.input_shape, metric, limit, predictor, baseline["latency_ms"])
+
+
+def _predictor_summary(screen: BudgetScreen | None) -> dict[str, Any] | None:
+    """The latency predictor as the report gives it; None without one."""
+    if screen is None or screen.predictor is None:
+        return None
+    return {**screen.predictor.describe(), "observed": len(screen.observed), "correction": screen.correction}
 
 
 def _warm_starts(

@@ -108,6 +108,8 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_weights, capsys):
     assert set(rerun[0].params) == set(after[0].params)  # recorded whole, whenever the kill came
     report = json.loads((run / "report.json").read_text())
     assert report["budget_met"] is True
+    # The resumed screen learnt from the trials measured before the kill as well as from its own.
+    assert report["latency_predictor"]["observed"] == len([t for t in after if t.state.name == "COMPLETE"])
     assert "Recovered 1 trial" in capsys.readouterr().out
 
 

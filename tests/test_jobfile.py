@@ -147,6 +147,7 @@ workers = 0
     assert config["model"] == "tests.zoo:tiny_resnet"
     report = json.loads((tmp_path / "runs" / "j" / "report.json").read_text())
     assert report["screening"]["trained"] == 2
+    assert report["latency_predictor"]["observed"] == 2  # each measured trial was fed back to the screen
 
 
 def test_a_wrong_flag_is_blamed_on_the_flag_not_the_file(capsys, tmp_path):

@@ -231,7 +231,8 @@ def run_search(
     PRUNED with its predicted excess as the budget constraint (so the sampler learns to avoid the
     region) and marked ``screened``. After :data:`MAX_REJECTIONS` such policies in a row, the last
     one is repaired (its ratios raised until it fits, or as far as the space allows) and run
-    instead, so the search always moves on. With ``fill`` as well, a sampled policy that fits is
+    instead, so the search always moves on. Each trained trial's measurement is passed to
+    :meth:`BudgetScreen.observe`. With ``fill`` as well, a sampled policy that fits is
     filled (see :meth:`BudgetScreen.fill`): its ratios are lowered until it lands just under the
     budget, the sampled policy kept as ``filled_from``. The sampler chooses how pruning is shared
     out among groups; the budget sets how much. Enqueued policies (warm starts, the user's policy,
@@ -280,7 +281,11 @@ def run_search(
             if not in_flight:
                 break
             handle, outcome = executor.wait_any()
-            tell_outcome(study, in_flight.pop(handle), outcome, objective)
+            done = in_flight.pop(handle)
+            tell_outcome(study, done, outcome, objective)
+            if screen is not None and outcome.result is not None:
+                measured = outcome.result.metric(objective.metric)
+                screen.observe(Policy.from_dict(done.user_attrs["policy"]), measured)
             bar.update(1)
             bar.set_postfix_str(_progress_text(study, objective), refresh=True)
     except BaseException as exc:

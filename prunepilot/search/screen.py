@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ from prunepilot.search.space import SearchSpace
 
 #: Policies measured to calibrate the latency predictor, by default.
 CALIBRATION_SAMPLES = 32
+#: Trained trials measured before their latencies correct the predictor's (see BudgetScreen.observe).
+MIN_OBSERVED = 3
 
 
 def _structure_only(policy: Policy) -> Policy:
@@ -116,6 +119,8 @@ class BudgetScreen:
         limit: The budget on ``metric``.
         predictor: Required when ``metric`` is ``latency_ms``.
         baseline_ms: The base model's latency (predictions are relative to it).
+        observed: For each trained trial seen by :meth:`observe`, its measured latency divided by
+            the predictor's prediction.
     """
 
     model: nn.Module
@@ -124,6 +129,7 @@ class BudgetScreen:
     limit: float
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
+    observed: list[float] = field(default_factory=list)
     _cache: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -137,8 +143,29 @@ class BudgetScreen:
         if self.metric == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
             raise ValueError("A latency budget screen needs a predictor and the baseline's latency.")
 
+    @property
+    def correction(self) -> float:
+        """The factor applied to the predictor's latencies: the median of :attr:`observed` once
+        :data:`MIN_OBSERVED` trials were measured, else 1."""
+        return statistics.median(self.observed) if len(self.observed) >= MIN_OBSERVED else 1.0
+
     def predict(self, policy: Policy) -> float:
-        """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency."""
+        """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency
+        (times :attr:`correction`)."""
+        return self._predicted(policy) * (self.correction if self.metric == "latency_ms" else 1.0)
+
+    def observe(self, policy: Policy, measured: float) -> None:
+        """Learns from a trained trial's measured budget metric (exact metrics need nothing).
+
+        Calibration times pruned models in the driver before the search; trials are timed where
+        they run, perhaps on other machines of a cluster and under other load. Once
+        :data:`MIN_OBSERVED` trials are measured, predictions are scaled by the median ratio of
+        measured to predicted latency, so that a predictor that is off as a whole neither screens
+        out policies that would fit nor lets through policies that miss."""
+        if self.metric == "latency_ms" and measured > 0:
+            self.observed.append(measured / self._predicted(policy))
+
+    def _predicted(self, policy: Policy) -> float:
         key = _structure_only(policy).to_json()
         if key not in self._cache:
             pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)

@@ -97,3 +97,30 @@ def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_tri
     assert screen.predict(space.uniform(0.0)) > screen.predict(space.uniform(0.8)) > 0
     with pytest.raises(ValueError, match="needs a predictor"):
         BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0)
+
+
+def test_measured_trials_correct_a_latency_predictor_that_is_off_as_a_whole(trained_tiny, space):
+    from prunepilot.search.screen import MIN_OBSERVED
+
+    calibration = calibrate_latency(
+        trained_tiny, SHAPE, calibration_policies(space, 10, seed=0), LatencySettings(batch_size=8, repeats=6)
+    )
+    # Calibrated in the driver; trials measure half of what it predicts (another machine, say).
+    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
+    policies = [space.uniform(r) for r in (0.2, 0.4, 0.6, 0.8)]
+    before = [screen.predict(p) for p in policies]
+    loose = policies[1]
+    screen.limit = 0.6 * before[1]  # over budget as predicted, within it as trials measure it
+    assert not screen.fits(loose)
+    for policy, predicted in zip(policies[: MIN_OBSERVED - 1], before):
+        screen.observe(policy, predicted / 2)
+    assert screen.correction == 1.0 and screen.predict(policies[3]) == before[3]  # too few to judge
+    screen.observe(policies[MIN_OBSERVED - 1], before[MIN_OBSERVED - 1] / 2)
+    assert screen.correction == pytest.approx(0.5)
+    assert screen.predict(policies[3]) == pytest.approx(before[3] / 2)
+    assert screen.fits(loose)
+    # Exact metrics are never corrected.
+    flops = BudgetScreen(trained_tiny, SHAPE, "flops", 1e9)
+    for policy in policies:
+        flops.observe(policy, 1.0)
+    assert flops.correction == 1.0 and flops.predict(policies[0]) == _flops(trained_tiny, policies[0])
