@@ -134,9 +134,8 @@ class BudgetScreen:
 
     @property
     def tolerance(self) -> float:
-        """Relative excess over the budget still let through: the predictor's cross-validated error
-        for latency (a policy that close to the budget is measured rather than guessed), 0 for the
-        exact metrics."""
+        """The predictor's relative error (cross-validated) for latency, 0 for the exact metrics:
+        how far under the budget :meth:`fill` aims."""
         return self.predictor.cv_mape if self.metric == "latency_ms" and self.predictor else 0.0
 
     def __post_init__(self) -> None:
@@ -177,10 +176,9 @@ class BudgetScreen:
             self._cache[key] = value
         return self._cache[key]
 
-    def fits(self, policy: Policy, margin: float | None = None) -> bool:
-        """Whether ``policy`` is predicted within the budget: up to ``margin`` above it (a share
-        of the budget; negative keeps that share below it), by default :attr:`tolerance`."""
-        margin = self.tolerance if margin is None else margin
+    def fits(self, policy: Policy, margin: float = 0.0) -> bool:
+        """Whether ``policy`` is predicted within the budget, or up to ``margin`` above it (a share
+        of the budget; negative keeps that share below it)."""
         return self.predict(policy) <= self.limit * (1.0 + margin)
 
     def fill(self, policy: Policy, space: SearchSpace) -> Policy:
@@ -233,9 +231,7 @@ class BudgetScreen:
         return _first_fitting(candidates, self)
 
 
-def _first_fitting(
-    candidates: list[Policy], screen: BudgetScreen, margin: float | None = None
-) -> Policy | None:
+def _first_fitting(candidates: list[Policy], screen: BudgetScreen, margin: float = 0.0) -> Policy | None:
     """The first candidate that fits (see :meth:`BudgetScreen.fits`), by bisection (candidates are
     ordered by growing pruning)."""
     if not candidates or not screen.fits(candidates[-1], margin):
