@@ -33,6 +33,8 @@ from prunepilot.search.space import SearchSpace
 CALIBRATION_SAMPLES = 32
 #: Trained trials measured before their latencies correct the predictor's (see BudgetScreen.observe).
 MIN_OBSERVED = 3
+#: The measured trials predicted closest to the budget that set the correction.
+NEAREST_OBSERVED = 8
 
 
 def _structure_only(policy: Policy) -> Policy:
@@ -119,8 +121,8 @@ class BudgetScreen:
         limit: The budget on ``metric``.
         predictor: Required when ``metric`` is ``latency_ms``.
         baseline_ms: The base model's latency (predictions are relative to it).
-        observed: For each trained trial seen by :meth:`observe`, its measured latency divided by
-            the predictor's prediction.
+        observed: For each trained trial seen by :meth:`observe`: the predictor's prediction, and
+            the measured latency divided by it.
     """
 
     model: nn.Module
@@ -129,7 +131,7 @@ class BudgetScreen:
     limit: float
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
-    observed: list[float] = field(default_factory=list)
+    observed: list[tuple[float, float]] = field(default_factory=list)
     _cache: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -144,9 +146,15 @@ class BudgetScreen:
 
     @property
     def correction(self) -> float:
-        """The factor applied to the predictor's latencies: the median of :attr:`observed` once
-        :data:`MIN_OBSERVED` trials were measured, else 1."""
-        return statistics.median(self.observed) if len(self.observed) >= MIN_OBSERVED else 1.0
+        """The factor applied to the predictor's latencies: once :data:`MIN_OBSERVED` trials were
+        measured, the upper quartile of measured / predicted over the :data:`NEAREST_OBSERVED`
+        trials predicted closest to the budget (where the search spends its trials, and where the
+        predictor's error decides what is trained; the upper quartile errs towards screening
+        out), else 1."""
+        if len(self.observed) < MIN_OBSERVED:
+            return 1.0
+        nearest = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.limit)))[:NEAREST_OBSERVED]
+        return float(statistics.quantiles([ratio for _, ratio in nearest], n=4, method="inclusive")[2])
 
     def predict(self, policy: Policy) -> float:
         """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency
@@ -158,11 +166,12 @@ class BudgetScreen:
 
         Calibration times pruned models in the driver before the search; trials are timed where
         they run, perhaps on other machines of a cluster and under other load. Once
-        :data:`MIN_OBSERVED` trials are measured, predictions are scaled by the median ratio of
-        measured to predicted latency, so that a predictor that is off as a whole neither screens
-        out policies that would fit nor lets through policies that miss."""
+        :data:`MIN_OBSERVED` trials are measured, predictions are scaled by :attr:`correction`, so
+        that a predictor that is off near the budget neither screens out policies that would fit
+        nor lets through policies that miss."""
         if self.metric == "latency_ms" and measured > 0:
-            self.observed.append(measured / self._predicted(policy))
+            predicted = self._predicted(policy)
+            self.observed.append((predicted, measured / predicted))
 
     def _predicted(self, policy: Policy) -> float:
         key = _structure_only(policy).to_json()
