@@ -124,3 +124,22 @@ def test_measured_trials_correct_a_latency_predictor_that_is_off_as_a_whole(trai
     for policy in policies:
         flops.observe(policy, 1.0)
     assert flops.correction == 1.0 and flops.predict(policies[0]) == _flops(trained_tiny, policies[0])
+
+
+def test_the_correction_is_set_by_the_trials_predicted_closest_to_the_budget(trained_tiny, space):
+    from prunepilot.search.screen import NEAREST_OBSERVED
+
+    calibration = calibrate_latency(
+        trained_tiny, SHAPE, calibration_policies(space, 10, seed=0), LatencySettings(batch_size=8, repeats=6)
+    )
+    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
+    policies = sorted((space.uniform(round(0.05 * i, 2)) for i in range(17)), key=screen.predict)
+    screen.limit = screen.predict(policies[0])  # a tight budget: the most pruned policy's prediction
+    predicted = {policy.to_json(): screen.predict(policy) for policy in policies}  # not yet corrected
+    near, far = policies[:NEAREST_OBSERVED], policies[NEAREST_OBSERVED:]
+    for policy in far:  # lightly pruned models, far over budget, measure half their prediction
+        screen.observe(policy, predicted[policy.to_json()] / 2)
+    assert screen.correction == pytest.approx(0.5)
+    for policy in near:  # near the budget the predictor is right: their ratio sets the correction
+        screen.observe(policy, predicted[policy.to_json()])
+    assert screen.correction == pytest.approx(1.0)
