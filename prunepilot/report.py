@@ -55,6 +55,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "screened": trial.user_attrs.get("screened"),
         "repaired_from": trial.user_attrs.get("repaired_from"),
         "filled_from": trial.user_attrs.get("filled_from"),
+        "predicted": trial.user_attrs.get("predicted"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
 

@@ -148,6 +148,8 @@ workers = 0
     report = json.loads((tmp_path / "runs" / "j" / "report.json").read_text())
     assert report["screening"]["trained"] == 2
     assert report["latency_predictor"]["observed"] == 2  # each measured trial was fed back to the screen
+    trained = [t for t in report["trials"] if t["state"] == "COMPLETE"]
+    assert all(t["predicted"] > 0 for t in trained)  # the screen's prediction, next to the measurement
 
 
 def test_a_wrong_flag_is_blamed_on_the_flag_not_the_file(capsys, tmp_path):

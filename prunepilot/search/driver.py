@@ -275,6 +275,8 @@ def run_search(
                         trial.set_user_attr("filled_from", policy.to_dict())
                         trial.set_user_attr("policy", filled.to_dict())
                         policy = filled
+                if screen is not None:
+                    trial.set_user_attr("predicted", screen.predict(policy))
                 in_flight[executor.submit(policy)] = trial
                 asking = None
                 submitted += 1

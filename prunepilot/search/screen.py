@@ -33,8 +33,10 @@ from prunepilot.search.space import SearchSpace
 CALIBRATION_SAMPLES = 32
 #: Trained trials measured before their latencies correct the predictor's (see BudgetScreen.observe).
 MIN_OBSERVED = 3
-#: The measured trials predicted closest to the budget that set the correction.
+#: The measured trials that set the correction: the latest this many predicted near the budget.
 NEAREST_OBSERVED = 8
+#: "Near the budget": a prediction within this share of it.
+NEAR_BUDGET = 0.25
 
 
 def _structure_only(policy: Policy) -> Policy:
@@ -147,14 +149,21 @@ class BudgetScreen:
     @property
     def correction(self) -> float:
         """The factor applied to the predictor's latencies: once :data:`MIN_OBSERVED` trials were
-        measured, the upper quartile of measured / predicted over the :data:`NEAREST_OBSERVED`
-        trials predicted closest to the budget (where the search spends its trials, and where the
-        predictor's error decides what is trained; the upper quartile errs towards screening
-        out), else 1."""
+        measured, the upper quartile of measured / predicted over the latest
+        :data:`NEAREST_OBSERVED` trials predicted within :data:`NEAR_BUDGET` of the budget (or,
+        with fewer than :data:`MIN_OBSERVED` of those, the ones predicted closest to it), else 1.
+
+        Near the budget is where the search spends its trials and where the predictor's error
+        decides what is trained; the latest trials are the kind of policy the sampler now
+        proposes (the predictor's error depends on how a policy prunes: the first trials, uniform
+        warm starts and repairs, are no guide to later ones); the upper quartile errs towards
+        screening out."""
         if len(self.observed) < MIN_OBSERVED:
             return 1.0
-        nearest = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.limit)))[:NEAREST_OBSERVED]
-        return float(statistics.quantiles([ratio for _, ratio in nearest], n=4, method="inclusive")[2])
+        near = [o for o in self.observed if abs(o[0] / self.limit - 1) <= NEAR_BUDGET][-NEAREST_OBSERVED:]
+        if len(near) < MIN_OBSERVED:
+            near = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.limit)))[:NEAREST_OBSERVED]
+        return float(statistics.quantiles([ratio for _, ratio in near], n=4, method="inclusive")[2])
 
     def predict(self, policy: Policy) -> float:
         """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency

@@ -126,7 +126,7 @@ def test_measured_trials_correct_a_latency_predictor_that_is_off_as_a_whole(trai
     assert flops.correction == 1.0 and flops.predict(policies[0]) == _flops(trained_tiny, policies[0])
 
 
-def test_the_correction_is_set_by_the_trials_predicted_closest_to_the_budget(trained_tiny, space):
+def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(trained_tiny, space):
     from prunepilot.search.screen import NEAREST_OBSERVED
 
     calibration = calibrate_latency(
@@ -143,3 +143,7 @@ def test_the_correction_is_set_by_the_trials_predicted_closest_to_the_budget(tra
     for policy in near:  # near the budget the predictor is right: their ratio sets the correction
         screen.observe(policy, predicted[policy.to_json()])
     assert screen.correction == pytest.approx(1.0)
+    tightest = near[0]  # predicted exactly at the budget
+    for _ in range(NEAREST_OBSERVED):  # later trials near the budget measure twice their prediction
+        screen.observe(tightest, 2 * predicted[tightest.to_json()])
+    assert screen.correction == pytest.approx(2.0)  # the latest near the budget count
