@@ -150,7 +150,10 @@ def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
         assert before["result"] == after["result"]  # unchanged, not recomputed
     # The latency predictor is fit on the first run's measurements, not re-measured.
     assert (tmp_path / "r" / "latency_calibration.json").read_bytes() == calibration
-    assert second["latency_predictor"]["samples"] == 8
+    # ... and refit on every measured trial, the earlier run's included.
+    measured = len([t for t in second["trials"] if t["result"]])
+    assert second["latency_predictor"]["observed"] == measured == 5
+    assert second["latency_predictor"]["samples"] == 8 + measured
     assert "Latency predictor: fit on 8 measured policies" in out
 
 

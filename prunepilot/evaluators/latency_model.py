@@ -3,20 +3,26 @@
 An additive model in the manner of NetAdapt's per-layer tables, fit on a few dozen real
 measurements on the target device::
 
-    latency / base latency  ~  c + sum over layers l of (a_l * flops_l + b_l * padded_flops_l)
+    latency / base latency  ~  c + sum over layers l of (a_l * flops_l + b_l * padded_flops_l
+                                                      + d_l * outputs_l)
 
 ``padded_flops_l`` counts the layer's input and output channels rounded up to a vector width ``W``:
 kernels compute whole vectors, so 17 channels can cost what 32 cost at ``W = 16``. ``W`` is chosen
-by cross-validation from :data:`VECTOR_WIDTHS` (1 means plain FLOPs only). Coefficients are
-non-negative: more work never makes a layer faster. FLOPs are divided by the base model's, so every
-feature lies in [0, 1].
+by cross-validation from :data:`VECTOR_WIDTHS` (1 means plain FLOPs only). ``outputs_l`` is the
+layer's output channels: the element-wise work after it (BatchNorm, activation, residual add,
+memory traffic) grows with its channels, not with its FLOPs (which shrink with input and output
+channels both), and dominates once a model is pruned hard. Coefficients are non-negative: more work
+never makes a layer faster. Every feature is divided by the base model's, so it lies in [0, 1].
+
+:meth:`LatencyPredictor.refit` adds measurements to the ones a predictor was fit on: a search
+feeds it its trials' measured latencies, which lie where the search looks (near the budget).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.linear_model import LinearRegression
@@ -68,15 +74,22 @@ class LatencyPredictor:
         base: The base model's layer table (sets the feature scale and the layer order).
         width: The vector width chosen by cross-validation.
         regression: The fitted non-negative linear regression.
-        cv_mape: Cross-validated mean absolute percentage error on the calibration measurements.
-        samples: Number of calibration measurements.
+        cv_mape: Cross-validated mean absolute percentage error on the measurements.
+        tables: The measured models' layer tables it was fit on.
+        ratios: Their measured latencies relative to the base model.
     """
 
     base: LayerTable
     width: int
     regression: LinearRegression
     cv_mape: float
-    samples: int
+    tables: list[LayerTable] = field(default_factory=list, repr=False)
+    ratios: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def samples(self) -> int:
+        """Number of measurements it was fit on."""
+        return len(self.ratios)
 
     @classmethod
     def fit(cls, base: LayerTable, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
@@ -103,7 +116,12 @@ class LatencyPredictor:
         assert best is not None
         error, width = best
         regression = LinearRegression(positive=True).fit(_features(base, tables, width), target)
-        return cls(base, width, regression, error, len(tables))
+        return cls(base, width, regression, error, list(tables), [float(r) for r in ratios])
+
+    def refit(self, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
+        """A predictor fit on this one's measurements and ``tables`` / ``ratios`` (the vector width
+        chosen again); this one is left as it is."""
+        return LatencyPredictor.fit(self.base, [*self.tables, *tables], [*self.ratios, *ratios])
 
     def predict(self, table: LayerTable) -> float:
         """The predicted latency of the model with layer table ``table``, relative to the base."""
@@ -126,5 +144,6 @@ def _features(base: Mapping[str, tuple], tables: Sequence[LayerTable], width: in
             if width != 1:
                 padded_scale = max(_padded(base_flops, *base_shape, width), 1.0)
                 row.append(_padded(flops, inputs, outputs, groups, width) / padded_scale)
+            row.append(outputs / max(base_shape[1], 1))
         rows.append(row)
     return np.asarray(rows, dtype=float)

@@ -24,7 +24,7 @@ from prunepilot.evaluators import (
     serialized_size,
 )
 from prunepilot.evaluators.inputs import example_batch, on_device
-from prunepilot.evaluators.latency_model import LatencyPredictor, layer_table
+from prunepilot.evaluators.latency_model import LatencyPredictor, LayerTable, layer_table
 from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.policies.ranking import global_ratios, group_scores
 from prunepilot.search.space import SearchSpace
@@ -121,10 +121,11 @@ class BudgetScreen:
         input_shape: Shape of one input sample.
         metric: The budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``).
         limit: The budget on ``metric``.
-        predictor: Required when ``metric`` is ``latency_ms``.
+        predictor: Required when ``metric`` is ``latency_ms``; refit on each trial :meth:`observe`
+            is given.
         baseline_ms: The base model's latency (predictions are relative to it).
-        observed: For each trained trial seen by :meth:`observe`: the predictor's prediction, and
-            the measured latency divided by it.
+        observed: For each trained trial seen by :meth:`observe`: the predictor's prediction
+            before it was refit on that trial, and the measured latency divided by it.
     """
 
     model: nn.Module
@@ -134,7 +135,9 @@ class BudgetScreen:
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
     observed: list[tuple[float, float]] = field(default_factory=list)
-    _cache: dict[str, float] = field(default_factory=dict, repr=False)
+    _calibrated: LatencyPredictor | None = field(default=None, repr=False)
+    _measured: list[tuple[LayerTable, float]] = field(default_factory=list, repr=False)
+    _cache: dict[str, LayerTable | float] = field(default_factory=dict, repr=False)
 
     @property
     def tolerance(self) -> float:
@@ -145,6 +148,7 @@ class BudgetScreen:
     def __post_init__(self) -> None:
         if self.metric == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
             raise ValueError("A latency budget screen needs a predictor and the baseline's latency.")
+        self._calibrated = self.predictor
 
     @property
     def correction(self) -> float:
@@ -173,26 +177,38 @@ class BudgetScreen:
     def observe(self, policy: Policy, measured: float) -> None:
         """Learns from a trained trial's measured budget metric (exact metrics need nothing).
 
-        Calibration times pruned models in the driver before the search; trials are timed where
-        they run, perhaps on other machines of a cluster and under other load. Once
-        :data:`MIN_OBSERVED` trials are measured, predictions are scaled by :attr:`correction`, so
-        that a predictor that is off near the budget neither screens out policies that would fit
-        nor lets through policies that miss."""
+        The predictor is refit on its calibration and every measured trial: calibration covers
+        the whole space, while trials lie where the search looks (near the budget), where the
+        predictor must be right. Calibration times pruned models in the driver; trials are timed
+        where they run, perhaps on other machines of a cluster and under other load. Once
+        :data:`MIN_OBSERVED` trials are measured, predictions are also scaled by
+        :attr:`correction`, the error the predictor made on the latest trials before it had seen
+        them, so that a predictor that is off near the budget neither screens out policies that
+        would fit nor lets through policies that miss."""
         if self.metric == "latency_ms" and measured > 0:
+            assert self._calibrated is not None and self.baseline_ms is not None
             predicted = self._predicted(policy)
             self.observed.append((predicted, measured / predicted))
+            self._measured.append((self._table(policy), measured / self.baseline_ms))
+            tables, ratios = zip(*self._measured)
+            self.predictor = self._calibrated.refit(tables, ratios)
+
+    def _table(self, policy: Policy) -> LayerTable:
+        key = "table:" + _structure_only(policy).to_json()
+        if key not in self._cache:
+            pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)
+            self._cache[key] = layer_table(pruned, self.input_shape)
+        return self._cache[key]  # type: ignore[return-value]
 
     def _predicted(self, policy: Policy) -> float:
+        if self.metric == "latency_ms":
+            assert self.predictor is not None and self.baseline_ms is not None
+            return self.baseline_ms * self.predictor.predict(self._table(policy))
         key = _structure_only(policy).to_json()
         if key not in self._cache:
             pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)
-            if self.metric == "latency_ms":
-                assert self.predictor is not None and self.baseline_ms is not None
-                value = self.baseline_ms * self.predictor.predict(layer_table(pruned, self.input_shape))
-            else:
-                value = _static_metric(pruned, self.input_shape, self.metric)
-            self._cache[key] = value
-        return self._cache[key]
+            self._cache[key] = _static_metric(pruned, self.input_shape, self.metric)
+        return self._cache[key]  # type: ignore[return-value]
 
     def fits(self, policy: Policy, margin: float = 0.0) -> bool:
         """Whether ``policy`` is predicted within the budget, or up to ``margin`` above it (a share

@@ -99,7 +99,7 @@ def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_tri
         BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0)
 
 
-def test_measured_trials_correct_a_latency_predictor_that_is_off_as_a_whole(trained_tiny, space):
+def test_measured_trials_refit_and_correct_a_latency_predictor_that_is_off_as_a_whole(trained_tiny, space):
     from prunepilot.search.screen import MIN_OBSERVED
 
     calibration = calibrate_latency(
@@ -107,23 +107,40 @@ def test_measured_trials_correct_a_latency_predictor_that_is_off_as_a_whole(trai
     )
     # Calibrated in the driver; trials measure half of what it predicts (another machine, say).
     screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
-    policies = [space.uniform(r) for r in (0.2, 0.4, 0.6, 0.8)]
-    before = [screen.predict(p) for p in policies]
-    loose = policies[1]
-    screen.limit = 0.6 * before[1]  # over budget as predicted, within it as trials measure it
-    assert not screen.fits(loose)
-    for policy, predicted in zip(policies[: MIN_OBSERVED - 1], before):
-        screen.observe(policy, predicted / 2)
-    assert screen.correction == 1.0 and screen.predict(policies[3]) == before[3]  # too few to judge
-    screen.observe(policies[MIN_OBSERVED - 1], before[MIN_OBSERVED - 1] / 2)
-    assert screen.correction == pytest.approx(0.5)
-    assert screen.predict(policies[3]) == pytest.approx(before[3] / 2)
-    assert screen.fits(loose)
+    trained = [space.uniform(round(0.1 * i, 1)) for i in range(9)]
+    held_out = space.uniform(0.45)
+    before = {p.to_json(): screen.predict(p) for p in [*trained, held_out]}
+    screen.limit = 0.6 * before[held_out.to_json()]  # over budget as predicted, within it as measured
+    assert not screen.fits(held_out)
+    for count, policy in enumerate(trained[: MIN_OBSERVED - 1], start=1):
+        screen.observe(policy, before[policy.to_json()] / 2)
+        assert screen.predictor.samples == 10 + count  # refit on each measured trial
+    assert screen.correction == 1.0  # too few to judge
+    assert screen.predict(held_out) < before[held_out.to_json()]  # the refit already moves it
+    for policy in trained[MIN_OBSERVED - 1 :]:
+        screen.observe(policy, before[policy.to_json()] / 2)
+    assert screen.correction < 1.0
+    assert screen.predict(held_out) == pytest.approx(before[held_out.to_json()] / 2, rel=0.15)
+    assert screen.fits(held_out)
     # Exact metrics are never corrected.
     flops = BudgetScreen(trained_tiny, SHAPE, "flops", 1e9)
-    for policy in policies:
+    for policy in trained:
         flops.observe(policy, 1.0)
-    assert flops.correction == 1.0 and flops.predict(policies[0]) == _flops(trained_tiny, policies[0])
+    assert flops.correction == 1.0 and flops.predict(trained[0]) == _flops(trained_tiny, trained[0])
+
+
+def test_refitting_on_trials_learns_what_calibration_missed(trained_tiny, space):
+    calibration = calibrate_latency(
+        trained_tiny, SHAPE, calibration_policies(space, 10, seed=0), LatencySettings(batch_size=8, repeats=6)
+    )
+    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
+    lopsided = Policy({g.name: GroupSetting(0.8 if i == 0 else 0.0) for i, g in enumerate(space.groups)})
+    measured = 1.5 * screen.predict(lopsided)  # a kind of policy the calibration predicts badly
+    for _ in range(3):
+        screen.observe(lopsided, measured)
+    uncorrected = screen.predict(lopsided) / screen.correction
+    assert abs(uncorrected - measured) < 0.5 * abs(measured / 1.5 - measured)
+    assert screen.predictor.samples == 13 and calibration.predictor().samples == 10
 
 
 def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(trained_tiny, space):
@@ -137,13 +154,17 @@ def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(tr
     screen.limit = screen.predict(policies[0])  # a tight budget: the most pruned policy's prediction
     predicted = {policy.to_json(): screen.predict(policy) for policy in policies}  # not yet corrected
     near, far = policies[:NEAREST_OBSERVED], policies[NEAREST_OBSERVED:]
+
+    def measure(policy: Policy, share: float) -> None:  # ``share`` of its prediction, uncorrected
+        screen.observe(policy, share * screen.predict(policy) / screen.correction)
+
     for policy in far:  # lightly pruned models, far over budget, measure half their prediction
-        screen.observe(policy, predicted[policy.to_json()] / 2)
+        measure(policy, 0.5)
     assert screen.correction == pytest.approx(0.5)
     for policy in near:  # near the budget the predictor is right: their ratio sets the correction
-        screen.observe(policy, predicted[policy.to_json()])
+        measure(policy, 1.0)
     assert screen.correction == pytest.approx(1.0)
-    tightest = near[0]  # predicted exactly at the budget
+    tightest = near[0]  # predicted at the budget
     for _ in range(NEAREST_OBSERVED):  # later trials near the budget measure twice their prediction
-        screen.observe(tightest, 2 * predicted[tightest.to_json()])
+        measure(tightest, 2.0)
     assert screen.correction == pytest.approx(2.0)  # the latest near the budget count
