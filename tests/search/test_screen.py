@@ -152,7 +152,6 @@ def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(tr
     screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
     policies = sorted((space.uniform(round(0.05 * i, 2)) for i in range(17)), key=screen.predict)
     screen.limit = screen.predict(policies[0])  # a tight budget: the most pruned policy's prediction
-    predicted = {policy.to_json(): screen.predict(policy) for policy in policies}  # not yet corrected
     near, far = policies[:NEAREST_OBSERVED], policies[NEAREST_OBSERVED:]
 
     def measure(policy: Policy, share: float) -> None:  # ``share`` of its prediction, uncorrected
