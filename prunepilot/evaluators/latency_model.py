@@ -11,8 +11,9 @@ kernels compute whole vectors, so 17 channels can cost what 32 cost at ``W = 16`
 by cross-validation from :data:`VECTOR_WIDTHS` (1 means plain FLOPs only). ``outputs_l`` is the
 layer's output channels: the element-wise work after it (BatchNorm, activation, residual add,
 memory traffic) grows with its channels, not with its FLOPs (which shrink with input and output
-channels both), and dominates once a model is pruned hard. Coefficients are non-negative: more work
-never makes a layer faster. Every feature is divided by the base model's, so it lies in [0, 1].
+channels both), and dominates once a model is pruned hard; cross-validation also decides whether
+the term is used (``d = 0``). Coefficients are non-negative: more work never makes a layer faster.
+Every feature is divided by the base model's, so it lies in [0, 1].
 
 :meth:`LatencyPredictor.refit` adds measurements to the ones a predictor was fit on: a search
 feeds it its trials' measured latencies, which lie where the search looks (near the budget).
@@ -73,6 +74,7 @@ class LatencyPredictor:
     Attributes:
         base: The base model's layer table (sets the feature scale and the layer order).
         width: The vector width chosen by cross-validation.
+        channel_term: Whether cross-validation chose the output-channel term.
         regression: The fitted non-negative linear regression.
         cv_mape: Cross-validated mean absolute percentage error on the measurements.
         tables: The measured models' layer tables it was fit on.
@@ -81,6 +83,7 @@ class LatencyPredictor:
 
     base: LayerTable
     width: int
+    channel_term: bool
     regression: LinearRegression
     cv_mape: float
     tables: list[LayerTable] = field(default_factory=list, repr=False)
@@ -106,34 +109,44 @@ class LatencyPredictor:
         if not np.all(np.isfinite(target) & (target > 0)):
             raise invalid_parameter("ratios", "LatencyPredictor", "finite numbers > 0", list(ratios))
         folds = KFold(n_splits=min(5, len(tables)), shuffle=True, random_state=0)
-        best: tuple[float, int] | None = None
-        for width in VECTOR_WIDTHS:
-            features = _features(base, tables, width)
-            predicted = cross_val_predict(LinearRegression(positive=True), features, target, cv=folds)
-            error = float(np.mean(np.abs(predicted - target) / target))
-            if best is None or error < best[0] - 1e-9:
-                best = (error, width)
+        best: tuple[float, int, bool] | None = None
+        for channel_term in (False, True):
+            for width in VECTOR_WIDTHS:
+                features = _features(base, tables, width, channel_term)
+                predicted = cross_val_predict(LinearRegression(positive=True), features, target, cv=folds)
+                error = float(np.mean(np.abs(predicted - target) / target))
+                if best is None or error < best[0] - 1e-9:
+                    best = (error, width, channel_term)
         assert best is not None
-        error, width = best
-        regression = LinearRegression(positive=True).fit(_features(base, tables, width), target)
-        return cls(base, width, regression, error, list(tables), [float(r) for r in ratios])
+        error, width, channel_term = best
+        features = _features(base, tables, width, channel_term)
+        regression = LinearRegression(positive=True).fit(features, target)
+        return cls(base, width, channel_term, regression, error, list(tables), [float(r) for r in ratios])
 
     def refit(self, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
         """A predictor fit on this one's measurements and ``tables`` / ``ratios`` (the vector width
-        chosen again); this one is left as it is."""
+        and the channel term chosen again); this one is left as it is."""
         return LatencyPredictor.fit(self.base, [*self.tables, *tables], [*self.ratios, *ratios])
 
     def predict(self, table: LayerTable) -> float:
         """The predicted latency of the model with layer table ``table``, relative to the base."""
-        value = float(self.regression.predict(_features(self.base, [table], self.width))[0])
+        features = _features(self.base, [table], self.width, self.channel_term)
+        value = float(self.regression.predict(features)[0])
         return max(value, 1e-3)
 
     def describe(self) -> dict:
         """Plain data for reports."""
-        return {"samples": self.samples, "vector_width": self.width, "cv_mape": self.cv_mape}
+        return {
+            "samples": self.samples,
+            "vector_width": self.width,
+            "channel_term": self.channel_term,
+            "cv_mape": self.cv_mape,
+        }
 
 
-def _features(base: Mapping[str, tuple], tables: Sequence[LayerTable], width: int) -> np.ndarray:
+def _features(
+    base: Mapping[str, tuple], tables: Sequence[LayerTable], width: int, channel_term: bool
+) -> np.ndarray:
     rows = []
     for table in tables:
         row = []
@@ -144,6 +157,7 @@ def _features(base: Mapping[str, tuple], tables: Sequence[LayerTable], width: in
             if width != 1:
                 padded_scale = max(_padded(base_flops, *base_shape, width), 1.0)
                 row.append(_padded(flops, inputs, outputs, groups, width) / padded_scale)
-            row.append(outputs / max(base_shape[1], 1))
+            if channel_term:
+                row.append(outputs / max(base_shape[1], 1))
         rows.append(row)
     return np.asarray(rows, dtype=float)

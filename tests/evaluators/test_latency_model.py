@@ -38,7 +38,28 @@ def test_the_predictor_finds_the_vector_width_and_predicts_held_out_models():
     _, held_tables, held_ratios = _synthetic(width=8, samples=20, seed=1)
     errors = [abs(predictor.predict(t) - r) / r for t, r in zip(held_tables, held_ratios)]
     assert max(errors) < 0.01
-    assert predictor.describe() == {"samples": 40, "vector_width": 8, "cv_mape": predictor.cv_mape}
+    assert predictor.describe() == {
+        "samples": 40,
+        "vector_width": 8,
+        "channel_term": predictor.channel_term,
+        "cv_mape": predictor.cv_mape,
+    }
+
+
+def test_the_predictor_learns_work_that_grows_with_output_channels_not_flops():
+    base, tables, _ = _synthetic(width=1, samples=40, seed=2)
+    # Element-wise work after each layer: linear in its output channels (FLOPs are quadratic).
+    ratios = [0.1 + sum(0.45 * table[n][2] / base[n][2] for n in base) for table in tables]
+    predictor = LatencyPredictor.fit(base, tables, ratios)
+    assert predictor.channel_term
+    _, held_tables, _ = _synthetic(width=1, samples=20, seed=3)
+    for table in held_tables:
+        truth = 0.1 + sum(0.45 * table[n][2] / base[n][2] for n in base)
+        assert predictor.predict(table) == pytest.approx(truth, rel=0.01)
+    refit = predictor.refit(
+        held_tables, [0.1 + sum(0.45 * t[n][2] / base[n][2] for n in base) for t in held_tables]
+    )
+    assert refit.samples == 60 and predictor.samples == 40
 
 
 def test_the_predictor_refuses_too_few_or_bad_measurements():
