@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +37,10 @@ MIN_OBSERVED = 3
 NEAREST_OBSERVED = 8
 #: "Near the budget": a prediction within this share of it.
 NEAR_BUDGET = 0.25
+#: The quantile of measured / predicted latency the correction takes: a policy predicted just
+#: within the budget then measures over it about 1 time in 10 (the share of infeasible trained
+#: trials the search allows).
+FEASIBLE_QUANTILE = 0.9
 
 
 def _structure_only(policy: Policy) -> Policy:
@@ -153,21 +157,21 @@ class BudgetScreen:
     @property
     def correction(self) -> float:
         """The factor applied to the predictor's latencies: once :data:`MIN_OBSERVED` trials were
-        measured, the upper quartile of measured / predicted over the latest
+        measured, the :data:`FEASIBLE_QUANTILE` quantile of measured / predicted over the latest
         :data:`NEAREST_OBSERVED` trials predicted within :data:`NEAR_BUDGET` of the budget (or,
         with fewer than :data:`MIN_OBSERVED` of those, the ones predicted closest to it), else 1.
 
         Near the budget is where the search spends its trials and where the predictor's error
         decides what is trained; the latest trials are the kind of policy the sampler now
         proposes (the predictor's error depends on how a policy prunes: the first trials, uniform
-        warm starts and repairs, are no guide to later ones); the upper quartile errs towards
-        screening out."""
+        warm starts and repairs, are no guide to later ones); the high quantile errs towards
+        screening out, so that few trained trials measure over budget."""
         if len(self.observed) < MIN_OBSERVED:
             return 1.0
         near = [o for o in self.observed if abs(o[0] / self.limit - 1) <= NEAR_BUDGET][-NEAREST_OBSERVED:]
         if len(near) < MIN_OBSERVED:
             near = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.limit)))[:NEAREST_OBSERVED]
-        return float(statistics.quantiles([ratio for _, ratio in near], n=4, method="inclusive")[2])
+        return float(np.quantile([ratio for _, ratio in near], FEASIBLE_QUANTILE))
 
     def predict(self, policy: Policy) -> float:
         """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency

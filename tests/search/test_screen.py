@@ -1,5 +1,6 @@
 """Budget-aware sampling: exact static metrics, a calibrated latency screen, repair, warm starts."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +174,19 @@ def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(tr
     for _ in range(NEAREST_OBSERVED):  # later trials near the budget measure 20% over their prediction
         measure(tightest, 1.2)
     assert screen.correction == pytest.approx(1.2)  # the latest near the budget count
+
+
+def test_one_trial_in_eight_far_over_its_prediction_raises_the_correction(trained_tiny, space):
+    from prunepilot.search.screen import FEASIBLE_QUANTILE, NEAREST_OBSERVED
+
+    screen = BudgetScreen(
+        trained_tiny, SHAPE, "latency_ms", 1.0, _synthetic_calibration(trained_tiny, space).predictor(), 2.0
+    )
+    policy = space.uniform(0.5)
+    screen.limit = screen.predict(policy)
+    shares = [1.0] * (NEAREST_OBSERVED - 1) + [1.5]
+    for share in shares:
+        screen.observe(policy, share * screen.predict(policy) / screen.correction)
+    # A high quantile of the errors, not their middle: few policies let through measure over budget.
+    assert screen.correction == pytest.approx(float(np.quantile(shares, FEASIBLE_QUANTILE)))
+    assert screen.correction > 1.1
