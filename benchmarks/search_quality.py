@@ -22,6 +22,7 @@ the budget when re-measured is chosen, as ``prunepilot search`` chooses). Median
 spread over seeds are printed, and everything is written as JSON.
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
+        [--finetune-steps 60]
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ def _quiet(_text: str) -> None:
     pass
 
 
-def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: float) -> dict:
+def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: float, steps: int) -> dict:
     """One ``prunepilot search`` per budget; the hypervolume is that of the tighter budget's run."""
     result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}}
     for fraction in FRACTIONS:
         name = f"prunepilot-{task}-{seed}-{fraction}"
         spec = JobSpec(
             budget=f"{fraction:.0%}", task=task, trials=trials, seed=seed, out=str(out), name=name,
-            ratio_max=ratio_max,
+            ratio_max=ratio_max, finetune_steps=steps,
         )  # fmt: skip
         run_job(spec, progress=False, log=_quiet)
         report = json.loads((out / name / "report.json").read_text())
@@ -86,11 +87,14 @@ def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: floa
     return result
 
 
-def run_baseline_method(method: str, task: str, seed: int, trials: int, out: Path, ratio_max: float) -> dict:
+def run_baseline_method(
+    method: str, task: str, seed: int, trials: int, out: Path, ratio_max: float, steps: int
+) -> dict:
     """The uniform L1 sweep or random search, with prunepilot's trial, final fine-tune and selection."""
     spec = JobSpec(
-        budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed, ratio_max=ratio_max
-    ).validate()
+        budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed, ratio_max=ratio_max,
+        finetune_steps=steps,
+    ).validate()  # fmt: skip
     job = _prepare(spec, None, progress=False)
     base_ms = statistics.median(
         measure_latency(job.task.model, job.task.input_shape, job.settings.latency) for _ in range(3)
@@ -196,6 +200,12 @@ def main() -> None:
     parser.add_argument(
         "--ratio-max", type=float, default=0.9, help="largest ratio of the space, for every method"
     )
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=JobSpec().finetune_steps,
+        help="short fine-tune steps of every trial, for every method (default: prunepilot's)",
+    )
     parser.add_argument("--json", default="benchmarks/results/search_quality.json")
     args = parser.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -208,9 +218,13 @@ def main() -> None:
                 for method in METHODS:
                     t0 = time.perf_counter()
                     if method == "prunepilot":
-                        row = run_prunepilot(task, seed, args.trials, Path(tmp), args.ratio_max)
+                        row = run_prunepilot(
+                            task, seed, args.trials, Path(tmp), args.ratio_max, args.finetune_steps
+                        )
                     else:
-                        row = run_baseline_method(method, task, seed, args.trials, Path(tmp), args.ratio_max)
+                        row = run_baseline_method(
+                            method, task, seed, args.trials, Path(tmp), args.ratio_max, args.finetune_steps
+                        )
                     row.update(task=task, seed=seed, method=method, wall_s=time.perf_counter() - t0)
                     rows.append(row)
                     print(
@@ -221,7 +235,7 @@ def main() -> None:
     summaries = [_summary(rows, task) for task in tasks]
     for summary in summaries:
         _print(summary)
-    print(f"\n{args.trials} trials per method and run")
+    print(f"\n{args.trials} trials per method and run, {args.finetune_steps} fine-tune steps per trial")
     finish(args.json, {"rows": rows, "summaries": summaries}, started)
 
 
