@@ -139,8 +139,8 @@ class BudgetScreen:
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
     observed: list[tuple[float, float]] = field(default_factory=list)
-    _calibrated: LatencyPredictor | None = field(default=None, repr=False)
-    _measured: list[tuple[LayerTable, float]] = field(default_factory=list, repr=False)
+    _calibrated: LatencyPredictor | None = field(default=None, init=False, repr=False)
+    _measured: list[tuple[LayerTable, float]] = field(default_factory=list, init=False, repr=False)
     _cache: dict[str, LayerTable | float] = field(default_factory=dict, repr=False)
 
     @property
