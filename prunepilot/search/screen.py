@@ -24,7 +24,7 @@ from prunepilot.evaluators import (
     serialized_size,
 )
 from prunepilot.evaluators.inputs import example_batch, on_device
-from prunepilot.evaluators.latency_model import LatencyPredictor, LayerTable, layer_table
+from prunepilot.evaluators.latency_model import LatencyPredictor, layer_table
 from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.policies.ranking import global_ratios, group_scores
 from prunepilot.search.space import SearchSpace
@@ -139,9 +139,7 @@ class BudgetScreen:
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
     observed: list[tuple[float, float]] = field(default_factory=list)
-    _calibrated: LatencyPredictor | None = field(default=None, init=False, repr=False)
-    _measured: list[tuple[LayerTable, float]] = field(default_factory=list, init=False, repr=False)
-    _cache: dict[str, LayerTable | float] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def tolerance(self) -> float:
@@ -152,7 +150,6 @@ class BudgetScreen:
     def __post_init__(self) -> None:
         if self.metric == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
             raise ValueError("A latency budget screen needs a predictor and the baseline's latency.")
-        self._calibrated = self.predictor
 
     @property
     def correction(self) -> float:
@@ -190,29 +187,29 @@ class BudgetScreen:
         them, so that a predictor that is off near the budget neither screens out policies that
         would fit nor lets through policies that miss."""
         if self.metric == "latency_ms" and measured > 0:
-            assert self._calibrated is not None and self.baseline_ms is not None
+            assert self.predictor is not None and self.baseline_ms is not None
             predicted = self._predicted(policy)
             self.observed.append((predicted, measured / predicted))
-            self._measured.append((self._table(policy), measured / self.baseline_ms))
-            tables, ratios = zip(*self._measured)
-            self.predictor = self._calibrated.refit(tables, ratios)
+            # The predictor holds every measurement it was fit on: calibration, then earlier trials.
+            self.predictor = self.predictor.refit([self._structure(policy)], [measured / self.baseline_ms])
 
-    def _table(self, policy: Policy) -> LayerTable:
-        key = "table:" + _structure_only(policy).to_json()
+    def _structure(self, policy: Policy) -> Any:
+        """What the budget metric needs of the pruned, untrained model, computed once per channel
+        counts: its layer table for latency, else the exact metric."""
+        key = _structure_only(policy).to_json()
         if key not in self._cache:
             pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)
-            self._cache[key] = layer_table(pruned, self.input_shape)
-        return self._cache[key]  # type: ignore[return-value]
+            if self.metric == "latency_ms":
+                self._cache[key] = layer_table(pruned, self.input_shape)
+            else:
+                self._cache[key] = _static_metric(pruned, self.input_shape, self.metric)
+        return self._cache[key]
 
     def _predicted(self, policy: Policy) -> float:
         if self.metric == "latency_ms":
             assert self.predictor is not None and self.baseline_ms is not None
-            return self.baseline_ms * self.predictor.predict(self._table(policy))
-        key = _structure_only(policy).to_json()
-        if key not in self._cache:
-            pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)
-            self._cache[key] = _static_metric(pruned, self.input_shape, self.metric)
-        return self._cache[key]  # type: ignore[return-value]
+            return self.baseline_ms * self.predictor.predict(self._structure(policy))
+        return float(self._structure(policy))
 
     def fits(self, policy: Policy, margin: float = 0.0) -> bool:
         """Whether ``policy`` is predicted within the budget, or up to ``margin`` above it (a share
