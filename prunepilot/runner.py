@@ -40,7 +40,7 @@ from prunepilot.search import (
     run_search,
     warm_start,
 )
-from prunepilot.search.driver import STUDY_NAME, WARM_START_RATIOS, open_storage
+from prunepilot.search.driver import STUDY_NAME, SWEEP_SHARE, WARM_START_RATIOS, open_storage
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
 from prunepilot.search.pareto import best_first, maximizes, pareto_trials, violation
 from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
@@ -254,6 +254,14 @@ def _search_and_finish(
     if budget.metric == "latency_ms":
         # Trials time their pruned model alongside the base model: drift of the machine cancels.
         job.settings = settings = replace(settings, reference_latency_ms=baseline["latency_ms"])
+    # A budget the baseline already meets does not bind: the run maps the whole trade-off, from a
+    # sweep of uniform policies, and fills no policy up to the budget (that would undo its pruning).
+    binding = baseline[budget.metric] > limit
+    if not binding:
+        log(
+            f"The baseline already meets the budget {budget.text!r}: searching the whole trade-off "
+            "(a sweep of uniform policies first; no policy filled up to the budget)."
+        )
     screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
     study = _open_run_study(spec, run)
     recovered = recover_interrupted(study, space)
@@ -269,7 +277,8 @@ def _search_and_finish(
             log(f"Study {study.study_name!r}: warm-starting from its last front ({len(previous)} policies).")
         # Within the space's bounds, and no more than the run will run (a shared study keeps no
         # stale queue for the next night).
-        warm = _dedupe([space.clamp(p) for p in previous + _warm_starts(space, start_policy, screen)])
+        sweep = 0 if binding else max(len(WARM_START_RATIOS), round(SWEEP_SHARE * spec.trials))
+        warm = _dedupe([space.clamp(p) for p in previous + _warm_starts(space, start_policy, screen, sweep)])
         warm = warm[: spec.trials]
         warm_start(study, space, warm)
     log(
@@ -282,7 +291,15 @@ def _search_and_finish(
         with _executor(job) as executor:
             log(f"Trials run {executor.describe()}.")
             ran = run_search(
-                study, executor, space, objective, spec.trials, spec.timeout, progress, screen, spec.fill
+                study,
+                executor,
+                space,
+                objective,
+                spec.trials,
+                spec.timeout,
+                progress,
+                screen,
+                spec.fill and binding,
             )
     except KeyboardInterrupt:
         raise Interrupted(
@@ -366,12 +383,16 @@ def _predictor_summary(screen: BudgetScreen | None) -> dict[str, Any] | None:
 
 
 def _warm_starts(
-    space: SearchSpace, start_policy: Policy | None, screen: BudgetScreen | None
+    space: SearchSpace, start_policy: Policy | None, screen: BudgetScreen | None, sweep: int = 0
 ) -> list[Policy]:
     """The user's policy, then uniform policies and (with a screen) a uniform and a global LAMP
-    policy that just fit the budget; policies predicted over budget are left out."""
+    policy that just fit the budget; policies predicted over budget are left out. With ``sweep``,
+    the uniform policies are that many spread over the space's whole range instead."""
     warm = [start_policy] if start_policy else []
-    fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
+    if sweep:
+        fixed = space.uniform_sweep(sweep)
+    else:
+        fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
     if screen is None:
         return warm + fixed
     # With a loose budget the least pruning that fits is none at all: the baseline, not worth a trial.

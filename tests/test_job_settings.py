@@ -215,3 +215,28 @@ def test_fill_trains_sampled_policies_just_under_the_budget_and_no_fill_turns_it
         sampled, trained = trial["filled_from"]["groups"], trial["policy"]["groups"]
         assert all(trained[g]["ratio"] <= sampled[g]["ratio"] for g in sampled)
         assert trial["result"]["flops"] <= limit
+
+
+def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
+    capsys, tmp_path, tiny_flags
+):
+    from prunepilot.evaluators import count_flops
+
+    loose = 2 * count_flops(zoo.tiny_resnet(), torch.zeros(1, 1, 8, 8))
+    code, _, err = run_cli(capsys, "search", "--budget", f"{loose:.0f}FLOPs", "--trials", "6", "--out",
+                           tmp_path, "--name", "w", *tiny_flags)  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "w" / "report.json").read_text())
+    # A sweep of uniform policies over the whole range first (a quarter of the trials, at least 3),
+    # up to the space's largest ratio ...
+    sweep = [t["policy"]["groups"] for t in report["trials"][:3]]
+    ratios = [{g["ratio"] for g in groups.values()} for groups in sweep]
+    assert all(len(r) == 1 for r in ratios), "each warm start prunes every group alike"
+    ratios = [r.pop() for r in ratios]
+    assert ratios == sorted(ratios) and ratios[0] > 0 and ratios[-1] == 0.8
+    # ... and sampled policies are trained as sampled: filling up to a budget the baseline meets
+    # would undo their pruning.
+    assert report["screening"]["filled"] == 0
+    assert not any(t["filled_from"] for t in report["trials"])
+    sampled = [t for t in report["trials"][3:] if t["result"]]
+    assert sampled and all(t["result"]["flops"] < 0.99 * report["baseline"]["flops"] for t in sampled)

@@ -27,6 +27,9 @@ STUDY_NAME = "prunepilot"
 STUDY_FILE = "study.journal"
 #: Uniform L1 policies enqueued first on a new study (those that fit, when a screen is used).
 WARM_START_RATIOS = (0.25, 0.5, 0.7)
+#: With a budget the baseline already meets, the share of the run's trials enqueued first as a
+#: sweep of uniform policies over the whole range (the run maps the whole trade-off).
+SWEEP_SHARE = 0.25
 #: Sampled policies rejected in a row by the budget screen before the last one is repaired.
 MAX_REJECTIONS = 5
 

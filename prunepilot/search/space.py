@@ -123,6 +123,16 @@ class SearchSpace:
             round_to = self.round_to_choices[0]
         return Policy(settings, round_to)
 
+    def uniform_sweep(self, count: int) -> list[Policy]:
+        """``count`` uniform policies with ratios spread evenly over the space's range, from its
+        first step above ``ratio_low`` up to ``max_ratio`` (snapped onto the grid; duplicates
+        dropped): the hand-made recipe's whole trade-off."""
+        if count < 1:
+            raise invalid_parameter("count", "SearchSpace.uniform_sweep", "at least 1", count)
+        steps = round((self.max_ratio - self.ratio_low) / self.ratio_step)
+        picked = sorted({max(1, round(steps * (i + 1) / count)) for i in range(count)})
+        return [self.uniform(round(self.ratio_low + k * self.ratio_step, 6)) for k in picked if k <= steps]
+
     def clamp(self, policy: Policy) -> Policy:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it
         dropped (left alone), every group's ratio snapped onto the grid in ``[ratio_low,

@@ -119,3 +119,15 @@ def test_clamp_keeps_a_policy_within_the_space():
     assert clamped.round_to == 1
     inside = Policy({"a": GroupSetting(0.3, "l2"), "b": GroupSetting(0.45, "l1")}, round_to=8)
     assert space.clamp(inside) == inside
+
+
+def test_a_uniform_sweep_spreads_ratios_over_the_whole_range():
+    space = SearchSpace((_group("a"), _group("b")), ratio_high=0.8, ratio_step=0.05)
+    sweep = space.uniform_sweep(4)
+    assert [p.groups["a"].ratio for p in sweep] == [0.2, 0.4, 0.6, 0.8]
+    assert all(p == space.uniform(p.groups["a"].ratio) for p in sweep)
+    # More policies than grid steps: one per step, none twice.
+    coarse = SearchSpace((_group("a"),), ratio_high=0.2, ratio_step=0.1).uniform_sweep(5)
+    assert [p.groups["a"].ratio for p in coarse] == [0.1, 0.2]
+    with pytest.raises(UsageError, match="'count' parameter of SearchSpace.uniform_sweep must be at least 1"):
+        space.uniform_sweep(0)
