@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,  # only flags given override the job file
     )
     search.add_argument("job", nargs="?", help="a TOML job file (flags given override it)")
-    search.add_argument("--budget", help="what the model must fit: " + ACCEPTED_FORMS.replace("%", "%%"))
+    search.add_argument(
+        "--budget",
+        help="what the model must fit: "
+        + ACCEPTED_FORMS.replace("%", "%%")
+        + "; one the baseline already meets ('100%%') maps the whole trade-off",
+    )
     search.add_argument("--trials", type=int, help="trials to finish (default 24)")
     search.add_argument("--timeout", type=_positive_float, help="seconds after which no new trial starts")
     search.add_argument("--name", help="run name (default: search-<timestamp>)")
