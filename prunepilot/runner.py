@@ -34,6 +34,7 @@ from prunepilot.rundir import RunDir, default_run_name, write_atomically
 from prunepilot.search import (
     Objective,
     SearchSpace,
+    feasible_front,
     open_study,
     recover_interrupted,
     run_search,
@@ -41,7 +42,7 @@ from prunepilot.search import (
 )
 from prunepilot.search.driver import STUDY_NAME, SWEEP_SHARE, WARM_START_RATIOS, open_storage
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
-from prunepilot.search.pareto import best_within_budget, maximizes, pareto_trials, violation
+from prunepilot.search.pareto import best_first, maximizes, pareto_trials, violation
 from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
@@ -50,8 +51,7 @@ from prunepilot.trial import TrialSettings
 #: Latency batch size for user models when none is given (the built-in tasks use 64).
 DEFAULT_LATENCY_BATCH = 1
 BUILTIN_LATENCY_BATCH = 64
-#: The trials within budget with the best trial score, each given the final fine-tune (see
-#: finalize_candidates).
+#: The best front points by trial score, each given the final fine-tune (see finalize_candidates).
 FINAL_CANDIDATES = 3
 #: Latency measurements of the baseline (their median sets a relative budget).
 BASELINE_ROUNDS = 3
@@ -316,10 +316,10 @@ def _search_and_finish(
         "trial_settings": settings.to_dict(),
         "latency_predictor": _predictor_summary(screen),
     }  # fmt: skip
-    candidates = best_within_budget(study, FINAL_CANDIDATES)
     done = finalize_candidates(
-        candidates, task, spec.final_settings(settings), budget, limit, log, spec.device, maximizes(study)
-    )
+        _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device,
+        maximizes(study),
+    )  # fmt: skip
     if done is not None:
         log(f"Exporting trial {done.trial.number}: TorchScript, ONNX and plan, each checked ...")
         done.final["export"] = export_all(done, spec, task, settings, run.path)
@@ -686,6 +686,10 @@ def _dedupe(policies: list[Policy]) -> list[Policy]:
 def _model_source(spec: JobSpec) -> dict[str, str]:
     """Where the base model's class comes from, for a plan: a built-in task or the factory."""
     return {"task": spec.task} if spec.model is None else {"factory": spec.model}
+
+
+def _candidates(study):
+    return best_first(feasible_front(study), maximizes(study))[:FINAL_CANDIDATES]
 
 
 def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:

@@ -53,24 +53,9 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def feasible(study: optuna.Study) -> list[FrozenTrial]:
-    """The completed trials within budget."""
-    return [t for t in completed(study) if violation(t) == 0]
-
-
 def feasible_front(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front of the trials within budget, cheapest first."""
-    return pareto_trials(feasible(study), maximizes(study))
-
-
-def best_within_budget(study: optuna.Study, count: int) -> list[FrozenTrial]:
-    """The ``count`` trials within budget with the best validation metric, best first (ties: the
-    cheaper first).
-
-    Within the budget, cost no longer counts: a trial the front leaves out because a cheaper one
-    scores higher may still score higher than the front's next points, and is the better
-    candidate for the most accurate model within budget."""
-    return best_first(feasible(study), maximizes(study))[:count]
+    return pareto_trials([t for t in completed(study) if violation(t) == 0], maximizes(study))
 
 
 def full_front(study: optuna.Study) -> list[FrozenTrial]:

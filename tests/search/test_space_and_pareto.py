@@ -131,21 +131,3 @@ def test_a_uniform_sweep_spreads_ratios_over_the_whole_range():
     assert [p.groups["a"].ratio for p in coarse] == [0.1, 0.2]
     with pytest.raises(UsageError, match="'count' parameter of SearchSpace.uniform_sweep must be at least 1"):
         space.uniform_sweep(0)
-
-
-def test_the_final_candidates_are_the_best_scores_within_budget_front_or_not():
-    from prunepilot.search.pareto import best_within_budget, feasible_front
-
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    # (score, cost, over budget by): (0.985 @ 0.295) is dominated by (0.99 @ 0.29), yet scores
-    # higher than the front's next points; (0.999 @ 0.5) is over budget.
-    for score, cost, excess in ((0.99, 0.29, -0.1), (0.985, 0.295, -0.1), (0.984, 0.28, -0.1),
-                                (0.97, 0.2, -0.1), (0.999, 0.5, 0.5), (0.97, 0.25, -0.1)):  # fmt: skip
-        trial = study.ask()
-        trial.set_constraint("budget", excess)
-        study.tell(trial, [score, cost])
-    assert [t.values for t in feasible_front(study)] == [[0.97, 0.2], [0.984, 0.28], [0.99, 0.29]]
-    chosen = best_within_budget(study, 3)
-    assert [t.values for t in chosen] == [[0.99, 0.29], [0.985, 0.295], [0.984, 0.28]]
-    # Ties: the cheaper first.
-    assert [t.values for t in best_within_budget(study, 6)][-2:] == [[0.97, 0.2], [0.97, 0.25]]
