@@ -19,9 +19,9 @@ trials against the reference point (accuracy 0.5, latency ratio 1.0) (with, as t
 could show, that of every point found for the seed by any method) and within each budget
 (reference latency ratio 0.5 or 0.3: the front a budgeted search is after), and the test accuracy of the
 best model within 50% and 30% of the baseline's latency after the final fine-tune (the three most
-accurate trials within budget each get it; the best validation accuracy among those that still meet
-the budget when re-measured is chosen, as ``prunepilot search`` chooses). Medians and the
-spread over seeds are printed, and everything is written as JSON.
+accurate points of the front within budget each get it; the best validation accuracy among those
+that still meet the budget when re-measured is chosen, as ``prunepilot search`` chooses). Medians
+and the spread over seeds are printed, and everything is written as JSON.
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
         [--finetune-steps 60]
@@ -46,7 +46,7 @@ from prunepilot.evaluators import measure_latency
 from prunepilot.runner import FINAL_CANDIDATES, _prepare, finalize_candidates, run_job
 from prunepilot.search import Objective, open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
-from prunepilot.search.pareto import best_first, hypervolume
+from prunepilot.search.pareto import best_first, hypervolume, pareto_trials
 from prunepilot.spec import JobSpec
 
 FRACTIONS = (0.5, 0.3)
@@ -132,7 +132,7 @@ def run_baseline_method(
     for fraction in FRACTIONS:
         key = f"{fraction:.0%}"
         within = [t for t in completed if t.values[1] <= fraction * base_ms]
-        ranked = best_first(within)[:FINAL_CANDIDATES]
+        ranked = best_first(pareto_trials(within))[:FINAL_CANDIDATES]  # as prunepilot search ranks
         done = finalize_candidates(
             ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
         )
