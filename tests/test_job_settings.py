@@ -217,9 +217,7 @@ def test_fill_trains_sampled_policies_just_under_the_budget_and_no_fill_turns_it
         assert trial["result"]["flops"] <= limit
 
 
-def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
-    capsys, tmp_path, tiny_flags
-):
+def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(capsys, tmp_path, tiny_flags):
     from prunepilot.evaluators import count_flops
 
     loose = 2 * count_flops(zoo.tiny_resnet(), torch.zeros(1, 1, 8, 8))
