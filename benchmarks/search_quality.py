@@ -6,7 +6,7 @@ measurement (each pruned model timed alongside the base model, on Ray with the n
 
 - prunepilot: ``prunepilot search`` as users run it (budget-aware multivariate TPE with warm
   starts), one run per budget, and one with the budget ``100%`` (the whole trade-off: a sweep of
-  uniform policies first, no screen) whose trials give its hypervolume;
+  uniform policies first, no policy filled up to the budget) whose trials give its hypervolume;
 - uniform L1: the standard Torch-Pruning recipe, one ratio for every group scored by L1 magnitude,
   swept over ``trials`` evenly spaced ratios of the same range;
 - random: random search over prunepilot's own space (no screen, no warm start).

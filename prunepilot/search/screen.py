@@ -79,17 +79,13 @@ class Calibration:
 def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> list[Policy]:
     """Policies that cover the space: a quarter uniform (evenly spaced ratios), the rest random."""
     rng = random.Random(seed)
-    steps = int(round((space.max_ratio - space.ratio_low) / space.ratio_step))
+    grid = space.grid_ratios
+    steps = len(grid) - 1
     roundings = list(space.round_to_choices) or [space.round_to]
     uniform = max(2, samples // 4)
-    policies = [
-        space.uniform(round(space.ratio_low + space.ratio_step * round(i * steps / (uniform - 1)), 6))
-        for i in range(uniform)
-    ]
+    policies = [space.uniform(grid[round(i * steps / (uniform - 1))]) for i in range(uniform)]
     while len(policies) < samples:
-        ratios = {
-            g.name: round(space.ratio_low + space.ratio_step * rng.randint(0, steps), 6) for g in space.groups
-        }
+        ratios = {g.name: grid[rng.randint(0, steps)] for g in space.groups}
         policies.append(Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings)))
     return policies[:samples]
 
@@ -240,11 +236,7 @@ class BudgetScreen:
 
     def uniform_within(self, space: SearchSpace) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe)."""
-        steps = int(round((space.max_ratio - space.ratio_low) / space.ratio_step))
-        candidates = [
-            space.uniform(round(space.ratio_low + i * space.ratio_step, 6)) for i in range(steps + 1)
-        ]
-        return _first_fitting(candidates, self)
+        return _first_fitting([space.uniform(r) for r in space.grid_ratios], self)
 
     def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
         """A global-importance policy that fits: one threshold on LAMP scores across all groups."""

@@ -67,6 +67,12 @@ class SearchSpace:
         return round(self.ratio_low + steps * self.ratio_step, 6)
 
     @property
+    def grid_ratios(self) -> list[float]:
+        """Every ratio on the grid, from ``ratio_low`` up to ``max_ratio``."""
+        steps = round((self.max_ratio - self.ratio_low) / self.ratio_step)
+        return [round(self.ratio_low + k * self.ratio_step, 6) for k in range(steps + 1)]
+
+    @property
     def default_criterion(self) -> str:
         """The criterion of warm-start policies: ``l1`` when allowed, else the first allowed."""
         return "l1" if "l1" in self.criteria else self.criteria[0]
@@ -129,9 +135,9 @@ class SearchSpace:
         dropped): the hand-made recipe's whole trade-off."""
         if count < 1:
             raise invalid_parameter("count", "SearchSpace.uniform_sweep", "at least 1", count)
-        steps = round((self.max_ratio - self.ratio_low) / self.ratio_step)
-        picked = sorted({max(1, round(steps * (i + 1) / count)) for i in range(count)})
-        return [self.uniform(round(self.ratio_low + k * self.ratio_step, 6)) for k in picked if k <= steps]
+        above_low = self.grid_ratios[1:]
+        picked = sorted({max(1, round(len(above_low) * (i + 1) / count)) for i in range(count)})
+        return [self.uniform(above_low[k - 1]) for k in picked if k <= len(above_low)]
 
     def clamp(self, policy: Policy) -> Policy:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it
