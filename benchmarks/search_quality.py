@@ -127,7 +127,7 @@ def run_baseline_method(
         "budget_met": {},
         "hypervolume_value": hypervolume(points, REFERENCE),
         "hypervolume_within_budget": {f"{f:.0%}": hypervolume(points, (REFERENCE[0], f)) for f in FRACTIONS},
-        "points": points,
+        "points": {"all": points},
     }
     for fraction in FRACTIONS:
         key = f"{fraction:.0%}"
@@ -170,11 +170,13 @@ def _summary(rows: list[dict], task: str) -> dict:
     # The most any method could show: the front of every point found for a seed, by any method.
     pooled = []
     for seed in sorted({r["seed"] for r in rows if r["task"] == task}):
-        points = []
-        for r in rows:
-            if r["task"] == task and r["seed"] == seed:
-                found = r["points"]
-                points += [p for ps in found.values() for p in ps] if isinstance(found, dict) else found
+        points = [
+            p
+            for r in rows
+            if r["task"] == task and r["seed"] == seed
+            for run_points in r["points"].values()
+            for p in run_points
+        ]
         pooled.append(hypervolume(points, REFERENCE))
     summary["hypervolume_pooled"] = pooled
     summary["hypervolume_ratio_pooled_over_random"] = median(pooled) / hv_rand if hv_rand else None

@@ -221,20 +221,19 @@ def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
     from prunepilot.evaluators import count_flops
 
     loose = 2 * count_flops(zoo.tiny_resnet(), torch.zeros(1, 1, 8, 8))
-    code, _, err = run_cli(capsys, "search", "--budget", f"{loose:.0f}FLOPs", "--trials", "6", "--out",
+    code, _, err = run_cli(capsys, "search", "--budget", f"{loose:.0f}FLOPs", "--trials", "8", "--out",
                            tmp_path, "--name", "w", *tiny_flags)  # fmt: skip
     assert code == 0, err
     report = json.loads((tmp_path / "w" / "report.json").read_text())
-    # A sweep of uniform policies over the whole range first (a quarter of the trials, at least 3),
-    # up to the space's largest ratio ...
-    sweep = [t["policy"]["groups"] for t in report["trials"][:3]]
-    ratios = [{g["ratio"] for g in groups.values()} for groups in sweep]
-    assert all(len(r) == 1 for r in ratios), "each warm start prunes every group alike"
-    ratios = [r.pop() for r in ratios]
-    assert ratios == sorted(ratios) and ratios[0] > 0 and ratios[-1] == 0.8
+    # A sweep of uniform policies over the whole range first (half of the trials, at least 3), up
+    # to the space's largest ratio; then sampled policies (which set ratios group by group) ...
+    ratios = [{g["ratio"] for g in t["policy"]["groups"].values()} for t in report["trials"]]
+    assert [len(r) for r in ratios[:5]] == [1, 1, 1, 1, len(ratios[4])] and len(ratios[4]) > 1
+    sweep = [r.pop() for r in ratios[:4]]
+    assert sweep == sorted(sweep) and sweep[0] > 0 and sweep[-1] == 0.8
     # ... and sampled policies are trained as sampled: filling up to a budget the baseline meets
     # would undo their pruning.
     assert report["screening"]["filled"] == 0
     assert not any(t["filled_from"] for t in report["trials"])
-    sampled = [t for t in report["trials"][3:] if t["result"]]
+    sampled = [t for t in report["trials"][4:] if t["result"]]
     assert sampled and all(t["result"]["flops"] < 0.99 * report["baseline"]["flops"] for t in sampled)
