@@ -20,7 +20,8 @@ could show, that of every point found for the seed by any method) and within eac
 (reference latency ratio 0.5 or 0.3: the front a budgeted search is after), and the test accuracy of the
 best model within 50% and 30% of the baseline's latency after the final fine-tune (the three most
 accurate points of the front within budget each get it; the best validation accuracy among those
-that still meet the budget when re-measured is chosen, as ``prunepilot search`` chooses). Medians
+that still meet the budget when re-measured is chosen, and when none does, the front's cheaper
+points are tried in turn, as ``prunepilot search`` chooses). Medians
 and the spread over seeds are printed, and everything is written as JSON.
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
@@ -43,7 +44,7 @@ from results_file import finish
 
 from prunepilot.budget import parse_budget
 from prunepilot.evaluators import measure_latency
-from prunepilot.runner import FINAL_CANDIDATES, _prepare, finalize_candidates, run_job
+from prunepilot.runner import _prepare, finalize_candidates, run_job
 from prunepilot.search import Objective, open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
 from prunepilot.search.pareto import best_first, hypervolume, pareto_trials
@@ -132,7 +133,7 @@ def run_baseline_method(
     for fraction in FRACTIONS:
         key = f"{fraction:.0%}"
         within = [t for t in completed if t.values[1] <= fraction * base_ms]
-        ranked = best_first(pareto_trials(within))[:FINAL_CANDIDATES]  # as prunepilot search ranks
+        ranked = best_first(pareto_trials(within))  # as prunepilot search ranks
         done = finalize_candidates(
             ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
         )

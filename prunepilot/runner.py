@@ -51,7 +51,8 @@ from prunepilot.trial import TrialSettings
 #: Latency batch size for user models when none is given (the built-in tasks use 64).
 DEFAULT_LATENCY_BATCH = 1
 BUILTIN_LATENCY_BATCH = 64
-#: The best front points by trial score, each given the final fine-tune (see finalize_candidates).
+#: The best front points by trial score, each given the final fine-tune (see finalize_candidates;
+#: cheaper ones follow only when none of these meets the budget on re-measurement).
 FINAL_CANDIDATES = 3
 #: Latency measurements of the baseline (their median sets a relative budget).
 BASELINE_ROUNDS = 3
@@ -424,7 +425,7 @@ class Finalized:
 
 
 def finalize_candidates(
-    candidates: list[FrozenTrial],
+    ranked: list[FrozenTrial],
     task: Task,
     settings: TrialSettings,
     budget: Budget,
@@ -433,18 +434,28 @@ def finalize_candidates(
     device: str = "cpu",
     maximize: bool = True,
 ) -> Finalized | None:
-    """Finalizes every candidate (``settings.finetune_steps`` is the final length) and returns the
-    one with the best validation metric after the final fine-tune among those that meet the budget
-    on re-measurement (ties: the earlier candidate); when none does, the last one finalized (None
-    when there is no candidate).
+    """Finalizes the first :data:`FINAL_CANDIDATES` of ``ranked`` (``settings.finetune_steps`` is
+    the final length) and returns the one with the best validation metric after the final
+    fine-tune among those that meet the budget on re-measurement (ties: the earlier one).
 
     The trial score ranks policies only roughly (``benchmarks/proxy_fidelity.py``), so the few best
     are promoted to the full fine-tune and compared there, on the validation split; only the one
-    returned is scored on the test split. ``final["candidates"]`` records each one's validation
-    metric and cost.
+    returned is scored on the test split. When none of them meets the budget on re-measurement,
+    the rest of ``ranked`` is finalized in turn until one does (down the feasible front, each
+    next point scores lower and costs less): a model within budget is worth some accuracy. When
+    none ever does, the last one finalized is returned. ``final["candidates"]`` records each
+    finalized one's validation metric and cost.
+
+    Args:
+        ranked: Trials of the feasible front, best trial score first (None is returned when empty).
     """
     finished: list[Finalized] = []
-    for candidate in candidates:
+    for candidate in ranked:
+        if len(finished) >= FINAL_CANDIDATES and any(done.final["budget_met"] for done in finished):
+            break
+        if len(finished) == FINAL_CANDIDATES:
+            log(f"None of the {FINAL_CANDIDATES} best front points meets the budget on re-measurement; "
+                "trying the cheaper ones in turn.")  # fmt: skip
         policy = Policy.from_dict(candidate.user_attrs["policy"])
         log(f"Final fine-tune of trial {candidate.number} ({settings.finetune_steps} steps) ...")
         removed: dict[str, list[int]] = {}
@@ -457,16 +468,13 @@ def finalize_candidates(
     if not finished:
         return None
     fitting = [done for done in finished if done.final["budget_met"]]
-    if not fitting:
-        chosen = finished[-1]
-    else:
-        sign = 1.0 if maximize else -1.0
-        chosen = max(fitting, key=lambda done: sign * done.final["val_accuracy"])
-        chosen.final["candidates"] = [
-            {"number": done.trial.number, "val_accuracy": done.final["val_accuracy"],
-             budget.metric: done.final[budget.metric], "budget_met": done.final["budget_met"]}
-            for done in finished
-        ]  # fmt: skip
+    sign = 1.0 if maximize else -1.0
+    chosen = max(fitting, key=lambda done: sign * done.final["val_accuracy"]) if fitting else finished[-1]
+    chosen.final["candidates"] = [
+        {"number": done.trial.number, "val_accuracy": done.final["val_accuracy"],
+         budget.metric: done.final[budget.metric], "budget_met": done.final["budget_met"]}
+        for done in finished
+    ]  # fmt: skip
     chosen.final.update(score_on_test(task, chosen.model, settings, device))
     return chosen
 
@@ -689,7 +697,8 @@ def _model_source(spec: JobSpec) -> dict[str, str]:
 
 
 def _candidates(study):
-    return best_first(feasible_front(study), maximizes(study))[:FINAL_CANDIDATES]
+    """The feasible front, best trial score first (see :func:`finalize_candidates`)."""
+    return best_first(feasible_front(study), maximizes(study))
 
 
 def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:

@@ -69,7 +69,9 @@ def test_the_best_front_points_get_the_final_fine_tune_and_the_best_validation_w
     _, run, _ = default_run
     report = json.loads((run / "report.json").read_text())
     candidates = report["final"]["candidates"]
-    assert 2 <= len(candidates) <= 3 and all(c["number"] in report["front"] for c in candidates)
+    assert len(candidates) >= 2 and all(c["number"] in report["front"] for c in candidates)
+    # More than three only when none of the three best met the budget on re-measurement.
+    assert len(candidates) <= 3 or not any(c["budget_met"] for c in candidates[:3])
     # The candidates are the front's best by trial score, and the winner is the best after the
     # final fine-tune (on validation), whatever its trial score's rank.
     by_number = {t["number"]: t for t in report["trials"]}
