@@ -34,7 +34,6 @@ from prunepilot.rundir import RunDir, default_run_name, write_atomically
 from prunepilot.search import (
     Objective,
     SearchSpace,
-    feasible_front,
     open_study,
     recover_interrupted,
     run_search,
@@ -42,7 +41,7 @@ from prunepilot.search import (
 )
 from prunepilot.search.driver import STUDY_NAME, SWEEP_SHARE, WARM_START_RATIOS, open_storage
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, TrialExecutor
-from prunepilot.search.pareto import best_first, maximizes, pareto_trials, violation
+from prunepilot.search.pareto import maximizes, pareto_trials, ranked_front, violation
 from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task, load_task
@@ -318,7 +317,7 @@ def _search_and_finish(
         "latency_predictor": _predictor_summary(screen),
     }  # fmt: skip
     done = finalize_candidates(
-        _candidates(study), task, spec.final_settings(settings), budget, limit, log, spec.device,
+        ranked_front(study), task, spec.final_settings(settings), budget, limit, log, spec.device,
         maximizes(study),
     )  # fmt: skip
     if done is not None:
@@ -694,11 +693,6 @@ def _dedupe(policies: list[Policy]) -> list[Policy]:
 def _model_source(spec: JobSpec) -> dict[str, str]:
     """Where the base model's class comes from, for a plan: a built-in task or the factory."""
     return {"task": spec.task} if spec.model is None else {"factory": spec.model}
-
-
-def _candidates(study):
-    """The feasible front, best trial score first (see :func:`finalize_candidates`)."""
-    return best_first(feasible_front(study), maximizes(study))
 
 
 def _final_limit(final: dict[str, Any], budget: Budget, limit: float) -> float:

@@ -63,10 +63,15 @@ def full_front(study: optuna.Study) -> list[FrozenTrial]:
     return pareto_trials(completed(study), maximizes(study))
 
 
+def ranked_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The feasible front, best validation metric first (ties: the cheaper first)."""
+    return best_first(feasible_front(study), maximizes(study))
+
+
 def choose(study: optuna.Study) -> FrozenTrial | None:
     """The best validation metric within budget (ties: the cheaper), or None."""
-    front = feasible_front(study)
-    return best_first(front, maximizes(study))[0] if front else None
+    ranked = ranked_front(study)
+    return ranked[0] if ranked else None
 
 
 def closest(study: optuna.Study) -> FrozenTrial | None:
