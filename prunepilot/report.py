@@ -35,6 +35,16 @@ def metric_label(report: dict[str, Any]) -> str:
     return _metric(report).label
 
 
+def trial_score_note(report: dict[str, Any]) -> str:
+    """How a trial's score was measured, from the run's trial settings (for table and plot labels)."""
+    steps = report.get("trial_settings", {}).get("finetune_steps")
+    if steps is None:
+        return "trial score"
+    if steps == 0:
+        return "after BatchNorm recalibration, no fine-tune"
+    return f"after BatchNorm recalibration and {steps} fine-tune steps"
+
+
 def metric_change(report: dict[str, Any], before: float, after: float) -> str:
     """The change of the metric: in points for top-1 accuracy, else as a plain difference."""
     if _metric(report).function:
@@ -166,7 +176,7 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
         )
     ax.set_xlabel(_METRIC_LABEL[metric])
     label = metric_label(report)
-    ax.set_ylabel(f"validation {label} (after short fine-tune)")
+    ax.set_ylabel(f"validation {label} ({trial_score_note(report)})")
     ax.set_title(f"prunepilot: {label} vs cost")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -234,6 +244,8 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             "",
         ]
     lines += [f"![Pareto front]({plot_name})", "", "## Pareto front (validation, within budget)", ""]
+    lines += [f"Validation {label} of each trial {trial_score_note(report)}: a ranking score, not the "
+              "final model's (which is fine-tuned in full).", ""]  # fmt: skip
     lines += [
         f"| trial | val {label} | latency (ms) | FLOPs | params | policy |",
         "|---|---|---|---|---|---|",

@@ -59,7 +59,10 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     assert report["screening"]["trained_over_budget"] == 0
     assert all(t["feasible"] for t in report["trials"] if t["state"] == "COMPLETE")
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Baseline against chosen model" in (run / "report.md").read_text()
+    summary = (run / "report.md").read_text()
+    assert "Baseline against chosen model" in summary
+    steps = report["trial_settings"]["finetune_steps"]
+    assert f"of each trial after BatchNorm recalibration and {steps} fine-tune steps" in summary
     page = (run / "report.html").read_text()
     assert "data:image/png;base64," in page and "<link" not in page and "src='http" not in page
     assert f"Chosen: trial {report['chosen']['number']}" in page and "model.onnx" in page
@@ -181,6 +184,8 @@ def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
         "--name",
         "x",
         *tiny_flags,
+        "--finetune-steps",
+        "0",
     )
     assert code == 3
     assert "No trial met the budget" in err and "Closest: trial 0" in err
@@ -188,7 +193,9 @@ def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
     assert report["budget_met"] is False and report["chosen"] is None
     assert report["closest"]["number"] == 0
     assert not (tmp_path / "x" / "model.ts.pt").exists()
-    assert "No trial met the budget" in (tmp_path / "x" / "report.md").read_text()
+    summary = (tmp_path / "x" / "report.md").read_text()
+    assert "No trial met the budget" in summary
+    assert "of each trial after BatchNorm recalibration, no fine-tune:" in summary
 
 
 def test_dry_run_prints_groups_baseline_and_space_without_trials(capsys, tmp_path, tiny_flags):
