@@ -36,13 +36,19 @@ def metric_label(report: dict[str, Any]) -> str:
 
 
 def trial_score_note(report: dict[str, Any]) -> str:
-    """How a trial's score was measured, from the run's trial settings (for table and plot labels)."""
-    steps = report.get("trial_settings", {}).get("finetune_steps")
-    if steps is None:
-        return "trial score"
+    """How a trial's score was measured, from the run's trial settings (the plot's axis label)."""
+    steps = report["trial_settings"]["finetune_steps"]
     if steps == 0:
         return "after BatchNorm recalibration, no fine-tune"
     return f"after BatchNorm recalibration and {steps} fine-tune steps"
+
+
+def front_caption(report: dict[str, Any]) -> str:
+    """The sentence above the front's table (report.md and report.html): what its metric is."""
+    return (
+        f"Validation {metric_label(report)} of each trial {trial_score_note(report)}: a ranking "
+        "score, not the final model's (which is fine-tuned in full)."
+    )
 
 
 def metric_change(report: dict[str, Any], before: float, after: float) -> str:
@@ -244,8 +250,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             "",
         ]
     lines += [f"![Pareto front]({plot_name})", "", "## Pareto front (validation, within budget)", ""]
-    lines += [f"Validation {label} of each trial {trial_score_note(report)}: a ranking score, not the "
-              "final model's (which is fine-tuned in full).", ""]  # fmt: skip
+    lines += [front_caption(report), ""]
     lines += [
         f"| trial | val {label} | latency (ms) | FLOPs | params | policy |",
         "|---|---|---|---|---|---|",

@@ -15,11 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from prunepilot.budget import format_metric  # noqa: E402
 from prunepilot.report import (  # noqa: E402
     export_lines,
+    front_caption,
     metric_change,
     metric_label,
     pareto_plot,
     screening_sentence,
-    trial_score_note,
 )
 
 _STYLE = """
@@ -96,8 +96,7 @@ def html_report(report: dict[str, Any]) -> str:
                      format_metric("flops", result["flops"]), f"{result['params']:,}", summary])  # fmt: skip
     parts += [
         "<h2>Pareto front within budget (validation)</h2>",
-        f"<p>Validation {_e(label)} of each trial {_e(trial_score_note(report))}: a ranking score, "
-        "not the final model's (which is fine-tuned in full).</p>",
+        f"<p>{_e(front_caption(report))}</p>",
         _table(
             ["trial", f"val {label}", "latency (ms)", "FLOPs", "params", "policy (group ratio criterion)"],
             rows,
