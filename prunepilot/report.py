@@ -123,7 +123,8 @@ def build_report(
 
     Args:
         study: The run's study.
-        header: run, job, task, groups, baseline and budget entries (plain data).
+        header: run, job, task, groups, baseline, budget and trial_settings entries (plain data;
+            trial_settings is :meth:`TrialSettings.to_dict`'s, which labels the trials' metric).
         chosen: The chosen trial, or None when no trial met the budget.
         final: The final model's measurements, or None.
     """

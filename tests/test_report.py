@@ -6,7 +6,7 @@ from prunepilot.report import build_report, markdown
 from prunepilot.search import Objective
 from prunepilot.search.driver import tell_outcome
 from prunepilot.search.executors import TrialOutcome
-from prunepilot.trial import TrialResult
+from prunepilot.trial import TrialResult, TrialSettings
 
 BASELINE = {"accuracy": 1.0, "flops": 1000, "params": 100, "size_bytes": 400, "latency_ms": 10.0}
 
@@ -31,7 +31,8 @@ def _study(points):
 def test_a_flops_cut_without_a_speed_up_is_flagged():
     study = _study([(0.99, 500, 5.0), (0.999, 800, 9.99)])  # trial 1: 20% fewer FLOPs, no faster
     header = {"run": {"name": "t"}, "task": {"name": "x"}, "groups": [], "baseline": BASELINE,
-              "budget": {"metric": "latency_ms", "limit": 20.0, "text": "20ms"}}  # fmt: skip
+              "budget": {"metric": "latency_ms", "limit": 20.0, "text": "20ms"},
+              "trial_settings": TrialSettings().to_dict()}  # fmt: skip
     report = build_report(study, header, None, None)
     rows = {row["number"]: row for row in report["speedups"]}
     assert rows[0]["latency_speedup"] == 2.0 and rows[0]["flops_reduction"] == 0.5
