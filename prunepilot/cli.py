@@ -132,7 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--ratio-min", type=float, help="smallest pruning ratio per group (default 0)")
     tuning.add_argument(
         "--exclude",
-        help="comma-separated groups to leave alone: names or patterns such as 'layer3.*'",
+        help="comma-separated groups and blocks to leave alone: names or patterns such as 'layer3.*'",
+    )
+    tuning.add_argument(
+        "--no-block-removal",
+        dest="block_removal",
+        action="store_false",
+        help="prune channels only (default: the search may also remove whole residual blocks, "
+        "those with an identity shortcut)",
     )
     tuning.add_argument(
         "--round-to", type=int, help="round kept channels up to a multiple of this (default 1)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,12 @@ def export_plan(
     input_shape: tuple[int, ...],
     inputs: torch.Tensor,
     folder: Path,
+    skipped: Sequence[str] = (),
 ) -> float:
-    """Writes the pruned model as a plan: ``plan.json`` (where the base class comes from, and the
-    channels removed from each group) and ``weights.pt`` (a plain state dict). Both are reloaded
-    with :func:`load_plan` and the outputs compared before they are kept.
+    """Writes the pruned model as a plan: ``plan.json`` (where the base class comes from, the
+    blocks removed whole and the channels removed from each group) and ``weights.pt`` (a plain
+    state dict). Both are reloaded with :func:`load_plan` and the outputs compared before they are
+    kept.
 
     Args:
         model: The pruned, fine-tuned model.
@@ -92,13 +95,14 @@ def export_plan(
         input_shape: One sample's shape.
         inputs: Real inputs for the check.
         folder: The run directory.
+        skipped: The blocks removed whole (the policy's ``skip``).
 
     Returns:
         The largest absolute output difference of the reloaded plan.
     """
     plan = {
         "schema": PLAN_SCHEMA, **source, "input_shape": list(input_shape),
-        "input_dtype": dtype_of(input_shape), "removed": removed,
+        "input_dtype": dtype_of(input_shape), "skipped": list(skipped), "removed": removed,
     }  # fmt: skip
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
@@ -120,8 +124,8 @@ def export_plan(
 
 def load_plan(folder: Path) -> nn.Module:
     """Re-creates an exported model from ``folder/plan.json`` and ``folder/weights.pt``: the base
-    class is built by its factory (or the built-in task), the plan's channels are removed, and the
-    weights are loaded with ``weights_only=True`` (no pickled modules)."""
+    class is built by its factory (or the built-in task), the plan's blocks and channels are removed,
+    and the weights are loaded with ``weights_only=True`` (no pickled modules)."""
     try:
         plan = json.loads((Path(folder) / PLAN_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -137,6 +141,6 @@ def build_from_plan(plan: dict[str, Any], weights: Path) -> nn.Module:
         raise UsageError(f"Unsupported plan schema {plan.get('schema')!r}; accepted: {PLAN_SCHEMA!r}.")
     base = build_base_model(plan)
     shape = InputShape(plan["input_shape"], plan.get("input_dtype", DEFAULT_DTYPE))
-    model = apply_plan(base, plan["removed"], shape)
+    model = apply_plan(base, plan["removed"], shape, plan.get("skipped", []))
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval()

@@ -59,6 +59,7 @@ KEYS = (
     Key("space.ratio_max", "ratio_max", "float", "largest pruning ratio of a group (at most 0.95)"),
     Key("space.exclude", "exclude", "str_list", "groups left alone: names or patterns such as layer3.*"),
     Key("space.criteria", "criteria", "str_list", "criteria the search may choose from"),
+    Key("space.block_removal", "block_removal", "bool", "let the search remove whole residual blocks"),
     Key("space.round_to", "round_to", "int", "kept channels rounded up to a multiple of this"),
     Key("space.round_to_choices", "round_to_choices", "int_list", "roundings the search chooses from"),
     Key("finetune.steps", "finetune_steps", "int", "fine-tune steps per trial"),

@@ -58,6 +58,12 @@ def metric_change(report: dict[str, Any], before: float, after: float) -> str:
     return f"{100 * (after - before):+.2f} pt"
 
 
+def removed_blocks(policy: dict[str, Any]) -> str:
+    """``"; blocks removed: a, b"`` for a policy (as JSON) that removes blocks, else ``""``."""
+    skip = policy.get("skip", [])  # policies written before block removal have none
+    return f"; blocks removed: {', '.join(skip)}" if skip else ""
+
+
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     """One trial as plain data."""
     return {
@@ -264,7 +270,8 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         mean = sum(ratios) / len(ratios) if ratios else 0.0
         lines.append(
             f"| {number} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | "
-            f"{format_metric('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f} |"
+            f"{format_metric('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f}"
+            f"{removed_blocks(t['policy'])} |"
         )
     lines += [
         "",

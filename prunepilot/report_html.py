@@ -19,6 +19,7 @@ from prunepilot.report import (  # noqa: E402
     metric_change,
     metric_label,
     pareto_plot,
+    removed_blocks,
     screening_sentence,
 )
 
@@ -92,6 +93,7 @@ def html_report(report: dict[str, Any]) -> str:
         trial = by_number[number]
         result, groups = trial["result"], trial["policy"]["groups"]
         summary = ", ".join(f"{name} {g['ratio']:.2f} {g['criterion']}" for name, g in groups.items())
+        summary += removed_blocks(trial["policy"])
         rows.append([str(number), f"{result['accuracy']:.4f}", f"{result['latency_ms']:.3f}",
                      format_metric("flops", result["flops"]), f"{result['params']:,}", summary])  # fmt: skip
     parts += [
@@ -112,12 +114,17 @@ def html_report(report: dict[str, Any]) -> str:
 
 
 def _ratio_chart(report: dict[str, Any]) -> bytes:
-    groups = report["chosen"]["policy"]["groups"]
+    """The chosen policy's ratio per group; a group inside a removed block is drawn whole, in grey."""
+    policy = report["chosen"]["policy"]
+    groups, skip = policy["groups"], policy.get("skip", [])
     names = list(groups)
+    gone = [any(n.startswith(block + ".") for block in skip) for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), dpi=110)
-    ax.barh(names, [groups[n]["ratio"] for n in names], color="tab:blue")
-    for index, name in enumerate(names):
-        ax.text(groups[name]["ratio"] + 0.01, index, groups[name]["criterion"], va="center", fontsize=8)
+    ratios = [1.0 if out else groups[n]["ratio"] for n, out in zip(names, gone)]
+    ax.barh(names, ratios, color=["tab:gray" if out else "tab:blue" for out in gone])
+    for index, (name, out) in enumerate(zip(names, gone)):
+        label = "block removed" if out else groups[name]["criterion"]
+        ax.text(min(ratios[index], 0.8) + 0.01, index, label, va="center", fontsize=8)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("pruning ratio (share of channels removed)")

@@ -27,7 +27,7 @@ from prunepilot.evaluators.score import DEFAULT_METRIC_NAME, Metric, evaluate_me
 from prunepilot.export import export_plan, export_torchscript, load_torchscript
 from prunepilot.final import finalize, score_on_test
 from prunepilot.onnx_export import export_onnx
-from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_groups
+from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_blocks, discover_groups
 from prunepilot.report import build_report, markdown, metric_label, pareto_plot
 from prunepilot.report_html import html_report
 from prunepilot.rundir import RunDir, default_run_name, write_atomically
@@ -168,14 +168,21 @@ def _prepare(spec: JobSpec, start_policy: Policy | None, progress: bool, on_devi
         spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype
     )
     discovered = discover_groups(task.model, task.input_shape)
+    removable = discover_blocks(task.model, task.input_shape)
     if start_policy is not None:  # a policy may name any group; excluded ones are dropped from it
         start_policy.check_groups((g.name for g in discovered), f"The policy file {spec.policy!r}")
-    groups = _searched(discovered, spec.exclude)
+        start_policy.check_blocks(removable, f"The policy file {spec.policy!r}")
+    groups, blocks = _searched(discovered, removable if spec.block_removal else [], spec.exclude)
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     if spec.round_to_choices:
         criteria["round_to_choices"] = tuple(spec.round_to_choices)
     space = SearchSpace(
-        tuple(groups), ratio_low=spec.ratio_min, ratio_high=spec.ratio_max, round_to=spec.round_to, **criteria
+        tuple(groups),
+        tuple(blocks),
+        ratio_low=spec.ratio_min,
+        ratio_high=spec.ratio_max,
+        round_to=spec.round_to,
+        **criteria,
     )
     latency_batch = BUILTIN_LATENCY_BATCH if spec.model is None else DEFAULT_LATENCY_BATCH
     settings = spec.trial_settings(latency_batch)
@@ -194,26 +201,40 @@ def _check_device(device: str) -> None:
         )
 
 
-def _searched(groups: list[GroupInfo], exclude: list[str] | None) -> list[GroupInfo]:
-    """The groups the search may prune: all but those matching an ``exclude`` name or pattern.
+def _searched(
+    groups: list[GroupInfo], blocks: list[str], exclude: list[str] | None
+) -> tuple[list[GroupInfo], list[str]]:
+    """The groups the search may prune and the blocks it may remove: all but those matching an
+    ``exclude`` name or pattern.
 
     Raises:
-        UsageError: when a pattern matches no group, or nothing is left to prune.
+        UsageError: when a pattern matches no group or block, or no group is left to prune.
     """
     patterns = exclude or []
+
+    def excluded(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
     for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(g.name, pattern) for g in groups):
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in [*(g.name for g in groups), *blocks]):
             raise UsageError(
                 f"The 'exclude' parameter of JobSpec (--exclude) names {pattern!r}, which matches no "
-                f"prunable group; the groups are {[g.name for g in groups]}.",
+                f"prunable group or removable block; the groups are {[g.name for g in groups]}"
+                f" and the blocks {blocks}.",
                 "exclude",
             )
-    kept = [g for g in groups if not any(fnmatch.fnmatchcase(g.name, p) for p in patterns)]
+    kept = [g for g in groups if not excluded(g.name)]
     if not kept:
         raise UsageError(
             "The 'exclude' parameter of JobSpec (--exclude) leaves no group to prune.", "exclude"
         )
-    return kept
+    # A block goes with every layer in it: one that holds an excluded group is excluded too.
+    left_alone = [g.name for g in groups if excluded(g.name)]
+    kept_blocks = [
+        b for b in blocks
+        if not (excluded(b) or excluded(b + ".") or any(n.startswith(b + ".") for n in left_alone))
+    ]  # fmt: skip
+    return kept, kept_blocks
 
 
 def _check_metric(task: Task, metric: Metric) -> None:
@@ -385,9 +406,10 @@ def _predictor_summary(screen: BudgetScreen | None) -> dict[str, Any] | None:
 def _warm_starts(
     space: SearchSpace, start_policy: Policy | None, screen: BudgetScreen | None, sweep: int = 0
 ) -> list[Policy]:
-    """The user's policy, then uniform policies and (with a screen) a uniform and a global LAMP
-    policy that just fit the budget; policies predicted over budget are left out. With ``sweep``,
-    the uniform policies are that many spread over the space's whole range instead."""
+    """The user's policy, then uniform policies and (with a screen) a uniform policy, the same with
+    every removable block removed, and a global LAMP policy that just fit the budget; policies
+    predicted over budget are left out. With ``sweep``, the uniform policies are that many spread
+    over the space's whole range instead."""
     warm = [start_policy] if start_policy else []
     if sweep:
         fixed = space.uniform_sweep(sweep)
@@ -398,7 +420,11 @@ def _warm_starts(
     # With a loose budget the least pruning that fits is none at all: the baseline, not worth a trial.
     fitting = [
         p
-        for p in (screen.uniform_within(space), screen.global_within(space))
+        for p in (
+            screen.uniform_within(space),
+            screen.uniform_within(space, space.blocks) if space.blocks else None,
+            screen.global_within(space),
+        )
         if p is not None and any(s.ratio > 0 for s in p.groups.values())
     ]
     return warm + fitting + [p for p in fixed if p not in fitting and screen.fits(p)]
@@ -510,7 +536,7 @@ def export_all(
     if "plan" in formats:
         export["plan"], export["plan_weights"] = "plan.json", "weights.pt"
         export["plan_max_abs_diff"] = export_plan(
-            done.model, done.removed, _model_source(spec), task.input_shape, inputs, folder
+            done.model, done.removed, _model_source(spec), task.input_shape, inputs, folder, done.policy.skip
         )
     return export
 
@@ -538,6 +564,7 @@ def _job_header(job: _Job, baseline: dict[str, Any], limit: float) -> dict[str, 
                  "input_dtype": dtype_of(task.input_shape), "device": spec.device},
         "metric": job.settings.metric.to_dict(),
         "groups": [g.to_dict() for g in job.groups],
+        "blocks": list(job.space.blocks),
         "baseline": baseline,
         "budget": {**budget.to_dict(), "limit": limit, "baseline_value": baseline[budget.metric]},
     }  # fmt: skip
@@ -726,7 +753,8 @@ def _check_reachable(job: _Job, baseline: dict[str, Any], limit: float) -> None:
     budget = job.spec.parsed_budget
     assert budget is not None
     device = job.spec.device
-    smallest = apply_policy(task.model, space.uniform(space.max_ratio, "l1"), task.input_shape).to(device)
+    smallest_policy = replace(space.uniform(space.max_ratio, "l1"), skip=space.blocks)
+    smallest = apply_policy(task.model, smallest_policy, task.input_shape).to(device)
     reference = (on_device(task.model, device), baseline["latency_ms"])
     metrics = evaluate_model(
         smallest, task.val, task.input_shape, job.settings.latency, device=device, reference=reference,
@@ -736,7 +764,8 @@ def _check_reachable(job: _Job, baseline: dict[str, Any], limit: float) -> None:
     if value > limit:
         raise UsageError(
             f"The budget {budget.text!r} ({format_metric(budget.metric, limit)}) cannot be met: the "
-            f"smallest model in the search space (every group pruned by {space.max_ratio:g}) "
+            f"smallest model in the search space (every group pruned by {space.max_ratio:g}"
+            f"{', every removable block removed' if space.blocks else ''}) "
             f"measures {format_metric(budget.metric, value)}; loosen the budget or raise --ratio-max "
             "(at most 0.95)."
         )

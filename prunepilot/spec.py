@@ -60,8 +60,10 @@ class JobSpec:
         latency_repeats: Timed forward passes per latency measurement (median taken).
         ratio_min: Smallest pruning ratio proposed for a group.
         ratio_max: Largest pruning ratio proposed for a group.
-        exclude: Groups left alone (never pruned): names or shell patterns (``layer3.*``), each
-            matching at least one group.
+        exclude: Groups and blocks left alone (never pruned, never removed): names or shell
+            patterns (``layer3.*``), each matching at least one group or block.
+        block_removal: Let the search remove whole residual blocks (those with an identity
+            shortcut, found by ``discover_blocks``) besides pruning channels.
         round_to: Kept channels are rounded up to a multiple of this.
         round_to_choices: Roundings the search chooses from per policy; None keeps ``round_to``.
         criteria: Criteria the search may choose from; None for all.
@@ -113,6 +115,7 @@ class JobSpec:
     ratio_min: float = 0.0
     ratio_max: float = 0.8
     exclude: list[str] | None = None
+    block_removal: bool = True
     round_to: int = 1
     round_to_choices: list[int] | None = None
     criteria: list[str] | None = None

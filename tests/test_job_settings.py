@@ -112,6 +112,7 @@ def test_excluded_groups_are_never_pruned_and_ratios_keep_their_bounds(capsys, t
     assert code == 0, err
     names = {g["name"] for g in report["groups"]}
     assert names == {"layer1.conv1", "layer2.conv1", "layer2.shortcut.0"}
+    assert report["blocks"] == ["layer1"]  # layer3.* is left alone: the block is not removed either
     for trial in report["trials"]:
         groups = trial["policy"]["groups"]
         assert set(groups) <= names
@@ -237,3 +238,59 @@ def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
     assert not any(t["filled_from"] for t in report["trials"])
     sampled = [t for t in report["trials"][4:] if t["result"]]
     assert sampled and all(t["result"]["flops"] < 0.99 * report["baseline"]["flops"] for t in sampled)
+
+
+def _removing(tmp_path, *blocks: str):
+    path = tmp_path / "start.json"
+    path.write_text(json.dumps({"groups": {"layer1.conv1": {"ratio": 0.5}}, "skip": list(blocks)}))
+    return path
+
+
+def test_a_search_removes_whole_blocks_and_the_export_replays_them(capsys, tmp_path, tiny_flags):
+    code, report, err = search(capsys, tmp_path, *tiny_flags, "--policy", _removing(tmp_path, "layer3"))
+    assert code == 0, err
+    assert report["blocks"] == ["layer1", "layer3"]
+    first = report["trials"][0]
+    assert first["policy"]["skip"] == ["layer3"] and first["state"] == "COMPLETE"
+    code, _, err = run_cli(capsys, "export", tmp_path / "r", "--trial", "0", "--format", "plan", "--quiet")
+    assert code == 0, err
+    folder = tmp_path / "r" / "exports" / "trial-0"
+    assert json.loads((folder / "plan.json").read_text())["skipped"] == ["layer3"]
+    model = load_plan(folder)
+    assert isinstance(model.layer3, torch.nn.Identity) and model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert json.loads((folder / "policy.json").read_text())["skip"] == ["layer3"]
+
+
+def test_without_block_removal_no_block_is_removed_not_even_by_a_policy_file(capsys, tmp_path, tiny_flags):
+    code, report, err = search(capsys, tmp_path, *tiny_flags, "--policy", _removing(tmp_path, "layer3"),
+                               "--no-block-removal")  # fmt: skip
+    assert code == 0, err
+    assert report["blocks"] == [] and report["job"]["block_removal"] is False
+    assert all(t["policy"]["skip"] == [] for t in report["trials"])
+
+
+def test_the_dry_run_lists_the_removable_blocks(capsys, tmp_path, tiny_flags):
+    code, out, _ = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags)
+    assert code == 0 and "removable blocks: layer1, layer3" in out
+    code, out, _ = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags,
+                           "--no-block-removal")  # fmt: skip
+    assert code == 0 and "removable blocks: none" in out
+
+
+def test_a_policy_file_removing_a_block_without_an_identity_shortcut_is_refused(capsys, tmp_path, tiny_flags):
+    code, _, err = run_cli(capsys, "search", "--budget", "2x", "--policy", _removing(tmp_path, "layer2"),
+                           "--out", tmp_path / "runs", *tiny_flags)  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "start.json", "removes block(s) ['layer2']", "['layer1', 'layer3']")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_block_removal_in_a_job_file(capsys, tmp_path, tiny_weights):
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'budget = "2x"\n[model]\nfactory = "tests.zoo:tiny_resnet"\ncheckpoint = "{tiny_weights}"\n'
+        '[data]\nfactory = "tests.zoo:small_digits_data"\n[space]\nblock_removal = "no"\n'
+    )
+    code, _, err = run_cli(capsys, "validate", job)
+    assert code == 2
+    assert_one_line_error(err, "job.toml: space.block_removal:")

@@ -4,7 +4,7 @@ An additive model in the manner of NetAdapt's per-layer tables, fit on a few doz
 measurements on the target device::
 
     latency / base latency  ~  c + sum over layers l of (a_l * flops_l + b_l * padded_flops_l
-                                                      + d_l * outputs_l)
+                                                      + d_l * outputs_l) + e * layers
 
 ``padded_flops_l`` counts the layer's input and output channels rounded up to a vector width ``W``:
 kernels compute whole vectors, so 17 channels can cost what 32 cost at ``W = 16``. ``W`` is chosen
@@ -12,7 +12,10 @@ by cross-validation from :data:`VECTOR_WIDTHS` (1 means plain FLOPs only). ``out
 layer's output channels: the element-wise work after it (BatchNorm, activation, residual add,
 memory traffic) grows with its channels, not with its FLOPs (which shrink with input and output
 channels both), and dominates once a model is pruned hard; cross-validation also decides whether
-the term is used (``d = 0``). Coefficients are non-negative: more work never makes a layer faster.
+the term is used (``d = 0``). ``layers`` is the share of the base model's layers still present: each
+layer has a fixed cost (dispatch, its BatchNorm and activation calls) however few channels it keeps,
+which a model whose blocks were removed (``Policy.skip``) no longer pays; the term is used when some
+measured model lacks layers. Coefficients are non-negative: more work never makes a layer faster.
 Every feature is divided by the base model's, so it lies in [0, 1].
 
 :meth:`LatencyPredictor.refit` adds measurements to the ones a predictor was fit on: a search
@@ -75,6 +78,7 @@ class LatencyPredictor:
         base: The base model's layer table (sets the feature scale and the layer order).
         width: The vector width chosen by cross-validation.
         channel_term: Whether cross-validation chose the output-channel term.
+        layer_term: Whether the layer-count term is used (some measured model lacks layers).
         regression: The fitted non-negative linear regression.
         cv_mape: Cross-validated mean absolute percentage error on the measurements.
         tables: The measured models' layer tables it was fit on.
@@ -84,6 +88,7 @@ class LatencyPredictor:
     base: LayerTable
     width: int
     channel_term: bool
+    layer_term: bool
     regression: LinearRegression
     cv_mape: float
     tables: list[LayerTable] = field(default_factory=list, repr=False)
@@ -109,19 +114,22 @@ class LatencyPredictor:
         if not np.all(np.isfinite(target) & (target > 0)):
             raise invalid_parameter("ratios", "LatencyPredictor", "finite numbers > 0", list(ratios))
         folds = KFold(n_splits=min(5, len(tables)), shuffle=True, random_state=0)
+        layer_term = any(name not in table for table in tables for name in base)
         best: tuple[float, int, bool] | None = None
         for channel_term in (False, True):
             for width in VECTOR_WIDTHS:
-                features = _features(base, tables, width, channel_term)
+                features = _features(base, tables, width, channel_term, layer_term)
                 predicted = cross_val_predict(LinearRegression(positive=True), features, target, cv=folds)
                 error = float(np.mean(np.abs(predicted - target) / target))
                 if best is None or error < best[0] - 1e-9:
                     best = (error, width, channel_term)
         assert best is not None
         error, width, channel_term = best
-        features = _features(base, tables, width, channel_term)
+        features = _features(base, tables, width, channel_term, layer_term)
         regression = LinearRegression(positive=True).fit(features, target)
-        return cls(base, width, channel_term, regression, error, list(tables), [float(r) for r in ratios])
+        return cls(
+            base, width, channel_term, layer_term, regression, error, list(tables), [float(r) for r in ratios]
+        )
 
     def refit(self, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
         """A predictor fit on this one's measurements and ``tables`` / ``ratios`` (the vector width
@@ -130,7 +138,7 @@ class LatencyPredictor:
 
     def predict(self, table: LayerTable) -> float:
         """The predicted latency of the model with layer table ``table``, relative to the base."""
-        features = _features(self.base, [table], self.width, self.channel_term)
+        features = _features(self.base, [table], self.width, self.channel_term, self.layer_term)
         value = float(self.regression.predict(features)[0])
         return max(value, 1e-3)
 
@@ -140,12 +148,17 @@ class LatencyPredictor:
             "samples": self.samples,
             "vector_width": self.width,
             "channel_term": self.channel_term,
+            "layer_term": self.layer_term,
             "cv_mape": self.cv_mape,
         }
 
 
 def _features(
-    base: Mapping[str, tuple], tables: Sequence[LayerTable], width: int, channel_term: bool
+    base: Mapping[str, tuple],
+    tables: Sequence[LayerTable],
+    width: int,
+    channel_term: bool,
+    layer_term: bool = False,
 ) -> np.ndarray:
     rows = []
     for table in tables:
@@ -159,5 +172,7 @@ def _features(
                 row.append(_padded(flops, inputs, outputs, groups, width) / padded_scale)
             if channel_term:
                 row.append(outputs / max(base_shape[1], 1))
+        if layer_term:
+            row.append(sum(name in table for name in base) / max(len(base), 1))
         rows.append(row)
     return np.asarray(rows, dtype=float)

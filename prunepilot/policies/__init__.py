@@ -1,6 +1,8 @@
-"""Policies: prunable groups, importance criteria, the policy itself and how it is applied."""
+"""Policies: prunable groups, removable blocks, importance criteria, the policy itself and how it is
+applied."""
 
 from prunepilot.policies.apply import apply_plan, apply_policy
+from prunepilot.policies.blocks import discover_blocks, remove_blocks
 from prunepilot.policies.criteria import (
     Criterion,
     criterion_names,
@@ -19,8 +21,10 @@ __all__ = [
     "apply_plan",
     "apply_policy",
     "criterion_names",
+    "discover_blocks",
     "discover_groups",
     "get_criterion",
     "kept_channels",
     "register_criterion",
+    "remove_blocks",
 ]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
+from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import build_graph, example_inputs, named_groups
 from prunepilot.policies.policy import Policy, kept_channels
@@ -25,12 +26,14 @@ def apply_policy(
 ) -> nn.Module:
     """Returns a pruned copy of ``model``; ``model`` itself is never changed.
 
-    Every group's channels are scored first, on the unpruned copy, by the group's criterion; then
-    the lowest-scoring channels of each group are removed (with everything coupled to them).
+    The policy's blocks are removed first (see :mod:`prunepilot.policies.blocks`); then every
+    remaining group's channels are scored, on the unpruned copy, by the group's criterion, and the
+    lowest-scoring channels of each group are removed (with everything coupled to them). Groups
+    inside a removed block are gone with it.
 
     Args:
         model: The model to prune.
-        policy: Group name -> (ratio, criterion), and channel rounding.
+        policy: Group name -> (ratio, criterion), channel rounding, and the blocks removed.
         input_shape: Shape of one input sample, without the batch dimension.
         gradient_batches: (inputs, labels) batches for criteria that need gradients (taylor).
         seed: Seeds the random criterion.
@@ -38,15 +41,16 @@ def apply_policy(
             were removed (a plan: :func:`apply_plan` replays it on a fresh model).
 
     Raises:
-        UsageError: when the policy names a group the model lacks, or a criterion cannot score a
-            group (``bn_scale`` on a group without BatchNorm).
+        UsageError: when the policy names a group or a module the model lacks, or a criterion cannot
+            score a group (``bn_scale`` on a group without BatchNorm).
     """
-    pruned = copy.deepcopy(model).eval()
+    pruned = remove_blocks(copy.deepcopy(model).eval(), policy.skip)
     inputs = example_inputs(input_shape)
     graph = build_graph(pruned, inputs)
     groups = named_groups(pruned, graph, inputs)
-    policy.check_groups(groups)
-    active = {name: s for name, s in policy.groups.items() if s.ratio > 0}
+    gone = {name for name in policy.groups if _inside(name, policy.skip)}
+    policy.check_groups([*groups, *gone])
+    active = {name: s for name, s in policy.groups.items() if s.ratio > 0 and name not in gone}
     if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
         _accumulate_gradients(pruned, gradient_batches)
 
@@ -76,14 +80,21 @@ def apply_policy(
     return pruned.eval()
 
 
-def apply_plan(model: nn.Module, removed: dict[str, list[int]], input_shape: tuple[int, ...]) -> nn.Module:
-    """Returns a copy of ``model`` with exactly the channels of ``removed`` taken out (the plan
-    recorded by :func:`apply_policy`): the pruned architecture, re-created from the original class.
+def apply_plan(
+    model: nn.Module,
+    removed: dict[str, list[int]],
+    input_shape: tuple[int, ...],
+    skipped: Iterable[str] = (),
+) -> nn.Module:
+    """Returns a copy of ``model`` with the blocks ``skipped`` removed and exactly the channels of
+    ``removed`` taken out (the plan recorded by :func:`apply_policy`): the pruned architecture,
+    re-created from the original class.
 
     Raises:
-        UsageError: when the plan names a group the model lacks or a channel it does not have.
+        UsageError: when the plan names a module or group the model lacks or a channel it does not
+            have.
     """
-    pruned = copy.deepcopy(model).eval()
+    pruned = remove_blocks(copy.deepcopy(model).eval(), skipped)
     inputs = example_inputs(input_shape)
     graph = build_graph(pruned, inputs)
     groups = named_groups(pruned, graph, inputs)
@@ -98,6 +109,10 @@ def apply_plan(model: nn.Module, removed: dict[str, list[int]], input_shape: tup
             )
     _remove(graph, groups, list(removed.items()))
     return pruned.eval()
+
+
+def _inside(name: str, blocks: Iterable[str]) -> bool:
+    return any(name == block or name.startswith(block + ".") for block in blocks)
 
 
 def _remove(graph, groups: dict, removals: list[tuple[str, list[int]]]) -> None:

@@ -1,4 +1,5 @@
-"""A pruning policy: for each group, a pruning ratio and a criterion, plus channel rounding."""
+"""A pruning policy: for each group, a pruning ratio and a criterion, plus channel rounding and the
+blocks removed whole."""
 
 from __future__ import annotations
 
@@ -49,13 +50,19 @@ class Policy:
     Attributes:
         groups: Group name (root module's qualified name) -> setting.
         round_to: Kept channel counts are rounded up to a multiple of this (>= 1).
+        skip: Removable blocks (see ``blocks.discover_blocks``) removed whole, by qualified name;
+            kept sorted. The settings of groups inside a removed block have no effect.
     """
 
     groups: Mapping[str, GroupSetting] = field(default_factory=dict)
     round_to: int = 1
+    skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_integer("Policy", "round_to", self.round_to, 1)
+        if not isinstance(self.skip, (tuple, list)) or not all(isinstance(n, str) and n for n in self.skip):
+            raise invalid_parameter("skip", "Policy", "a list of block names", self.skip)
+        object.__setattr__(self, "skip", tuple(sorted(set(self.skip))))
         for name, setting in self.groups.items():
             if not isinstance(name, str) or not isinstance(setting, GroupSetting):
                 raise invalid_parameter(
@@ -75,6 +82,7 @@ class Policy:
             "schema": SCHEMA,
             "round_to": self.round_to,
             "groups": {name: {"ratio": s.ratio, "criterion": s.criterion} for name, s in self.groups.items()},
+            "skip": list(self.skip),
         }
 
     @classmethod
@@ -86,10 +94,10 @@ class Policy:
         """
         if not isinstance(data, Mapping):
             raise UsageError(f"A policy must be a JSON object. Got {type(data).__name__} instead.")
-        unknown = set(data) - {"schema", "round_to", "groups"}
+        unknown = set(data) - {"schema", "round_to", "groups", "skip"}
         if unknown:
             raise UsageError(
-                f"Unknown policy field(s) {sorted(unknown)}; accepted: schema, round_to, groups."
+                f"Unknown policy field(s) {sorted(unknown)}; accepted: schema, round_to, groups, skip."
             )
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
@@ -108,7 +116,12 @@ class Policy:
                 settings[name] = GroupSetting(entry.get("ratio"), entry.get("criterion", "l1"))
             except UsageError as exc:
                 raise UsageError(f"Group {name!r} of the policy: {exc}") from None
-        return cls(settings, data.get("round_to", 1))
+        skip = data.get("skip", [])
+        if not isinstance(skip, list):
+            raise UsageError(
+                f"The 'skip' field of a policy must be a list of block names. Got {skip!r} instead."
+            )
+        return cls(settings, data.get("round_to", 1), tuple(skip))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -135,24 +148,35 @@ class Policy:
 
     def check_groups(self, group_names: Iterable[str], source: str = "The policy") -> None:
         """Raises ``UsageError`` when the policy names a group not in ``group_names``."""
-        names = set(group_names)
-        unknown = sorted(set(self.groups) - names)
-        if unknown:
-            raise UsageError(
-                f"{source} names group(s) {unknown} that the model does not have; "
-                f"its groups are {sorted(names)}."
-            )
+        _refuse_unknown(self.groups, group_names, f"{source} names group(s) {{unknown}} that the model "
+                        "does not have; its groups are {known}.")  # fmt: skip
+
+    def check_blocks(self, block_names: Iterable[str], source: str = "The policy") -> None:
+        """Raises ``UsageError`` when the policy removes a block not in ``block_names``."""
+        _refuse_unknown(self.skip, block_names, f"{source} removes block(s) {{unknown}} that the model "
+                        "cannot lose; its removable blocks are {known}.")  # fmt: skip
 
     def describe(self) -> str:
         """One line: the mean ratio and the criteria used."""
+        removed = f"blocks removed: {', '.join(self.skip)}" if self.skip else ""
         if not self.groups:
-            return "no pruning"
+            return removed or "no pruning"
         ratios = [s.ratio for s in self.groups.values()]
         criteria = sorted({s.criterion for s in self.groups.values() if s.ratio > 0})
-        return (
+        text = (
             f"mean ratio {sum(ratios) / len(ratios):.2f} "
             f"(min {min(ratios):.2f}, max {max(ratios):.2f}), criteria {'/'.join(criteria) or '-'}"
         )
+        return f"{text}; {removed}" if removed else text
+
+
+def _refuse_unknown(named: Iterable[str], known: Iterable[str], message: str) -> None:
+    """Raises ``UsageError`` with ``message`` (``{unknown}`` and ``{known}`` filled in, sorted) when
+    ``named`` holds names not in ``known``."""
+    allowed = set(known)
+    unknown = sorted(set(named) - allowed)
+    if unknown:
+        raise UsageError(message.format(unknown=unknown, known=sorted(allowed)))
 
 
 def kept_channels(channels: int, ratio: float, round_to: int) -> int:

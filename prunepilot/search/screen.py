@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,8 @@ FEASIBLE_QUANTILE = 0.9
 def _structure_only(policy: Policy) -> Policy:
     """The same channel counts, scored by L1 (counts do not depend on the criterion, and L1 needs
     neither gradients nor BatchNorm)."""
-    return Policy({n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()}, policy.round_to)
+    settings = {n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()}
+    return Policy(settings, policy.round_to, policy.skip)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class Calibration:
 
 
 def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> list[Policy]:
-    """Policies that cover the space: a quarter uniform (evenly spaced ratios), the rest random."""
+    """Policies that cover the space: a quarter uniform (evenly spaced ratios), the rest random
+    (each of the space's blocks removed with probability one half, so that the predictor sees
+    what a block's layers cost however few channels they keep)."""
     rng = random.Random(seed)
     grid = space.grid_ratios
     steps = len(grid) - 1
@@ -86,7 +89,8 @@ def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> lis
     policies = [space.uniform(grid[round(i * steps / (uniform - 1))]) for i in range(uniform)]
     while len(policies) < samples:
         ratios = {g.name: grid[rng.randint(0, steps)] for g in space.groups}
-        policies.append(Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings)))
+        skip = tuple(b for b in space.blocks if rng.random() < 0.5)
+        policies.append(Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings), skip))
     return policies[:samples]
 
 
@@ -234,9 +238,10 @@ class BudgetScreen:
         candidates = [_toward_max(policy, space, t / 16) for t in range(17)]
         return _first_fitting(candidates, self) or candidates[-1]
 
-    def uniform_within(self, space: SearchSpace) -> Policy | None:
-        """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe)."""
-        return _first_fitting([space.uniform(r) for r in space.grid_ratios], self)
+    def uniform_within(self, space: SearchSpace, skip: tuple[str, ...] = ()) -> Policy | None:
+        """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),
+        with the blocks ``skip`` removed."""
+        return _first_fitting([replace(space.uniform(r), skip=skip) for r in space.grid_ratios], self)
 
     def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
         """A global-importance policy that fits: one threshold on LAMP scores across all groups."""
@@ -290,7 +295,7 @@ def _toward_low(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio - share * max(setting.ratio - space.ratio_low, 0.0)
         settings[group.name] = GroupSetting(_on_grid_down(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to)
+    return Policy(settings, policy.round_to, policy.skip)
 
 
 def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
@@ -299,7 +304,7 @@ def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio + share * max(space.max_ratio - setting.ratio, 0.0)
         settings[group.name] = GroupSetting(_on_grid_up(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to)
+    return Policy(settings, policy.round_to, policy.skip)
 
 
 def _static_metric(model: nn.Module, input_shape: tuple[int, ...], metric: str) -> float:

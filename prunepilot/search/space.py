@@ -17,10 +17,11 @@ def _all_criteria() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Per-group pruning ratio and criterion.
+    """Per-group pruning ratio and criterion, and for each removable block whether it goes.
 
     Attributes:
         groups: The prunable groups (from ``discover_groups``).
+        blocks: The removable blocks the search may remove whole (from ``discover_blocks``).
         ratio_low: Smallest ratio proposed for a group.
         ratio_high: Largest ratio proposed for a group (at most ``MAX_RATIO``).
         ratio_step: Ratios are proposed on this grid.
@@ -31,6 +32,7 @@ class SearchSpace:
     """
 
     groups: tuple[GroupInfo, ...]
+    blocks: tuple[str, ...] = ()
     ratio_low: float = 0.0
     ratio_high: float = 0.8
     ratio_step: float = 0.05
@@ -82,7 +84,7 @@ class SearchSpace:
         return [c for c in self.criteria if group.has_batchnorm or not get_criterion(c).needs_batchnorm]
 
     def suggest(self, trial: optuna.Trial) -> Policy:
-        """Asks ``trial`` for one ratio and one criterion per group."""
+        """Asks ``trial`` for one ratio and one criterion per group, and whether each block goes."""
         settings = {}
         for group in self.groups:
             ratio = trial.suggest_float(
@@ -98,7 +100,8 @@ class SearchSpace:
         round_to = self.round_to
         if self.round_to_choices:
             round_to = trial.suggest_categorical("round_to", list(self.round_to_choices))
-        return Policy(settings, round_to)
+        skip = tuple(b for b in self.blocks if trial.suggest_categorical(f"{b}:remove", [False, True]))
+        return Policy(settings, round_to, skip)
 
     def params_of(self, policy: Policy) -> dict[str, float | str]:
         """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
@@ -115,6 +118,8 @@ class SearchSpace:
         if self.round_to_choices:
             choices = self.round_to_choices
             params["round_to"] = policy.round_to if policy.round_to in choices else choices[0]
+        for block in self.blocks:
+            params[f"{block}:remove"] = block in policy.skip
         return params
 
     def uniform(self, ratio: float, criterion: str | None = None) -> Policy:
@@ -143,7 +148,7 @@ class SearchSpace:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it
         dropped (left alone), every group's ratio snapped onto the grid in ``[ratio_low,
         max_ratio]`` (a group not named gets ``ratio_low``), criteria and rounding from those the
-        space allows."""
+        space allows, and only the space's blocks removed."""
         params = self.params_of(policy)
         settings = {
             g.name: GroupSetting(
@@ -152,7 +157,8 @@ class SearchSpace:
             )
             for g in self.groups
         }
-        return Policy(settings, int(params.get("round_to", self.round_to)))
+        skip = tuple(b for b in self.blocks if params[f"{b}:remove"])
+        return Policy(settings, int(params.get("round_to", self.round_to)), skip)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
@@ -162,4 +168,5 @@ class SearchSpace:
             "channel rounding (round_to): "
             + (f"one of {list(self.round_to_choices)}" if self.round_to_choices else str(self.round_to)),
             f"groups: {len(self.groups)}",
+            "removable blocks: " + (", ".join(self.blocks) if self.blocks else "none"),
         ]

@@ -42,8 +42,37 @@ def test_the_predictor_finds_the_vector_width_and_predicts_held_out_models():
         "samples": 40,
         "vector_width": 8,
         "channel_term": predictor.channel_term,
+        "layer_term": False,
         "cv_mape": predictor.cv_mape,
     }
+
+
+def test_the_predictor_learns_the_fixed_cost_of_layers_that_removed_blocks_take_away():
+    rng = random.Random(4)
+    base = {"a": (1000.0, 256, 256, 1), "b": (4000.0, 256, 512, 1)}  # too wide for padding to mimic it
+
+    def tables(samples: int) -> list[dict]:
+        made = []
+        for _ in range(samples):
+            table = {}
+            for name, (flops, cin, cout, _) in base.items():
+                if name == "a" and rng.random() < 0.5:
+                    continue  # the layer's block was removed
+                new_in, new_out = rng.randint(1, cin), rng.randint(1, cout)
+                table[name] = (flops * new_in * new_out / (cin * cout), new_in, new_out, 1)
+            made.append(table)
+        return made
+
+    def latency(table: dict) -> float:  # each present layer costs 0.2 however few channels it keeps
+        return 0.05 + sum(0.2 + 0.1 * table[n][0] / base[n][0] for n in table)
+
+    measured = tables(40)
+    predictor = LatencyPredictor.fit(base, measured, [latency(t) for t in measured])
+    assert predictor.layer_term and predictor.describe()["layer_term"]
+    held = tables(20)
+    assert any("a" not in t for t in held) and any("a" in t for t in held)
+    for table in held:
+        assert predictor.predict(table) == pytest.approx(latency(table), rel=0.01)
 
 
 def test_the_predictor_learns_work_that_grows_with_output_channels_not_flops():

@@ -15,16 +15,34 @@ def _group(name, bn=True):
 
 def test_suggested_policy_round_trips_through_trial_params():
     space = SearchSpace((_group("a"), _group("b", bn=False)), ratio_high=0.6)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(1))
-    for _ in range(20):
-        trial = study.ask()
-        policy = space.suggest(trial)
+    for policy in _sampled_round_trips(space, 20, seed=1):
         assert set(policy.groups) == {"a", "b"}
         assert all(0 <= s.ratio <= 0.6 for s in policy.groups.values())
         assert policy.groups["b"].criterion != "bn_scale"
-        fixed = space.suggest(optuna.trial.FixedTrial(space.params_of(policy)))
-        assert fixed == policy
+
+
+def _sampled_round_trips(space: SearchSpace, trials: int, seed: int) -> list[Policy]:
+    """Policies a random sampler proposes; each re-created exactly from its trial parameters."""
+    sampler = optuna.samplers.RandomSampler(seed)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    policies = []
+    for _ in range(trials):
+        trial = study.ask()
+        policy = space.suggest(trial)
+        assert space.suggest(optuna.trial.FixedTrial(space.params_of(policy))) == policy
+        policies.append(policy)
         study.tell(trial, [0.5, 1.0])
+    return policies
+
+
+def test_blocks_are_removed_or_kept_by_the_sampler_and_round_trip():
+    space = SearchSpace((_group("a"),), blocks=("layer1", "layer3"))
+    seen = {policy.skip for policy in _sampled_round_trips(space, 16, seed=2)}
+    assert seen == {(), ("layer1",), ("layer3",), ("layer1", "layer3")}
+    assert space.uniform(0.5).skip == ()  # the hand-made recipe keeps every block
+    # A policy is kept to the space: a block the space may not remove stays.
+    assert space.clamp(Policy({}, skip=("layer3", "other"))).skip == ("layer3",)
+    assert "removable blocks: layer1, layer3" in space.describe()
 
 
 def test_params_of_snaps_ratios_onto_the_grid():
@@ -67,15 +85,7 @@ def test_space_from_real_groups(trained_tiny):
 
 def test_round_to_can_be_part_of_the_space():
     space = SearchSpace((_group("a"),), round_to_choices=(1, 8, 16))
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(3))
-    seen = set()
-    for _ in range(30):
-        trial = study.ask()
-        policy = space.suggest(trial)
-        seen.add(policy.round_to)
-        assert space.suggest(optuna.trial.FixedTrial(space.params_of(policy))) == policy
-        study.tell(trial, [0.5, 1.0])
-    assert seen == {1, 8, 16}
+    assert {policy.round_to for policy in _sampled_round_trips(space, 30, seed=3)} == {1, 8, 16}
     assert any("one of [1, 8, 16]" in line for line in space.describe())
     with pytest.raises(UsageError, match="'round_to' parameter of SearchSpace"):
         SearchSpace((_group("a"),), round_to_choices=(0,))

@@ -1,0 +1,96 @@
+"""Removable blocks: residual blocks with an identity shortcut, which a policy may remove whole.
+
+A block computes ``x + f(x)`` (perhaps followed by a ReLU of a non-negative sum); removing it leaves
+``x``, so the model keeps its shapes and loses the block's every layer, with the fixed cost each
+layer has on the device however few channels it keeps. On a small model at a tight latency budget
+that fixed cost is much of what is left, and a shallower model with more channels can be both
+faster and more accurate than a deeper one pruned thin (as in layer-pruning work on ResNets).
+
+A module counts as a block when, on an example input, zeroing its own parameters turns it into the
+identity: that is the functional meaning of an identity shortcut, whatever the module's class, and
+no tracing is needed. Only the innermost such modules are listed (a stage of two blocks is removed
+by removing both).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from prunepilot.errors import UsageError
+from prunepilot.evaluators.inputs import example_batch
+
+#: Largest difference from the identity accepted of a block whose parameters are zeroed.
+IDENTITY_TOLERANCE = 1e-6
+
+
+def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
+    """Qualified names of the removable blocks of ``model``, in module order; ``model`` is not
+    changed.
+
+    A module qualifies when it has parameters, runs once per forward pass with one tensor in and a
+    tensor of the same shape out, does not hold another qualifying module, and becomes the identity
+    on that input when its parameters are zeroed.
+    """
+    work = copy.deepcopy(model).eval()
+    seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    names = {module: name for name, module in work.named_modules() if name}
+
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        name = names[module]
+        if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            seen.setdefault(name, []).append((inputs[0].detach().clone(), output.detach()))
+        else:
+            seen.setdefault(name, []).append((torch.empty(0), torch.empty(1)))
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        with torch.no_grad():
+            work(example_batch(input_shape, 2))
+    finally:
+        for handle in handles:
+            handle.remove()
+    found = []
+    for name, module in work.named_modules():
+        calls = seen.get(name, [])
+        if len(calls) != 1 or not any(True for _ in module.parameters()):
+            continue
+        inputs, output = calls[0]
+        if not inputs.is_floating_point() or inputs.shape != output.shape:
+            continue
+        if _identity_when_zeroed(module, inputs):
+            found.append(name)
+    return [name for name in found if not any(other.startswith(name + ".") for other in found)]
+
+
+def _identity_when_zeroed(module: nn.Module, inputs: torch.Tensor) -> bool:
+    zeroed = copy.deepcopy(module).eval()
+    with torch.no_grad():
+        for parameter in zeroed.parameters():
+            parameter.zero_()
+        try:
+            output = zeroed(inputs)
+        except Exception:  # noqa: BLE001 - a module that cannot run alone is not a block
+            return False
+    if not isinstance(output, torch.Tensor) or output.shape != inputs.shape:
+        return False
+    scale = max(float(inputs.abs().max()), 1.0)
+    return float((output - inputs).abs().max()) <= IDENTITY_TOLERANCE * scale
+
+
+def remove_blocks(model: nn.Module, names: Iterable[str]) -> nn.Module:
+    """Replaces each named module of ``model`` (in place) by ``nn.Identity``; returns ``model``.
+
+    Raises:
+        UsageError: when a name is not a module of ``model``.
+    """
+    modules = dict(model.named_modules())
+    for name in names:
+        if not name or name not in modules:
+            raise UsageError(f"Cannot remove block {name!r}: the model has no module of that name.")
+        parent_name, _, child = name.rpartition(".")
+        setattr(modules[parent_name], child, nn.Identity())
+    return model

@@ -1,0 +1,109 @@
+"""Removable blocks: found by what they compute, removed whole by a policy, replayed by a plan."""
+
+import pytest
+import torch
+from torch import nn
+
+from prunepilot import Policy, UsageError, apply_policy
+from prunepilot.evaluators import count_flops
+from prunepilot.evaluators.inputs import InputShape
+from prunepilot.export import export_plan, load_plan
+from prunepilot.policies import GroupSetting, discover_blocks, remove_blocks
+from tests import zoo
+
+SHAPE = (1, 8, 8)
+
+
+class _PreActBlock(nn.Module):
+    """``x + f(x)`` with no activation after the sum (a transformer's or a pre-activation
+    ResNet's block)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(self.norm(x))
+
+
+class _Scaled(nn.Module):
+    """Same shape in and out, but no shortcut: removing it is not the identity."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.linear(x))
+
+
+class _Mixed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(8, 16)
+        self.stage = nn.Sequential(_PreActBlock(16), _PreActBlock(16))
+        self.plain = _Scaled(16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.plain(self.stage(self.inp(x))))
+
+
+def test_the_residual_blocks_with_an_identity_shortcut_are_found(trained_tiny):
+    # layer2 has a projection shortcut (stride 2, wider): removing it would change the shapes.
+    assert discover_blocks(trained_tiny, SHAPE) == ["layer1", "layer3"]
+
+
+def test_only_the_innermost_identity_blocks_count_and_plain_layers_never():
+    # The stage of two blocks is the identity when zeroed too, but it is removed by removing both;
+    # the plain layer and single layers of the same width are not blocks.
+    assert discover_blocks(_Mixed(), (8,)) == ["stage.0", "stage.1"]
+
+
+def test_a_model_without_shortcuts_has_no_removable_block():
+    assert discover_blocks(zoo.token_net(), InputShape((12,), "int64")) == []
+
+
+def test_a_policy_removes_blocks_and_prunes_what_is_left(trained_tiny, digits):
+    policy = Policy(
+        {"stem.0": GroupSetting(0.5), "layer3.conv1": GroupSetting(0.5), "layer1.conv1": GroupSetting(0.25)},
+        skip=("layer3",),
+    )
+    pruned = apply_policy(trained_tiny, policy, SHAPE)
+    assert isinstance(pruned.layer3, nn.Identity)
+    assert isinstance(trained_tiny.layer3, nn.Module) and not isinstance(trained_tiny.layer3, nn.Identity)
+    assert pruned.stem[0].out_channels == 4 and pruned.layer1.conv1.out_channels == 6
+    x = digits[1].tensors[0][:5]
+    assert pruned(x).shape == (5, 10)
+    sample = x[:1]
+    channels_only = apply_policy(trained_tiny, Policy(dict(policy.groups)), SHAPE)
+    assert count_flops(pruned, sample) < count_flops(channels_only, sample)
+
+
+def test_a_policy_that_removes_a_module_the_model_lacks_is_refused(trained_tiny):
+    with pytest.raises(UsageError, match="no module of that name"):
+        apply_policy(trained_tiny, Policy({}, skip=("layer9",)), SHAPE)
+
+
+def test_the_plan_replays_removed_blocks_from_the_original_class(trained_tiny, digits, tmp_path):
+    policy = Policy({"layer2.conv1": GroupSetting(0.5)}, skip=("layer1", "layer3"))
+    removed: dict[str, list[int]] = {}
+    pruned = apply_policy(trained_tiny, policy, SHAPE, removed=removed)
+    inputs = digits[2].tensors[0][:16]
+    difference = export_plan(pruned, removed, {"factory": "tests.zoo:tiny_resnet"}, SHAPE, inputs, tmp_path,
+                             policy.skip)  # fmt: skip
+    assert difference <= 1e-5
+    plan = (tmp_path / "plan.json").read_text()
+    assert '"skipped": [\n  "layer1",\n  "layer3"\n ]' in plan
+    rebuilt = load_plan(tmp_path)
+    assert isinstance(rebuilt.layer1, nn.Identity) and isinstance(rebuilt.layer3, nn.Identity)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(inputs), pruned(inputs), atol=1e-6)
+
+
+def test_remove_blocks_replaces_modules_inside_containers():
+    model = _Mixed()
+    remove_blocks(model, ["stage.1"])
+    assert isinstance(model.stage[1], nn.Identity) and isinstance(model.stage[0], _PreActBlock)
+    assert model(torch.zeros(2, 8)).shape == (2, 3)
