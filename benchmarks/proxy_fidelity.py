@@ -1,9 +1,10 @@
 """Proxy fidelity: does the trial score rank policies the way the final fine-tune does?
 
-For ``--policies`` random policies of prunepilot's space (a ratio and a criterion per group, seeded),
-the trial score (validation accuracy after BatchNorm recalibration and a short fine-tune of S steps)
-is compared with the test accuracy after the full final fine-tune (600 steps). Printed: the Spearman
-rank correlation for each S, per task. Trials run two at a time, one thread each (nothing is timed).
+For ``--policies`` random policies of prunepilot's space (a ratio and a criterion per group, and
+each removable block removed or kept, seeded), the trial score (validation accuracy after BatchNorm
+recalibration and a short fine-tune of S steps) is compared with the test accuracy after the full
+final fine-tune (600 steps). Printed: the Spearman rank correlation for each S, per task. Trials
+run two at a time, one thread each (nothing is timed).
 
 Each policy gets ``--final-seeds`` final fine-tunes (seeds 0, 1, ...). The correlation is given
 against the first (one final fine-tune, as a user runs it) and against their mean (the policy's
@@ -51,18 +52,21 @@ FINAL_STEPS = 600
 
 
 def random_policies(space, count: int, seed: int) -> list[Policy]:
+    """Policies drawn uniformly from the space: a ratio on the grid and a criterion per group, and
+    each removable block removed with probability one half."""
     rng = random.Random(seed)
     steps = int(round((space.max_ratio - space.ratio_low) / space.ratio_step))
-    return [
-        Policy({
+    policies = []
+    for _ in range(count):
+        settings = {
             g.name: GroupSetting(
                 round(space.ratio_low + space.ratio_step * rng.randint(0, steps), 6),
                 rng.choice(space.criteria_for(g)),
             )
             for g in space.groups
-        })
-        for _ in range(count)
-    ]  # fmt: skip
+        }
+        policies.append(Policy(settings, skip=tuple(b for b in space.blocks if rng.random() < 0.5)))
+    return policies
 
 
 def mean_cross_entropy(model: torch.nn.Module, dataset) -> float:

@@ -409,10 +409,11 @@ def _warm_starts(
     """The user's policy, then uniform policies and (with a screen) a uniform policy, the same with
     every removable block removed, and a global LAMP policy that just fit the budget; policies
     predicted over budget are left out. With ``sweep``, the uniform policies are that many spread
-    over the space's whole range instead."""
+    over the space's whole range instead (half of them with every removable block removed, see
+    :meth:`SearchSpace.trade_off_sweep`)."""
     warm = [start_policy] if start_policy else []
     if sweep:
-        fixed = space.uniform_sweep(sweep)
+        fixed = space.trade_off_sweep(sweep)
     else:
         fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
     if screen is None:

@@ -232,6 +232,8 @@ def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
     assert [len(r) for r in ratios[:4]] == [1, 1, 1, 1] and len(ratios[4]) > 1
     sweep = [r.pop() for r in ratios[:4]]
     assert sweep == sorted(sweep) and sweep[0] > 0 and sweep[-1] == 0.8
+    # Every other one without the removable blocks: the shallow model's trade-off.
+    assert [t["policy"]["skip"] for t in report["trials"][:4]] == [[], ["layer1", "layer3"]] * 2
     # ... and sampled policies are trained as sampled: filling up to a budget the baseline meets
     # would undo their pruning.
     assert report["screening"]["filled"] == 0

@@ -66,14 +66,19 @@ def test_warm_start_trials_record_their_params_for_the_sampler(capsys, tmp_path,
     assert code == 0
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "w" / "study.journal")))
     trials = optuna.load_study(study_name="prunepilot", storage=storage).trials
-    # A budget the baseline meets: the warm starts sweep uniform ratios (0.25, 0.55, 0.8 of 0.8).
-    assert trials[0].params["stem.0:ratio"] == pytest.approx(0.25)
-    assert trials[1].params["layer3.conv1:ratio"] == pytest.approx(0.55)
+    # A budget the baseline meets: the warm starts sweep uniform ratios (0.4 and 0.8 of 0.8), and
+    # 0.8 with every removable block removed in between.
+    assert trials[0].params["stem.0:ratio"] == pytest.approx(0.4)
+    assert not trials[0].params["layer1:remove"] and not trials[0].params["layer3:remove"]
+    assert trials[1].params["layer3.conv1:ratio"] == pytest.approx(0.8)
+    assert trials[1].params["layer1:remove"] and trials[1].params["layer3:remove"]
     for trial in trials:
         recorded = trial.user_attrs["policy"]["groups"]
         assert {name: trial.params[f"{name}:ratio"] for name in recorded} == {
             name: pytest.approx(setting["ratio"]) for name, setting in recorded.items()
         }
+        removed = trial.user_attrs["policy"]["skip"]
+        assert [b for b in ("layer1", "layer3") if trial.params[f"{b}:remove"]] == removed
 
 
 def test_artefacts_are_readable_by_others_and_leave_no_temporary_files(tmp_path):

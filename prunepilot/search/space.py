@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 
 import optuna
 
@@ -143,6 +144,17 @@ class SearchSpace:
         above_low = self.grid_ratios[1:]
         picked = sorted({max(1, round(len(above_low) * (i + 1) / count)) for i in range(count)})
         return [self.uniform(above_low[k - 1]) for k in picked if k <= len(above_low)]
+
+    def trade_off_sweep(self, count: int) -> list[Policy]:
+        """``count`` policies that map the whole trade-off: :meth:`uniform_sweep`, and when the
+        space has removable blocks, half of it again with every block removed (the shallow
+        model's trade-off, which reaches lower costs), the two alternating so that any first part
+        of the list holds both."""
+        if not self.blocks or count < 2:
+            return self.uniform_sweep(count)
+        whole = self.uniform_sweep((count + 1) // 2)
+        shallow = [replace(p, skip=self.blocks) for p in self.uniform_sweep(count // 2)]
+        return [p for pair in itertools.zip_longest(whole, shallow) for p in pair if p is not None]
 
     def clamp(self, policy: Policy) -> Policy:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import optuna
 import pytest
 
@@ -141,3 +143,14 @@ def test_a_uniform_sweep_spreads_ratios_over_the_whole_range():
     assert [p.groups["a"].ratio for p in coarse] == [0.1, 0.2]
     with pytest.raises(UsageError, match="'count' parameter of SearchSpace.uniform_sweep must be at least 1"):
         space.uniform_sweep(0)
+
+
+def test_the_trade_off_sweep_alternates_the_whole_model_and_the_one_without_its_blocks():
+    space = SearchSpace((_group("a"), _group("b")), blocks=("layer1",), ratio_high=0.8, ratio_step=0.05)
+    sweep = space.trade_off_sweep(5)
+    assert [(p.groups["a"].ratio, p.skip) for p in sweep] == [
+        (0.25, ()), (0.4, ("layer1",)), (0.55, ()), (0.8, ("layer1",)), (0.8, ()),
+    ]  # fmt: skip
+    assert all(p == replace(space.uniform(p.groups["a"].ratio), skip=p.skip) for p in sweep)
+    no_blocks = SearchSpace((_group("a"),), ratio_high=0.8, ratio_step=0.05)
+    assert no_blocks.trade_off_sweep(4) == no_blocks.uniform_sweep(4)
