@@ -57,7 +57,7 @@ KEYS = (
     Key("latency.repeats", "latency_repeats", "int", "timed passes per measurement"),
     Key("space.ratio_min", "ratio_min", "float", "smallest pruning ratio of a group"),
     Key("space.ratio_max", "ratio_max", "float", "largest pruning ratio of a group (at most 0.95)"),
-    Key("space.exclude", "exclude", "str_list", "groups left alone: names or patterns such as layer3.*"),
+    Key("space.exclude", "exclude", "str_list", "groups and blocks left alone: names or patterns (layer3.*)"),
     Key("space.criteria", "criteria", "str_list", "criteria the search may choose from"),
     Key("space.block_removal", "block_removal", "bool", "let the search remove whole residual blocks"),
     Key("space.round_to", "round_to", "int", "kept channels rounded up to a multiple of this"),

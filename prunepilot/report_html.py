@@ -114,11 +114,16 @@ def html_report(report: dict[str, Any]) -> str:
 
 
 def _ratio_chart(report: dict[str, Any]) -> bytes:
-    """The chosen policy's ratio per group; a group inside a removed block is drawn whole, in grey."""
+    """The chosen policy's ratio per group; a group whose every layer was in a removed block is
+    drawn whole, in grey."""
     policy = report["chosen"]["policy"]
     groups, skip = policy["groups"], policy.get("skip", [])
+    layers = {g["name"]: g["modules"] for g in report.get("groups", [])}
     names = list(groups)
-    gone = [any(n.startswith(block + ".") for block in skip) for n in names]
+    gone = [
+        bool(skip) and all(any(m.startswith(b + ".") for b in skip) for m in layers.get(n, [n]))
+        for n in names
+    ]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), dpi=110)
     ratios = [1.0 if out else groups[n]["ratio"] for n, out in zip(names, gone)]
     ax.barh(names, ratios, color=["tab:gray" if out else "tab:blue" for out in gone])

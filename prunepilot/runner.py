@@ -217,10 +217,11 @@ def _searched(
 
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in [*(g.name for g in groups), *blocks]):
+            also = f" and the removable blocks {blocks}" if blocks else ""
             raise UsageError(
                 f"The 'exclude' parameter of JobSpec (--exclude) names {pattern!r}, which matches no "
-                f"prunable group or removable block; the groups are {[g.name for g in groups]}"
-                f" and the blocks {blocks}.",
+                f"prunable group{' or removable block' if blocks else ''}; the groups are "
+                f"{[g.name for g in groups]}{also}.",
                 "exclude",
             )
     kept = [g for g in groups if not excluded(g.name)]
@@ -426,7 +427,7 @@ def _warm_starts(
             screen.uniform_within(space, space.blocks) if space.blocks else None,
             screen.global_within(space),
         )
-        if p is not None and any(s.ratio > 0 for s in p.groups.values())
+        if p is not None and (p.skip or any(s.ratio > 0 for s in p.groups.values()))
     ]
     return warm + fitting + [p for p in fixed if p not in fitting and screen.fits(p)]
 

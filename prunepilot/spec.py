@@ -266,6 +266,8 @@ class JobSpec:
     def from_dict(cls, data: dict) -> JobSpec:
         known = {f.name for f in fields(cls) if not f.name.startswith("_")}
         values = {k: v for k, v in data.items() if k in known}
+        # A run saved before block removal existed removed no block: resumed, it still does not.
+        values.setdefault("block_removal", False)
         if values.get("input_shape") is not None:
             values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)

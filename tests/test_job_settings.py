@@ -120,7 +120,10 @@ def test_excluded_groups_are_never_pruned_and_ratios_keep_their_bounds(capsys, t
     model, base = load_plan(tmp_path / "r"), zoo.tiny_resnet()
     assert model.layer3.conv1.out_channels == base.layer3.conv1.out_channels  # left alone
     assert model.stem[0].out_channels == base.stem[0].out_channels
-    assert model.layer1.conv1.out_channels < base.layer1.conv1.out_channels  # pruned by >= 0.3
+    # layer1 is pruned by >= 0.3, or removed whole (the search may remove it).
+    assert isinstance(model.layer1, torch.nn.Identity) or (
+        model.layer1.conv1.out_channels < base.layer1.conv1.out_channels
+    )
 
 
 def test_a_model_of_token_ids_is_traced_timed_searched_and_exported(capsys, tmp_path):
@@ -291,8 +294,66 @@ def test_block_removal_in_a_job_file(capsys, tmp_path, tiny_weights):
     job = tmp_path / "job.toml"
     job.write_text(
         f'budget = "2x"\n[model]\nfactory = "tests.zoo:tiny_resnet"\ncheckpoint = "{tiny_weights}"\n'
-        '[data]\nfactory = "tests.zoo:small_digits_data"\n[space]\nblock_removal = "no"\n'
+        '[data]\nfactory = "tests.zoo:small_digits_data"\n[space]\nblock_removal = false\n'
     )
+    code, out, err = run_cli(capsys, "search", job, "--dry-run", "--quiet", "--out", tmp_path)
+    assert code == 0, err
+    assert "removable blocks: none" in out
+    job.write_text(job.read_text().replace("block_removal = false", 'block_removal = "no"'))
     code, _, err = run_cli(capsys, "validate", job)
     assert code == 2
     assert_one_line_error(err, "job.toml: space.block_removal:")
+
+
+def test_a_run_saved_before_block_removal_resumes_without_it():
+    saved = JobSpec(budget="2x").to_dict()
+    del saved["block_removal"]
+    assert JobSpec.from_dict(saved).block_removal is False
+    assert JobSpec.from_dict(JobSpec(budget="2x").to_dict()).block_removal is True
+
+
+def _flops_budget(*blocks: str) -> float:
+    """FLOPs of the tiny model with every group pruned by 0.8 and ``blocks`` removed."""
+    from prunepilot import Policy, apply_policy, discover_groups
+    from prunepilot.evaluators import count_flops
+
+    model = zoo.tiny_resnet()
+    names = [g.name for g in discover_groups(model, (1, 8, 8))]
+    smallest = apply_policy(model, Policy(Policy.uniform(names, 0.8).groups, skip=blocks), (1, 8, 8))
+    return count_flops(smallest, torch.zeros(1, 1, 8, 8))
+
+
+def test_a_budget_only_block_removal_reaches_is_searched_and_without_it_refused(capsys, tmp_path, tiny_flags):
+    budget = f"{(_flops_budget() + _flops_budget('layer1', 'layer3')) / 2:.0f}FLOPs"
+    code, report, err = search(capsys, tmp_path, *tiny_flags, "--budget", budget)
+    assert code == 0, err
+    assert report["chosen"]["policy"]["skip"]  # nothing fits without removing a block
+    code, _, err = run_cli(capsys, "search", "--budget", budget, "--out", tmp_path / "no", *tiny_flags,
+                           "--no-block-removal")  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "cannot be met", "every group pruned by 0.8)")
+    assert not (tmp_path / "no").exists()
+
+
+def test_removing_blocks_alone_is_a_warm_start_when_it_fits(capsys, tmp_path, tiny_flags, trained_tiny):
+    from prunepilot import Policy, apply_policy
+    from prunepilot.evaluators import count_flops
+
+    shallow = apply_policy(trained_tiny, Policy({}, skip=("layer1", "layer3")), (1, 8, 8))
+    budget = f"{count_flops(shallow, torch.zeros(1, 1, 8, 8)) + 1:.0f}FLOPs"
+    code, report, err = search(capsys, tmp_path, *tiny_flags, "--budget", budget)
+    assert code == 0, err
+    policies = [t["policy"] for t in report["trials"]]
+    assert any(p["skip"] == ["layer1", "layer3"] and not any(g["ratio"] for g in p["groups"].values())
+               for p in policies)  # fmt: skip
+
+
+def test_an_exclude_may_name_a_block_alone(capsys, tmp_path, tiny_flags):
+    code, out, err = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags,
+                             "--exclude", "layer3")  # fmt: skip
+    assert code == 0, err
+    assert "removable blocks: layer1" in out and "layer3.conv1" in out  # the block kept, its group searched
+    code, _, err = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags,
+                           "--exclude", "layer3", "--no-block-removal")  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "'layer3', which matches no prunable group;")

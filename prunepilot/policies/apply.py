@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterable
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from prunepilot.errors import UsageError
@@ -29,7 +30,8 @@ def apply_policy(
     The policy's blocks are removed first (see :mod:`prunepilot.policies.blocks`); then every
     remaining group's channels are scored, on the unpruned copy, by the group's criterion, and the
     lowest-scoring channels of each group are removed (with everything coupled to them). Groups
-    inside a removed block are gone with it.
+    keep the names they have in the whole model; those whose every layer was in a removed block
+    are gone with it.
 
     Args:
         model: The model to prune.
@@ -41,14 +43,11 @@ def apply_policy(
             were removed (a plan: :func:`apply_plan` replays it on a fresh model).
 
     Raises:
-        UsageError: when the policy names a group or a module the model lacks, or a criterion cannot
-            score a group (``bn_scale`` on a group without BatchNorm).
+        UsageError: when the policy names a group or a module the model lacks, removes a module
+            whose removal changes the model's output shape, or a criterion cannot score a group
+            (``bn_scale`` on a group without BatchNorm).
     """
-    pruned = remove_blocks(copy.deepcopy(model).eval(), policy.skip)
-    inputs = example_inputs(input_shape)
-    graph = build_graph(pruned, inputs)
-    groups = named_groups(pruned, graph, inputs)
-    gone = {name for name in policy.groups if _inside(name, policy.skip)}
+    pruned, graph, groups, gone = _without_blocks(model, policy.skip, input_shape)
     policy.check_groups([*groups, *gone])
     active = {name: s for name, s in policy.groups.items() if s.ratio > 0 and name not in gone}
     if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
@@ -94,10 +93,7 @@ def apply_plan(
         UsageError: when the plan names a module or group the model lacks or a channel it does not
             have.
     """
-    pruned = remove_blocks(copy.deepcopy(model).eval(), skipped)
-    inputs = example_inputs(input_shape)
-    graph = build_graph(pruned, inputs)
-    groups = named_groups(pruned, graph, inputs)
+    pruned, graph, groups, _ = _without_blocks(model, tuple(skipped), input_shape)
     unknown = sorted(set(removed) - set(groups))
     if unknown:
         raise UsageError(f"The plan names group(s) {unknown} that the model does not have.")
@@ -111,8 +107,57 @@ def apply_plan(
     return pruned.eval()
 
 
-def _inside(name: str, blocks: Iterable[str]) -> bool:
-    return any(name == block or name.startswith(block + ".") for block in blocks)
+def _without_blocks(
+    model: nn.Module, skip: tuple[str, ...], input_shape: tuple[int, ...]
+) -> tuple[nn.Module, tp.DependencyGraph, dict[str, tp.dependency.Group], set[str]]:
+    """A copy of ``model`` with the blocks ``skip`` removed, its dependency graph, and its groups
+    named as they are in the whole model; and the names of the whole model's groups that went with
+    the blocks.
+
+    A group is named by its root layer, which can lie in a removed block while the group lives on
+    (the residual stream of ``x + f(x)`` blocks is named after the last block's layer): such a
+    group keeps the name of the whole model's group it shares a layer with.
+
+    Raises:
+        UsageError: when ``skip`` names a module the model lacks, or removing it changes the
+            model's output shape (only blocks with an identity shortcut can be removed).
+    """
+    inputs = example_inputs(input_shape)
+    pruned = copy.deepcopy(model).eval()
+    if not skip:
+        graph = build_graph(pruned, inputs)
+        return pruned, graph, named_groups(pruned, graph, inputs), set()
+    whole = copy.deepcopy(model).eval()
+    whole_graph = build_graph(whole, inputs)
+    before = {name: _layers(whole, group) for name, group in named_groups(whole, whole_graph, inputs).items()}
+    shape = _output_shape(pruned, inputs)
+    remove_blocks(pruned, skip)
+    if _output_shape(pruned, inputs) != shape:
+        raise UsageError(
+            f"Removing {list(skip)} changes the model's output shape from {shape} to "
+            f"{_output_shape(pruned, inputs)}; only blocks with an identity shortcut can be removed."
+        )
+    graph = build_graph(pruned, inputs)
+    after = named_groups(pruned, graph, inputs)
+    groups = {}
+    for name, group in after.items():
+        layers = _layers(pruned, group)
+        if name not in before:
+            name = next((old for old, kept in before.items() if old not in after and kept & layers), name)
+        groups[name] = group
+    return pruned, graph, groups, set(before) - set(groups)
+
+
+def _layers(model: nn.Module, group: tp.dependency.Group) -> set[str]:
+    """Qualified names of the modules a group touches."""
+    names = {module: name for name, module in model.named_modules()}
+    return {names[dep.target.module] for dep, _ in group if dep.target.module in names}
+
+
+def _output_shape(model: nn.Module, inputs: torch.Tensor) -> tuple:
+    with torch.no_grad():
+        outputs = model(inputs)
+    return tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else ()
 
 
 def _remove(graph, groups: dict, removals: list[tuple[str, list[int]]]) -> None:

@@ -31,22 +31,29 @@ def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]
     """Qualified names of the removable blocks of ``model``, in module order; ``model`` is not
     changed.
 
-    A module qualifies when it has parameters, runs once per forward pass with one tensor in and a
-    tensor of the same shape out, does not hold another qualifying module, and becomes the identity
-    on that input when its parameters are zeroed.
+    A module qualifies when it has parameters, runs once per forward pass with one tensor in (no
+    keyword arguments) that is not all zeros and a tensor of the same shape out, does not hold
+    another qualifying module, and becomes the identity on that input when its parameters are
+    zeroed. Blocks that end in an activation of a sum that can be negative are not found (removing
+    them would drop the activation too).
+
+    Raises:
+        Whatever the model raises on an example input (``input_shape``'s dtype, batch of 2).
     """
     work = copy.deepcopy(model).eval()
-    seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     names = {module: name for name, module in work.named_modules() if name}
+    calls: dict[str, list[torch.Tensor | None]] = {}
+    outputs: dict[str, list[object]] = {}
 
-    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-        name = names[module]
-        if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
-            seen.setdefault(name, []).append((inputs[0].detach().clone(), output.detach()))
-        else:
-            seen.setdefault(name, []).append((torch.empty(0), torch.empty(1)))
+    def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
+        calls.setdefault(names[module], []).append(args[0].detach().clone() if single else None)
 
-    handles = [m.register_forward_hook(hook) for m in names]
+    def after(module: nn.Module, _args: tuple, output: object) -> None:
+        outputs.setdefault(names[module], []).append(output)
+
+    handles = [m.register_forward_pre_hook(before, with_kwargs=True) for m in names]
+    handles += [m.register_forward_hook(after) for m in names]
     try:
         with torch.no_grad():
             work(example_batch(input_shape, 2))
@@ -55,18 +62,19 @@ def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]
             handle.remove()
     found = []
     for name, module in work.named_modules():
-        calls = seen.get(name, [])
-        if len(calls) != 1 or not any(True for _ in module.parameters()):
+        inputs, output = calls.get(name, []), outputs.get(name, [])
+        if len(inputs) != 1 or inputs[0] is None or not any(True for _ in module.parameters()):
             continue
-        inputs, output = calls[0]
-        if not inputs.is_floating_point() or inputs.shape != output.shape:
-            continue
-        if _identity_when_zeroed(module, inputs):
+        x = inputs[0]
+        same_shape = isinstance(output[0], torch.Tensor) and output[0].shape == x.shape
+        # On an all-zero input every zeroed layer looks like the identity.
+        if same_shape and x.is_floating_point() and bool(x.any()) and _identity_when_zeroed(module, x):
             found.append(name)
     return [name for name in found if not any(other.startswith(name + ".") for other in found)]
 
 
 def _identity_when_zeroed(module: nn.Module, inputs: torch.Tensor) -> bool:
+    """Whether a copy of ``module`` with every parameter zeroed returns ``inputs`` unchanged."""
     zeroed = copy.deepcopy(module).eval()
     with torch.no_grad():
         for parameter in zeroed.parameters():

@@ -157,7 +157,7 @@ class Policy:
                         "cannot lose; its removable blocks are {known}.")  # fmt: skip
 
     def describe(self) -> str:
-        """One line: the mean ratio and the criteria used."""
+        """One line: the mean ratio, the criteria used and the blocks removed."""
         removed = f"blocks removed: {', '.join(self.skip)}" if self.skip else ""
         if not self.groups:
             return removed or "no pruning"

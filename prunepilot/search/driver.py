@@ -262,7 +262,9 @@ def run_search(
                 asking = trial = study.ask()
                 suggested = space.suggest(trial)  # records the trial's params, enqueued ones too
                 fixed = trial.user_attrs.get("policy")
-                policy = Policy.from_dict(fixed) if fixed else suggested
+                # An enqueued policy runs as given, but removes only blocks this space may remove
+                # (another night's run of a shared study may have had others).
+                policy = space.within_blocks(Policy.from_dict(fixed)) if fixed else suggested
                 trial.set_user_attr("policy", policy.to_dict())
                 if screen is not None and not fixed and not screen.fits(policy):
                     _reject(study, trial, screen.predict(policy), objective)

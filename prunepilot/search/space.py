@@ -150,11 +150,18 @@ class SearchSpace:
         space has removable blocks, half of it again with every block removed (the shallow
         model's trade-off, which reaches lower costs), the two alternating so that any first part
         of the list holds both."""
+        if count < 1:
+            raise invalid_parameter("count", "SearchSpace.trade_off_sweep", "at least 1", count)
         if not self.blocks or count < 2:
             return self.uniform_sweep(count)
         whole = self.uniform_sweep((count + 1) // 2)
         shallow = [replace(p, skip=self.blocks) for p in self.uniform_sweep(count // 2)]
         return [p for pair in itertools.zip_longest(whole, shallow) for p in pair if p is not None]
+
+    def within_blocks(self, policy: Policy) -> Policy:
+        """``policy`` removing only the blocks this space may remove (the rest kept)."""
+        skip = tuple(b for b in policy.skip if b in self.blocks)
+        return policy if skip == policy.skip else replace(policy, skip=skip)
 
     def clamp(self, policy: Policy) -> Policy:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it

@@ -8,7 +8,7 @@ from prunepilot import Policy, UsageError, apply_policy
 from prunepilot.evaluators import count_flops
 from prunepilot.evaluators.inputs import InputShape
 from prunepilot.export import export_plan, load_plan
-from prunepilot.policies import GroupSetting, discover_blocks, remove_blocks
+from prunepilot.policies import GroupSetting, apply_plan, discover_blocks, remove_blocks
 from tests import zoo
 
 SHAPE = (1, 8, 8)
@@ -65,6 +65,31 @@ def test_a_model_without_shortcuts_has_no_removable_block():
     assert discover_blocks(zoo.token_net(), InputShape((12,), "int64")) == []
 
 
+class _Odd(nn.Module):
+    """Same-shape layers that are no blocks: one fed zeros, one called twice, one given a keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.zeroed_input = nn.Linear(8, 8)
+        self.shared = _PreActBlock(8)
+        self.keyword = _Keyword(8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zeros = self.zeroed_input(x * 0)
+        shared = self.shared(self.shared(x))
+        return self.head(zeros + shared + self.keyword(x, scale=2.0))
+
+
+class _Keyword(_PreActBlock):
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:  # noqa: D102
+        return x + scale * self.linear(self.norm(x))
+
+
+def test_layers_fed_zeros_called_twice_or_given_keywords_are_not_taken_for_blocks():
+    assert discover_blocks(_Odd(), (8,)) == []
+
+
 def test_a_policy_removes_blocks_and_prunes_what_is_left(trained_tiny, digits):
     policy = Policy(
         {"stem.0": GroupSetting(0.5), "layer3.conv1": GroupSetting(0.5), "layer1.conv1": GroupSetting(0.25)},
@@ -84,6 +109,28 @@ def test_a_policy_removes_blocks_and_prunes_what_is_left(trained_tiny, digits):
 def test_a_policy_that_removes_a_module_the_model_lacks_is_refused(trained_tiny):
     with pytest.raises(UsageError, match="no module of that name"):
         apply_policy(trained_tiny, Policy({}, skip=("layer9",)), SHAPE)
+
+
+def test_removing_a_module_that_changes_the_output_shape_is_refused(trained_tiny):
+    with pytest.raises(UsageError, match=r"changes the model's output shape from \(2, 10\)"):
+        apply_policy(trained_tiny, Policy({}, skip=("fc",)), SHAPE)
+
+
+def test_a_group_named_after_a_removed_block_keeps_its_name_and_its_ratio():
+    # The residual stream of x + f(x) blocks is named after the last block's layer.
+    model = _Mixed()
+    stream = "stage.1.linear"
+    policy = Policy({stream: GroupSetting(0.5), "plain.linear": GroupSetting(0.25)}, skip=("stage.1",))
+    removed: dict[str, list[int]] = {}
+    pruned = apply_policy(model, policy, (8,), removed=removed)
+    assert isinstance(pruned.stage[1], nn.Identity)
+    assert pruned.inp.out_features == pruned.stage[0].linear.out_features == 8  # the stream, halved
+    assert pruned.plain.linear.out_features == 12
+    assert sorted(removed) == ["plain.linear", stream] and len(removed[stream]) == 8
+    replayed = apply_plan(model, removed, (8,), policy.skip)
+    with torch.no_grad():
+        x = torch.randn(3, 8)
+        assert torch.allclose(replayed(x), pruned(x))
 
 
 def test_the_plan_replays_removed_blocks_from_the_original_class(trained_tiny, digits, tmp_path):

@@ -1,5 +1,7 @@
 """The driver: ask/tell, failures recorded, resume without recomputation."""
 
+from dataclasses import replace
+
 from prunepilot import Policy, TrialResult, discover_groups
 from prunepilot.search import Objective, SearchSpace, open_study, recover_interrupted, run_search, warm_start
 from prunepilot.search.driver import finished_count
@@ -215,3 +217,19 @@ def test_when_nothing_is_predicted_to_fit_the_search_still_trains_and_ends(
         assert {s.ratio for s in policy.groups.values()} == {space.max_ratio}
     trained = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert all(t.user_attrs["repaired_from"] is not None for t in trained)
+
+
+def test_an_enqueued_policy_removes_only_blocks_the_space_may_remove(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    # Another night's run of a shared study left a policy removing layer3, which this run excludes.
+    groups = tuple(discover_groups(trained_tiny, SHAPE))
+    space, data = SearchSpace(groups, ("layer1",)), TaskData(digits[0], digits[1], SHAPE)
+    study = open_study(tmp_path, seed=0)
+    wider = SearchSpace(groups, ("layer1", "layer3"))
+    warm_start(study, wider, [replace(space.uniform(0.5), skip=("layer1", "layer3"))])
+    trial_fn = CountingTrial()
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
+    run_search(study, executor, space, Objective("latency_ms", 6.0), 1, progress=False)
+    assert trial_fn.policies[0].skip == ("layer1",)
+    assert study.trials[0].user_attrs["policy"]["skip"] == ["layer1"]
