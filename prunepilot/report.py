@@ -77,6 +77,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "screened": trial.user_attrs.get("screened"),
         "repaired_from": trial.user_attrs.get("repaired_from"),
         "filled_from": trial.user_attrs.get("filled_from"),
+        "raised_from": trial.user_attrs.get("raised_from"),
         "predicted": trial.user_attrs.get("predicted"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
@@ -113,6 +114,7 @@ def screening(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "screened_out": sum(bool(t["screened"]) for t in trials),
         "repaired": sum(t["repaired_from"] is not None for t in trials),
         "filled": sum(t.get("filled_from") is not None for t in trials),
+        "raised": sum(t.get("raised_from") is not None for t in trials),
         "trained": len(trained),
         "trained_over_budget": over,
         "trained_over_budget_share": over / len(trained) if trained else None,
@@ -320,7 +322,7 @@ def screening_sentence(numbers: dict[str, Any]) -> str:
     return (
         f"Budget-aware sampling: {numbers['screened_out']} sampled policies screened out before "
         f"training (predicted over budget), {numbers['repaired']} repaired, "
-        f"{numbers.get('filled', 0)} filled up to the budget; "
+        f"{numbers.get('filled', 0)} filled up to the budget, {numbers.get('raised', 0)} raised to it; "
         f"{numbers['trained_over_budget']} of {numbers['trained']} trained trials measured over budget"
         + (f" ({100 * share:.0f}%)" if share is not None else "")
         + "."

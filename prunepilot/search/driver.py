@@ -237,11 +237,16 @@ def run_search(
     region) and marked ``screened``. After :data:`MAX_REJECTIONS` such policies in a row, the last
     one is repaired (its ratios raised until it fits, or as far as the space allows) and run
     instead, so the search always moves on. Each trained trial's measurement is passed to
-    :meth:`BudgetScreen.observe`. With ``fill`` as well, a sampled policy that fits is
-    filled (see :meth:`BudgetScreen.fill`): its ratios are lowered until it lands just under the
-    budget, the sampled policy kept as ``filled_from``. The sampler chooses how pruning is shared
-    out among groups; the budget sets how much. Enqueued policies (warm starts, the user's policy,
-    re-queued and repaired trials) run as given.
+    :meth:`BudgetScreen.observe`. With ``fill`` as well, every sampled policy is brought to the
+    budget: one that fits is filled (see :meth:`BudgetScreen.fill`), its ratios lowered until it
+    lands just under the budget, the sampled policy kept as ``filled_from``; one predicted over
+    budget is raised in the same way (:meth:`BudgetScreen.repair`), kept as ``raised_from``, and
+    screened out only when no raise fits. The sampler chooses how pruning is shared out among
+    groups and which blocks go; the budget sets how much. (Rejecting policies over budget instead
+    teaches the sampler where policies fit, not which fit best: a structure that makes most random
+    ratios fit, such as one with blocks removed, wins the search whether or not it is the most
+    accurate at the budget.) Enqueued policies (warm starts, the user's policy, re-queued and
+    repaired trials) run as given.
 
     Returns:
         The number of trials run by this call.
@@ -266,6 +271,12 @@ def run_search(
                 # (another night's run of a shared study may have had others).
                 policy = space.within_blocks(Policy.from_dict(fixed)) if fixed else suggested
                 trial.set_user_attr("policy", policy.to_dict())
+                if screen is not None and fill and not fixed and not screen.fits(policy):
+                    raised = screen.repair(policy, space, margin=-screen.tolerance)
+                    if screen.fits(raised):
+                        trial.set_user_attr("raised_from", policy.to_dict())
+                        trial.set_user_attr("policy", raised.to_dict())
+                        policy = raised
                 if screen is not None and not fixed and not screen.fits(policy):
                     _reject(study, trial, screen.predict(policy), objective)
                     asking = None

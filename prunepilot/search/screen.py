@@ -230,16 +230,16 @@ class BudgetScreen:
         fitting = _first_fitting(candidates, self, -self.tolerance)
         return fitting if fitting is not None else policy
 
-    def repair(self, policy: Policy, space: SearchSpace) -> Policy:
+    def repair(self, policy: Policy, space: SearchSpace, margin: float = 0.0) -> Policy:
         """The least raise of ``policy``'s ratios toward ``space.max_ratio`` (every group moved the
         same share of its way, ratios rounded up onto the grid, its blocks kept or removed as they
-        are) that fits; else every ratio at ``space.max_ratio`` with every removable block removed,
-        when that fits; when nothing is predicted to fit, that smallest model of the space (the
-        closest the space gets; measured, it may still fit)."""
+        are) that fits (``margin`` as in :meth:`fits`); else every ratio at ``space.max_ratio``
+        with every removable block removed, when that fits; when nothing is predicted to fit, that
+        smallest model of the space (the closest the space gets; measured, it may still fit)."""
         candidates = [_toward_max(policy, space, t / 16) for t in range(17)]
         if set(space.blocks) - set(policy.skip):
             candidates.append(replace(candidates[-1], skip=tuple(space.blocks)))
-        return _first_fitting(candidates, self) or candidates[-1]
+        return _first_fitting(candidates, self, margin) or candidates[-1]
 
     def uniform_within(self, space: SearchSpace, skip: tuple[str, ...] = ()) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),

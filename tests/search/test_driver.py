@@ -198,6 +198,27 @@ def test_with_fill_sampled_policies_are_trained_just_under_the_budget_and_enqueu
         assert sum(s.ratio for s in policy.groups.values()) < sum(s.ratio for s in sampled.groups.values())
 
 
+def test_with_fill_policies_over_budget_are_raised_to_it_rather_than_screened_out(
+    tmp_path, trained_tiny, digits, fast_settings
+):
+    space, data = _setup(tmp_path, trained_tiny, digits)
+    screen, limit = _flops_screen(trained_tiny, 0.4)
+    study = open_study(tmp_path, seed=0)
+    trial_fn = CountingTrial()
+    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
+    run_search(study, executor, space, Objective("flops", limit), 8, progress=False, screen=screen, fill=True)
+    # Without fill, the same proposals include policies over a 40% FLOPs budget, screened out
+    # (the test above); with fill, each is raised until it fits and is trained.
+    assert not [t for t in study.trials if t.state.name == "PRUNED"]
+    raised = [t for t in study.trials if t.user_attrs.get("raised_from")]
+    assert raised
+    for trial in raised:
+        sampled = Policy.from_dict(trial.user_attrs["raised_from"])
+        policy = Policy.from_dict(trial.user_attrs["policy"])
+        assert not screen.fits(sampled) and screen.fits(policy) and policy in trial_fn.policies
+        assert all(policy.groups[n].ratio >= s.ratio for n, s in sampled.groups.items())
+
+
 def test_when_nothing_is_predicted_to_fit_the_search_still_trains_and_ends(
     tmp_path, trained_tiny, digits, fast_settings
 ):
