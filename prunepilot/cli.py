@@ -160,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-fill",
         dest="fill",
         action="store_false",
-        help="train sampled policies as sampled, even those well under budget (default: ratios "
-        "lowered until the policy lands just under the budget)",
+        help="train sampled policies as sampled, even those well under budget, and reject those over "
+        "it (default: ratios lowered or raised until the policy lands just under the budget)",
     )
     tuning.add_argument(
         "--calibration-samples",

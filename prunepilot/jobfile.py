@@ -68,7 +68,7 @@ KEYS = (
     Key("finetune.batch_size", "batch_size", "int", "fine-tune and recalibration batch size"),
     Key("finetune.bn_batches", "bn_batches", "int", "batches for BatchNorm recalibration"),
     Key("screen.enabled", "screen", "bool", "predict each policy's budget metric and skip those over budget"),
-    Key("screen.fill", "fill", "bool", "lower a sampled policy's ratios until it lands just under budget"),
+    Key("screen.fill", "fill", "bool", "lower or raise a sampled policy's ratios until just under budget"),
     Key("screen.calibration_samples", "calibration_samples", "int", "pruned models timed for the predictor"),
     Key("ray.workers", "workers", "int", "trials in flight; 0 runs them in this process"),
     Key("ray.address", "ray_address", "str", "a Ray cluster to join"),

@@ -69,9 +69,9 @@ class JobSpec:
         criteria: Criteria the search may choose from; None for all.
         screen: Predict each sampled policy's budget metric before training it, and reject or
             repair policies predicted over budget (budget-aware sampling).
-        fill: With the screen, lower a sampled policy's ratios until it lands just under the
-            budget (the search chooses where to prune, the budget how much); never with a budget
-            the baseline already meets.
+        fill: With the screen, lower (or, over budget, raise) a sampled policy's ratios until it
+            lands just under the budget (the search chooses where to prune, the budget how much);
+            never with a budget the baseline already meets.
         calibration_samples: Policies measured to calibrate the latency predictor of a latency
             budget's screen; 0 screens no latency budget.
         dry_run: Print groups, baseline and space; run no trial.
