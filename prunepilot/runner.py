@@ -409,17 +409,18 @@ def _warm_starts(
 ) -> list[Policy]:
     """The user's policy, then uniform policies and (with a screen) a uniform policy, the same with
     every removable block removed, and a global LAMP policy that just fit the budget; policies
-    predicted over budget are left out. With ``sweep``, the uniform policies are that many spread
-    over the space's whole range instead (half of them with every removable block removed, see
-    :meth:`SearchSpace.trade_off_sweep`)."""
+    predicted over budget are left out. With ``sweep`` (a budget the baseline meets), the user's
+    policy and then that many uniform policies spread over the space's whole range (half of them
+    with every removable block removed, see :meth:`SearchSpace.trade_off_sweep`)."""
     warm = [start_policy] if start_policy else []
     if sweep:
         fixed = space.trade_off_sweep(sweep)
     else:
         fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
-    if screen is None:
+    if screen is None or sweep:
+        # With a budget the baseline meets, the least pruning that fits is none at all: the sweep
+        # maps the trade-off instead.
         return warm + fixed
-    # With a loose budget the least pruning that fits is none at all: the baseline, not worth a trial.
     fitting = [
         p
         for p in (
