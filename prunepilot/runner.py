@@ -414,12 +414,11 @@ def _warm_starts(
     with every removable block removed, see :meth:`SearchSpace.trade_off_sweep`)."""
     warm = [start_policy] if start_policy else []
     if sweep:
-        fixed = space.trade_off_sweep(sweep)
-    else:
-        fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
-    if screen is None or sweep:
         # With a budget the baseline meets, the least pruning that fits is none at all: the sweep
         # maps the trade-off instead.
+        return warm + space.trade_off_sweep(sweep)
+    fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
+    if screen is None:
         return warm + fixed
     fitting = [
         p

@@ -271,21 +271,20 @@ def run_search(
                 # (another night's run of a shared study may have had others).
                 policy = space.within_blocks(Policy.from_dict(fixed)) if fixed else suggested
                 trial.set_user_attr("policy", policy.to_dict())
-                if screen is not None and fill and not fixed and not screen.fits(policy):
-                    raised = screen.repair(policy, space, margin=-screen.tolerance)
-                    if screen.fits(raised):
-                        trial.set_user_attr("raised_from", policy.to_dict())
-                        trial.set_user_attr("policy", raised.to_dict())
-                        policy = raised
                 if screen is not None and not fixed and not screen.fits(policy):
-                    _reject(study, trial, screen.predict(policy), objective)
-                    asking = None
-                    rejected += 1
-                    if rejected >= MAX_REJECTIONS:
-                        repaired = screen.repair(policy, space)
-                        warm_start(study, space, [repaired], {"repaired_from": trial.number})
-                        rejected = 0
-                    continue
+                    raised = screen.repair(policy, space, margin=-screen.tolerance) if fill else None
+                    if raised is None or not screen.fits(raised):
+                        _reject(study, trial, screen.predict(policy), objective)
+                        asking = None
+                        rejected += 1
+                        if rejected >= MAX_REJECTIONS:
+                            repaired = screen.repair(policy, space)
+                            warm_start(study, space, [repaired], {"repaired_from": trial.number})
+                            rejected = 0
+                        continue
+                    trial.set_user_attr("raised_from", policy.to_dict())
+                    trial.set_user_attr("policy", raised.to_dict())
+                    policy = raised
                 rejected = 0
                 if screen is not None and fill and not fixed:
                     filled = screen.fill(policy, space)

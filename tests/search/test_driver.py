@@ -155,15 +155,25 @@ def _flops_screen(model, share: float):
     return BudgetScreen(model, SHAPE, "flops", limit), limit
 
 
+def _search_under_40_percent_flops(tmp_path, model, digits, settings, fill):
+    """8 trials of a search screened against 40% of ``model``'s FLOPs: (study, screen, limit,
+    trial function, trials run)."""
+    space, data = _setup(tmp_path, model, digits)
+    screen, limit = _flops_screen(model, 0.4)
+    study = open_study(tmp_path, seed=0)
+    trial_fn = CountingTrial()
+    executor = InProcessExecutor(model, data, settings, trial_fn)
+    objective = Objective("flops", limit)
+    ran = run_search(study, executor, space, objective, 8, progress=False, screen=screen, fill=fill)
+    return study, screen, limit, trial_fn, ran
+
+
 def test_a_screen_keeps_policies_predicted_over_budget_from_training(
     tmp_path, trained_tiny, digits, fast_settings
 ):
-    space, data = _setup(tmp_path, trained_tiny, digits)
-    screen, limit = _flops_screen(trained_tiny, 0.4)
-    study = open_study(tmp_path, seed=0)
-    trial_fn = CountingTrial()
-    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
-    ran = run_search(study, executor, space, Objective("flops", limit), 8, progress=False, screen=screen)
+    study, screen, limit, trial_fn, ran = _search_under_40_percent_flops(
+        tmp_path, trained_tiny, digits, fast_settings, fill=False
+    )
     assert ran == 8 and len(trial_fn.policies) == 8
     assert all(screen.fits(p) for p in trial_fn.policies)  # nothing over budget was trained
     screened = [t for t in study.trials if t.state.name == "PRUNED"]
@@ -201,12 +211,9 @@ def test_with_fill_sampled_policies_are_trained_just_under_the_budget_and_enqueu
 def test_with_fill_policies_over_budget_are_raised_to_it_rather_than_screened_out(
     tmp_path, trained_tiny, digits, fast_settings
 ):
-    space, data = _setup(tmp_path, trained_tiny, digits)
-    screen, limit = _flops_screen(trained_tiny, 0.4)
-    study = open_study(tmp_path, seed=0)
-    trial_fn = CountingTrial()
-    executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
-    run_search(study, executor, space, Objective("flops", limit), 8, progress=False, screen=screen, fill=True)
+    study, screen, _, trial_fn, _ = _search_under_40_percent_flops(
+        tmp_path, trained_tiny, digits, fast_settings, fill=True
+    )
     # Without fill, the same proposals include policies over a 40% FLOPs budget, screened out
     # (the test above); with fill, each is raised until it fits and is trained.
     assert not [t for t in study.trials if t.state.name == "PRUNED"]
