@@ -1,6 +1,6 @@
 """The latency predictor's error on held-out policies, and what channel rounding does to latency.
 
-Per task: the predictor is calibrated as ``prunepilot search`` calibrates it (32 policies, each
+Per task: the predictor is calibrated as ``prunepilot search`` calibrates it (64 policies, each
 timed alongside the base model), then ``--held-out`` other random policies are measured three times
 each (median of the ratios) and predicted. Printed: the mean and largest absolute percentage error,
 next to a FLOPs-proportional guess (latency ratio = FLOPs ratio). Then the latency ratio of uniform

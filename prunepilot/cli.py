@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument(
         "--seed", type=int, help="seeds the sampler, the data order and the random criterion (default 0)"
     )
-    tuning.add_argument("--finetune-steps", type=int, help="fine-tune steps per trial (default 60)")
+    tuning.add_argument("--finetune-steps", type=int, help="fine-tune steps per trial (default 120)")
     tuning.add_argument("--final-steps", type=int, help="fine-tune steps of the chosen model (default 600)")
     tuning.add_argument("--lr", type=float, help="peak fine-tune learning rate (default 0.001)")
     tuning.add_argument("--batch-size", type=int, help="fine-tune batch size (default 64)")
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration-samples",
         type=int,
         help="policies measured to calibrate the latency predictor that screens a latency budget "
-        "(default 32; 0: no latency screen)",
+        "(default 64; 0: no latency screen)",
     )
     latency = search.add_argument_group("latency measurement")
     latency.add_argument(

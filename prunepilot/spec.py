@@ -15,6 +15,7 @@ from prunepilot.evaluators.latency_model import MIN_SAMPLES
 from prunepilot.evaluators.score import DIRECTIONS, Metric
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
+from prunepilot.search.screen import CALIBRATION_SAMPLES
 from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 from prunepilot.trial import TrialSettings
 
@@ -104,7 +105,7 @@ class JobSpec:
     study: str | None = None
     storage: str | None = None
     seed: int = 0
-    finetune_steps: int = 60
+    finetune_steps: int = TrialSettings.finetune_steps
     final_steps: int = 600
     lr: float = 1e-3
     batch_size: int = 64
@@ -121,7 +122,7 @@ class JobSpec:
     criteria: list[str] | None = None
     screen: bool = True
     fill: bool = True
-    calibration_samples: int = 32
+    calibration_samples: int = CALIBRATION_SAMPLES
     dry_run: bool = False
     workers: int | None = None
     ray_address: str | None = None

@@ -50,7 +50,7 @@ class TrialSettings:
     """
 
     bn_batches: int = 8
-    finetune_steps: int = 60
+    finetune_steps: int = 120
     batch_size: int = 64
     lr: float = 1e-3
     gradient_batches: int = 4

@@ -29,8 +29,10 @@ from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.policies.ranking import global_ratios, group_scores
 from prunepilot.search.space import SearchSpace
 
-#: Policies measured to calibrate the latency predictor, by default.
-CALIBRATION_SAMPLES = 32
+#: Policies measured to calibrate the latency predictor, by default. Over random splits of 76
+#: measured policies per built-in task, the held-out error fell from 5.3% (mnist) and 6.3% (digits)
+#: at 32 to 3.6% and 4.9% at 64; calibration then takes about 25 s (digits) to 55 s (mnist).
+CALIBRATION_SAMPLES = 64
 #: Trained trials measured before their latencies correct the predictor's (see BudgetScreen.observe).
 MIN_OBSERVED = 3
 #: The measured trials that set the correction: the latest this many predicted near the budget.

@@ -38,11 +38,13 @@ def test_the_predictor_finds_the_vector_width_and_predicts_held_out_models():
     _, held_tables, held_ratios = _synthetic(width=8, samples=20, seed=1)
     errors = [abs(predictor.predict(t) - r) / r for t, r in zip(held_tables, held_ratios)]
     assert max(errors) < 0.01
+    assert predictor.alpha == 0  # exact measurements: nothing to shrink
     assert predictor.describe() == {
         "samples": 40,
         "vector_width": 8,
         "channel_term": predictor.channel_term,
         "layer_term": False,
+        "ridge_alpha": predictor.alpha,
         "cv_mape": predictor.cv_mape,
     }
 
@@ -89,6 +91,28 @@ def test_the_predictor_learns_work_that_grows_with_output_channels_not_flops():
         held_tables, [0.1 + sum(0.45 * t[n][2] / base[n][2] for n in base) for t in held_tables]
     )
     assert refit.samples == 60 and predictor.samples == 40
+
+
+def test_the_predictor_shrinks_its_fit_when_few_noisy_measurements_meet_many_layers():
+    rng = random.Random(5)
+    base = {f"l{i}": (1000.0, 16, 16, 1) for i in range(10)}
+
+    def tables(samples: int) -> list[dict]:
+        return [
+            {n: (f * (k := rng.randint(1, 16)) / 16, 16, k, 1) for n, (f, *_) in base.items()}
+            for _ in range(samples)
+        ]
+
+    def latency(table: dict) -> float:  # every layer alike
+        return 0.1 + sum(0.09 * table[n][0] / base[n][0] for n in base)
+
+    measured = tables(16)
+    noisy = [latency(t) * rng.uniform(0.8, 1.2) for t in measured]  # measured with 20% noise
+    predictor = LatencyPredictor.fit(base, measured, noisy)
+    assert predictor.alpha > 0 and predictor.describe()["ridge_alpha"] == predictor.alpha
+    held = tables(40)
+    errors = [abs(predictor.predict(t) - latency(t)) / latency(t) for t in held]
+    assert sum(errors) / len(errors) < 0.2  # about the noise of one measurement
 
 
 def test_the_predictor_refuses_too_few_or_bad_measurements():
