@@ -22,7 +22,9 @@ best model within 50% and 30% of the baseline's latency after the final fine-tun
 accurate points of the front within budget each get it; the best validation accuracy among those
 that still meet the budget when re-measured is chosen, and when none does, the front's cheaper
 points are tried in turn, as ``prunepilot search`` chooses). Medians
-and the spread over seeds are printed, and everything is written as JSON.
+and the spread over seeds are printed, and everything is written as JSON, with each method's final
+selection per budget (``final``: the chosen trial, and every candidate finalized with its
+validation accuracy and re-measured cost).
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
         [--finetune-steps 60]
@@ -87,6 +89,7 @@ def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: floa
         within = hypervolume(points, (REFERENCE[0], fraction))
         result.setdefault("hypervolume_within_budget", {})[key] = within
         final = report["final"]
+        result.setdefault("final", {})[key] = final
         result["test_accuracy"][key] = final["test_accuracy"] if final else None
         result["budget_met"][key] = report["budget_met"]
         result.setdefault("screening", {})[key] = report["screening"]
@@ -138,6 +141,7 @@ def run_baseline_method(
             ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
         )
         final = done.final if done else None
+        result.setdefault("final", {})[key] = final
         result["test_accuracy"][key] = final["test_accuracy"] if final else None
         result["budget_met"][key] = bool(final and final["budget_met"])
     return result
