@@ -27,7 +27,7 @@ selection per budget (``final``: the chosen trial, and every candidate finalized
 validation accuracy and re-measured cost).
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
-        [--finetune-steps 60]
+        [--finetune-steps 120]
 """
 
 from __future__ import annotations

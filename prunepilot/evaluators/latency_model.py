@@ -128,15 +128,18 @@ class LatencyPredictor:
             return float(np.mean(np.abs(predicted - target) / target))
 
         choices = [(c, w) for c in (False, True) for w in VECTOR_WIDTHS]
-        errors = [cv_error(_features(base, tables, w, c, layer_term), 0.0) for c, w in choices]
-        channel_term, width = choices[int(np.argmin(errors))]  # the first of equals: the simplest
+        feature_errors = [cv_error(_features(base, tables, w, c, layer_term), 0.0) for c, w in choices]
+        best = int(np.argmin(feature_errors))  # the first of equals: the simplest
+        channel_term, width = choices[best]
         features = _features(base, tables, width, channel_term, layer_term)
-        errors = [min(errors), *(cv_error(features, alpha) for alpha in RIDGE_ALPHAS[1:])]
-        alpha = RIDGE_ALPHAS[int(np.argmin(errors))]
+        # RIDGE_ALPHAS[0] is plain least squares, whose error is already known.
+        alpha_errors = [feature_errors[best], *(cv_error(features, a) for a in RIDGE_ALPHAS[1:])]
+        chosen = int(np.argmin(alpha_errors))
+        alpha = RIDGE_ALPHAS[chosen]
         regression = _regression(alpha).fit(features, target)
         return cls(
-            base, width, channel_term, layer_term, regression, alpha, min(errors), list(tables),
-            [float(r) for r in ratios],
+            base, width, channel_term, layer_term, regression, alpha, alpha_errors[chosen],
+            list(tables), [float(r) for r in ratios],
         )  # fmt: skip
 
     def refit(self, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:

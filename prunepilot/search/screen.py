@@ -31,7 +31,7 @@ from prunepilot.search.space import SearchSpace
 
 #: Policies measured to calibrate the latency predictor, by default. Over random splits of 76
 #: measured policies per built-in task, the held-out error fell from 5.3% (mnist) and 6.3% (digits)
-#: at 32 to 3.6% and 4.9% at 64; calibration then takes about 25 s (digits) to 55 s (mnist).
+#: at 32 to 3.6% and 4.9% at 64; calibration then takes about 20 s (digits) to 60 s (mnist) on 2 cores.
 CALIBRATION_SAMPLES = 64
 #: Trained trials measured before their latencies correct the predictor's (see BudgetScreen.observe).
 MIN_OBSERVED = 3
