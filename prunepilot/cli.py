@@ -16,7 +16,8 @@ from collections.abc import Iterator, Sequence
 from prunepilot import __version__
 from prunepilot.budget import ACCEPTED_FORMS
 from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PrunepilotError
-from prunepilot.policies import criterion_names
+from prunepilot.policies import MAX_RATIO, criterion_names
+from prunepilot.spec import JobSpec
 from prunepilot.tasks.builtin import BUILTIN_TASKS
 
 EPILOG = """exit codes: 0 budget met, 2 bad input, 3 no trial met the budget (report written),
@@ -49,6 +50,11 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
+def _default(name: str) -> str:
+    """``JobSpec``'s default for the field ``name``, as help text shows it."""
+    return f"default {getattr(JobSpec, name)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="prunepilot", description="Automated pruning-policy search.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"prunepilot {__version__}")
@@ -68,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         + ACCEPTED_FORMS.replace("%", "%%")
         + "; one the baseline already meets ('100%%') maps the whole trade-off",
     )
-    search.add_argument("--trials", type=int, help="trials to finish (default 24)")
+    search.add_argument("--trials", type=int, help=f"trials to finish ({_default('trials')})")
     search.add_argument("--timeout", type=_positive_float, help="seconds after which no new trial starts")
     search.add_argument("--name", help="run name (default: search-<timestamp>)")
-    search.add_argument("--out", help="folder of run directories (default: runs)")
+    search.add_argument("--out", help=f"folder of run directories ({_default('out')})")
     search.add_argument(
         "--resume", action="store_true", help="continue the run --name (default: the newest run in --out)"
     )
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument(
         "--task",
         choices=sorted(BUILTIN_TASKS),
-        help="built-in task when no --model is given (default digits): "
+        help=f"built-in task when no --model is given ({_default('task')}): "
         + "; ".join(f"{t.name}: {t.description}" for t in BUILTIN_TASKS.values()),
     )
     task.add_argument("--model", help="pkg.module:factory returning a torch.nn.Module")
@@ -99,12 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument(
         "--metric-direction",
         choices=["maximize", "minimize"],
-        help="the metric's direction (default maximize)",
+        help=f"the metric's direction ({_default('metric_direction')})",
     )
     task.add_argument(
         "--device",
-        help="the target device, where latency is measured and the final model is made: cpu (default), "
-        "cuda or cuda:N",
+        help="the target device, where latency is measured and the final model is made: cpu, cuda or cuda:N "
+        f"({_default('device')})",
     )
     tuning = search.add_argument_group("search and trials")
     tuning.add_argument("--policy", help="a policy JSON file to evaluate first (warm start)")
@@ -119,17 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the run's journal; with --study, <out>/studies.journal)",
     )
     tuning.add_argument(
-        "--seed", type=int, help="seeds the sampler, the data order and the random criterion (default 0)"
+        "--seed",
+        type=int,
+        help=f"seeds the sampler, the data order and the random criterion ({_default('seed')})",
     )
-    tuning.add_argument("--finetune-steps", type=int, help="fine-tune steps per trial (default 120)")
-    tuning.add_argument("--final-steps", type=int, help="fine-tune steps of the chosen model (default 600)")
-    tuning.add_argument("--lr", type=float, help="peak fine-tune learning rate (default 0.001)")
-    tuning.add_argument("--batch-size", type=int, help="fine-tune batch size (default 64)")
-    tuning.add_argument("--bn-batches", type=int, help="batches for BatchNorm recalibration (default 8)")
     tuning.add_argument(
-        "--ratio-max", type=float, help="largest pruning ratio per group (default 0.8, at most 0.95)"
+        "--finetune-steps", type=int, help=f"fine-tune steps per trial ({_default('finetune_steps')})"
     )
-    tuning.add_argument("--ratio-min", type=float, help="smallest pruning ratio per group (default 0)")
+    tuning.add_argument(
+        "--final-steps", type=int, help=f"fine-tune steps of the chosen model ({_default('final_steps')})"
+    )
+    tuning.add_argument("--lr", type=float, help=f"peak fine-tune learning rate ({_default('lr')})")
+    tuning.add_argument("--batch-size", type=int, help=f"fine-tune batch size ({_default('batch_size')})")
+    tuning.add_argument(
+        "--bn-batches", type=int, help=f"batches for BatchNorm recalibration ({_default('bn_batches')})"
+    )
+    tuning.add_argument(
+        "--ratio-max",
+        type=float,
+        help=f"largest pruning ratio per group ({_default('ratio_max')}, at most {MAX_RATIO})",
+    )
+    tuning.add_argument(
+        "--ratio-min", type=float, help=f"smallest pruning ratio per group ({_default('ratio_min')})"
+    )
     tuning.add_argument(
         "--exclude",
         help="comma-separated groups and blocks to leave alone: names or patterns such as 'layer3.*'",
@@ -142,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "those with an identity shortcut)",
     )
     tuning.add_argument(
-        "--round-to", type=int, help="round kept channels up to a multiple of this (default 1)"
+        "--round-to", type=int, help=f"round kept channels up to a multiple of this ({_default('round_to')})"
     )
     tuning.add_argument(
         "--round-to-choices",
@@ -167,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration-samples",
         type=int,
         help="policies measured to calibrate the latency predictor that screens a latency budget "
-        "(default 64; 0: no latency screen)",
+        f"({_default('calibration_samples')}; 0: no latency screen)",
     )
     latency = search.add_argument_group("latency measurement")
     latency.add_argument(
@@ -175,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="batch size (default: 64 for the built-in task, 1 otherwise)",
     )
-    latency.add_argument("--threads", type=int, help="torch threads (default 1)")
+    latency.add_argument("--threads", type=int, help=f"torch threads ({_default('threads')})")
     latency.add_argument(
-        "--latency-repeats", type=int, help="timed passes per measurement; the median is kept (default 30)"
+        "--latency-repeats",
+        type=int,
+        help=f"timed passes per measurement; the median is kept ({_default('latency_repeats')})",
     )
     where = search.add_argument_group("where trials run (Ray)")
     where.add_argument(
@@ -190,14 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-address",
         help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)",
     )
-    where.add_argument("--cpus-per-trial", type=float, help="CPUs a trial reserves (default 1)")
+    where.add_argument(
+        "--cpus-per-trial", type=float, help=f"CPUs a trial reserves ({_default('cpus_per_trial')})"
+    )
     where.add_argument(
         "--gpus-per-trial",
         type=float,
-        help="GPUs a trial reserves (default 0; needs --device cuda); a trial given a GPU runs on CUDA",
+        help=f"GPUs a trial reserves ({_default('gpus_per_trial')}; needs --device cuda); "
+        "a trial given a GPU runs on CUDA",
     )
     where.add_argument(
-        "--max-retries", type=int, help="re-runs of a trial whose worker or node died (default 2)"
+        "--max-retries",
+        type=int,
+        help=f"re-runs of a trial whose worker or node died ({_default('max_retries')})",
     )
     where.add_argument(
         "--no-latency-gate",
@@ -296,7 +321,6 @@ def _job(args: argparse.Namespace):
 def _search(args: argparse.Namespace) -> int:
     from prunepilot.errors import UsageError
     from prunepilot.runner import resume_spec, run_job
-    from prunepilot.spec import JobSpec
 
     job, given = _job(args)
     if given.get("resume"):
@@ -321,7 +345,6 @@ def _search(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from prunepilot.errors import UsageErrors
     from prunepilot.runner import check_job
-    from prunepilot.spec import JobSpec
 
     job, given = _job(args)
     spec = JobSpec(**{**job.values, **given})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,10 @@ import pytest
 import torch
 
 from prunepilot import Policy, apply_policy, discover_groups
-from prunepilot.cli import main
+from prunepilot.cli import build_parser, main
 from prunepilot.evaluators import count_flops
 from prunepilot.export import load_torchscript
+from prunepilot.spec import JobSpec
 from tests.conftest import FAST_FLAGS, REPO, assert_one_line_error, run_cli
 from tests.zoo import small_digits_data
 
@@ -397,6 +399,18 @@ def test_help_lists_every_flag_and_exits_0(capsys):
         "exit codes",
     ):
         assert flag in out
+
+
+def test_every_default_the_help_states_is_the_job_spec_default():
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    stated = {}
+    for action in search._actions:
+        found = re.search(r"\(default ([^;,)]+)", action.help or "")
+        if found and hasattr(JobSpec, action.dest):
+            stated[action.dest] = found.group(1)
+    assert {"trials", "finetune_steps", "calibration_samples", "ratio_max", "lr"} <= set(stated)
+    for name, text in stated.items():
+        assert text == str(getattr(JobSpec, name)), name
 
 
 def test_a_named_study_keeps_each_night_and_starts_from_the_last_front(capsys, tmp_path, tiny_flags):
