@@ -249,18 +249,24 @@ def main() -> None:
         help="run nothing: summarize the rows of earlier runs' JSON files together (seeds run in parts)",
     )
     args = parser.parse_args()
+    started = time.perf_counter()
     if args.merge:
-        started = time.perf_counter()
         rows = [row for path in args.merge for row in json.loads(Path(path).read_text())["rows"]]
-        summaries = [_summary(rows, task) for task in dict.fromkeys(r["task"] for r in rows)]
-        for summary in summaries:
-            _print(summary)
-        finish(args.json, {"rows": rows, "summaries": summaries}, started)
-        return
+    else:
+        rows = _run(args)
+    summaries = [_summary(rows, task) for task in dict.fromkeys(r["task"] for r in rows)]
+    for summary in summaries:
+        _print(summary)
+    if not args.merge:
+        print(f"\n{args.trials} trials per method and run, {args.finetune_steps} fine-tune steps per trial")
+    finish(args.json, {"rows": rows, "summaries": summaries}, started)
+
+
+def _run(args: argparse.Namespace) -> list[dict]:
+    """Every method on every task and seed: one row each, printed as it ends."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     rows = []
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
             for seed in seeds:
@@ -281,11 +287,7 @@ def main() -> None:
                         f"test acc {row['test_accuracy']} met {row['budget_met']} ({row['wall_s']:.0f} s)",
                         flush=True,
                     )
-    summaries = [_summary(rows, task) for task in tasks]
-    for summary in summaries:
-        _print(summary)
-    print(f"\n{args.trials} trials per method and run, {args.finetune_steps} fine-tune steps per trial")
-    finish(args.json, {"rows": rows, "summaries": summaries}, started)
+    return rows
 
 
 if __name__ == "__main__":
