@@ -19,7 +19,10 @@ measured model lacks layers. Coefficients are non-negative: more work never make
 Every feature is divided by the base model's, so it lies in [0, 1]. With a few features per layer
 and a few dozen measurements, the fit is shrunk (ridge) by a strength chosen by cross-validation
 from :data:`RIDGE_ALPHAS` once the features are chosen: it lowered the held-out error on the digits
-model (many small layers, whose latencies are noisy) and left the mnist model's as it was.
+model (many small layers, whose latencies are noisy) and left the mnist model's as it was. The fit
+is relative least squares (each squared residual weighted by 1 / ratio^2): it minimizes errors as
+shares of the latency, which is what a budget and the percentage error measure; on the digits
+model it lowered the held-out error from 4.9% to 4.5% (30 random splits of 76 measured policies).
 
 :meth:`LatencyPredictor.refit` adds measurements to the ones a predictor was fit on: a search
 feeds it its trials' measured latencies, which lie where the search looks (near the budget).
@@ -122,9 +125,15 @@ class LatencyPredictor:
             raise invalid_parameter("ratios", "LatencyPredictor", "finite numbers > 0", list(ratios))
         folds = KFold(n_splits=min(5, len(tables)), shuffle=True, random_state=0)
         layer_term = any(name not in table for table in tables for name in base)
+        # Relative least squares: each squared residual is weighted by 1 / ratio^2, so the fit
+        # minimizes errors as shares of the latency (what a budget and the MAPE measure) and a
+        # small model's few tenths of a millisecond count as much as a large model's.
+        weight = target**-2.0
 
         def cv_error(features: np.ndarray, alpha: float) -> float:
-            predicted = cross_val_predict(_regression(alpha), features, target, cv=folds)
+            predicted = cross_val_predict(
+                _regression(alpha), features, target, cv=folds, params={"sample_weight": weight}
+            )
             return float(np.mean(np.abs(predicted - target) / target))
 
         choices = [(c, w) for c in (False, True) for w in VECTOR_WIDTHS]
@@ -136,7 +145,7 @@ class LatencyPredictor:
         alpha_errors = [feature_errors[best], *(cv_error(features, a) for a in RIDGE_ALPHAS[1:])]
         chosen = int(np.argmin(alpha_errors))
         alpha = RIDGE_ALPHAS[chosen]
-        regression = _regression(alpha).fit(features, target)
+        regression = _regression(alpha).fit(features, target, sample_weight=weight)
         return cls(
             base, width, channel_term, layer_term, regression, alpha, alpha_errors[chosen],
             list(tables), [float(r) for r in ratios],

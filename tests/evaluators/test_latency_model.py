@@ -115,6 +115,24 @@ def test_the_predictor_shrinks_its_fit_when_few_noisy_measurements_meet_many_lay
     assert sum(errors) / len(errors) < 0.2  # about the noise of one measurement
 
 
+def test_the_predictor_weighs_its_errors_as_shares_of_the_latency_so_small_models_are_not_lost():
+    # One layer whose latency is convex in its channels: no additive fit is exact. Least squares on
+    # the plain ratios spends its error on the small models (predicted near zero, 98% off).
+    base = {"a": (6400.0, 1, 64, 1)}
+
+    def table(channels: int) -> dict:
+        return {"a": (100.0 * channels, 1, channels, 1)}
+
+    def latency(channels: int) -> float:
+        return 0.05 + 0.95 * (channels / 64) ** 2
+
+    measured = range(4, 65, 4)
+    predictor = LatencyPredictor.fit(base, [table(k) for k in measured], [latency(k) for k in measured])
+    errors = {k: abs(predictor.predict(table(k)) - latency(k)) / latency(k) for k in range(2, 65, 2)}
+    assert max(errors[k] for k in (2, 4, 6, 8)) < 0.4
+    assert sum(errors.values()) / len(errors) < 0.22
+
+
 def test_the_predictor_refuses_too_few_or_bad_measurements():
     base, tables, ratios = _synthetic(width=1, samples=MIN_SAMPLES, seed=0)
     with pytest.raises(ValueError, match="'samples' parameter of LatencyPredictor must be at least"):
