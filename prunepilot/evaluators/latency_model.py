@@ -92,6 +92,8 @@ class LatencyPredictor:
         cv_mape: Cross-validated mean absolute percentage error on the measurements.
         tables: The measured models' layer tables it was fit on.
         ratios: Their measured latencies relative to the base model.
+        relative: Whether the fit is relative least squares (see the module docstring); False is
+            plain least squares, for comparison.
     """
 
     base: LayerTable
@@ -103,6 +105,7 @@ class LatencyPredictor:
     cv_mape: float
     tables: list[LayerTable] = field(default_factory=list, repr=False)
     ratios: list[float] = field(default_factory=list, repr=False)
+    relative: bool = True
 
     @property
     def samples(self) -> int:
@@ -110,8 +113,11 @@ class LatencyPredictor:
         return len(self.ratios)
 
     @classmethod
-    def fit(cls, base: LayerTable, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
-        """Fits the predictor on measured ``ratios`` (latency / base latency) of models ``tables``.
+    def fit(
+        cls, base: LayerTable, tables: Sequence[LayerTable], ratios: Sequence[float], relative: bool = True
+    ) -> LatencyPredictor:
+        """Fits the predictor on measured ``ratios`` (latency / base latency) of models ``tables``
+        (by relative least squares, or plain least squares when ``relative`` is False).
 
         Raises:
             ValueError: with fewer than :data:`MIN_SAMPLES` measurements, or ratios that are not > 0.
@@ -128,7 +134,7 @@ class LatencyPredictor:
         # Relative least squares: each squared residual is weighted by 1 / ratio^2, so the fit
         # minimizes errors as shares of the latency (what a budget and the MAPE measure) and a
         # small model's few tenths of a millisecond count as much as a large model's.
-        weight = target**-2.0
+        weight = target**-2.0 if relative else np.ones_like(target)
 
         def cv_error(features: np.ndarray, alpha: float) -> float:
             predicted = cross_val_predict(
@@ -148,13 +154,14 @@ class LatencyPredictor:
         regression = _regression(alpha).fit(features, target, sample_weight=weight)
         return cls(
             base, width, channel_term, layer_term, regression, alpha, alpha_errors[chosen],
-            list(tables), [float(r) for r in ratios],
+            list(tables), [float(r) for r in ratios], relative,
         )  # fmt: skip
 
     def refit(self, tables: Sequence[LayerTable], ratios: Sequence[float]) -> LatencyPredictor:
         """A predictor fit on this one's measurements and ``tables`` / ``ratios`` (the vector width
         and the channel term chosen again); this one is left as it is."""
-        return LatencyPredictor.fit(self.base, [*self.tables, *tables], [*self.ratios, *ratios])
+        tables, ratios = [*self.tables, *tables], [*self.ratios, *ratios]
+        return LatencyPredictor.fit(self.base, tables, ratios, self.relative)
 
     def predict(self, table: LayerTable) -> float:
         """The predicted latency of the model with layer table ``table``, relative to the base."""

@@ -66,10 +66,11 @@ class Calibration:
     ratios: list[float]
     base: dict[str, list]
 
-    def predictor(self) -> LatencyPredictor:
-        """A predictor fit on these measurements."""
+    def predictor(self, relative: bool = True) -> LatencyPredictor:
+        """A predictor fit on these measurements (see :meth:`LatencyPredictor.fit`)."""
         as_tuples = [{k: tuple(v) for k, v in t.items()} for t in self.tables]
-        return LatencyPredictor.fit({k: tuple(v) for k, v in self.base.items()}, as_tuples, self.ratios)
+        base = {k: tuple(v) for k, v in self.base.items()}
+        return LatencyPredictor.fit(base, as_tuples, self.ratios, relative)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tables": self.tables, "ratios": self.ratios, "base": self.base}

@@ -127,10 +127,18 @@ def test_the_predictor_weighs_its_errors_as_shares_of_the_latency_so_small_model
         return 0.05 + 0.95 * (channels / 64) ** 2
 
     measured = range(4, 65, 4)
-    predictor = LatencyPredictor.fit(base, [table(k) for k in measured], [latency(k) for k in measured])
-    errors = {k: abs(predictor.predict(table(k)) - latency(k)) / latency(k) for k in range(2, 65, 2)}
-    assert max(errors[k] for k in (2, 4, 6, 8)) < 0.4
-    assert sum(errors.values()) / len(errors) < 0.22
+    tables, ratios = [table(k) for k in measured], [latency(k) for k in measured]
+
+    def errors(predictor: LatencyPredictor) -> dict[int, float]:
+        return {k: abs(predictor.predict(table(k)) - latency(k)) / latency(k) for k in range(2, 65, 2)}
+
+    relative, plain = (
+        errors(LatencyPredictor.fit(base, tables, ratios)),
+        errors(LatencyPredictor.fit(base, tables, ratios, relative=False)),
+    )
+    assert max(relative[k] for k in (2, 4, 6, 8)) < 0.4 < min(plain[k] for k in (2, 4, 6))
+    assert sum(relative.values()) / len(relative) < 0.22 < sum(plain.values()) / len(plain)
+    assert LatencyPredictor.fit(base, tables, ratios, relative=False).refit(tables, ratios).relative is False
 
 
 def test_the_predictor_refuses_too_few_or_bad_measurements():
