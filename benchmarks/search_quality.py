@@ -29,6 +29,8 @@ validation accuracy and re-measured cost).
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
         [--finetune-steps 120]
+    .venv/bin/python benchmarks/search_quality.py --tasks mnist --methods prunepilot,random --no-budgets
+        [--no-fill]   # hypervolumes only (prunepilot's --budget 100% run), prunepilot with --no-fill
     .venv/bin/python benchmarks/search_quality.py --merge a.json b.json --json all.json
 """
 
@@ -63,16 +65,25 @@ def _quiet(_text: str) -> None:
     pass
 
 
-def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: float, steps: int) -> dict:
+def run_prunepilot(
+    task: str,
+    seed: int,
+    trials: int,
+    out: Path,
+    ratio_max: float,
+    steps: int,
+    budgets: bool = True,
+    fill: bool = True,
+) -> dict:
     """``prunepilot search`` as users run it: once with the budget ``100%`` (which the baseline
-    meets: the run maps the whole trade-off) for the hypervolume, and once per budget for the
-    test accuracy within it and the hypervolume within it."""
+    meets: the run maps the whole trade-off) for the hypervolume, and (with ``budgets``) once per
+    budget for the test accuracy within it and the hypervolume within it."""
     result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}}
-    for fraction in (1.0, *FRACTIONS):
+    for fraction in (1.0, *(FRACTIONS if budgets else ())):
         name = f"prunepilot-{task}-{seed}-{fraction}"
         spec = JobSpec(
             budget=f"{fraction:.0%}", task=task, trials=trials, seed=seed, out=str(out), name=name,
-            ratio_max=ratio_max, finetune_steps=steps,
+            ratio_max=ratio_max, finetune_steps=steps, fill=fill,
         )  # fmt: skip
         run_job(spec, progress=False, log=_quiet)
         report = json.loads((out / name / "report.json").read_text())
@@ -100,9 +111,17 @@ def run_prunepilot(task: str, seed: int, trials: int, out: Path, ratio_max: floa
 
 
 def run_baseline_method(
-    method: str, task: str, seed: int, trials: int, out: Path, ratio_max: float, steps: int
+    method: str,
+    task: str,
+    seed: int,
+    trials: int,
+    out: Path,
+    ratio_max: float,
+    steps: int,
+    budgets: bool = True,
 ) -> dict:
-    """The uniform L1 sweep or random search, with prunepilot's trial, final fine-tune and selection."""
+    """The uniform L1 sweep or random search, with prunepilot's trial, final fine-tune and selection
+    (the final fine-tunes within each budget only with ``budgets``)."""
     spec = JobSpec(
         budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed, ratio_max=ratio_max,
         finetune_steps=steps,
@@ -135,7 +154,7 @@ def run_baseline_method(
         "hypervolume_within_budget": {f"{f:.0%}": hypervolume(points, (REFERENCE[0], f)) for f in FRACTIONS},
         "points": {"all": points},
     }
-    for fraction in FRACTIONS:
+    for fraction in FRACTIONS if budgets else ():
         key = f"{fraction:.0%}"
         within = [t for t in completed if t.values[1] <= fraction * base_ms]
         ranked = best_first(pareto_trials(within))  # as prunepilot search ranks
@@ -155,13 +174,14 @@ def _summary(rows: list[dict], task: str) -> dict:
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method and r["task"] == task]
         entry = {"hypervolume": [r["hypervolume_value"] for r in mine]}
-        for fraction in FRACTIONS:
+        for fraction in FRACTIONS:  # absent from hypervolume-only rows (--no-budgets)
             key = f"{fraction:.0%}"
-            entry[f"hypervolume_within_{key}"] = [r["hypervolume_within_budget"][key] for r in mine]
+            within = [r.get("hypervolume_within_budget", {}) for r in mine]
+            entry[f"hypervolume_within_{key}"] = [w.get(key) for w in within]
         for fraction in FRACTIONS:
             key = f"{fraction:.0%}"
             entry[f"test_accuracy@{key}"] = [
-                r["test_accuracy"][key] if r["budget_met"][key] else None for r in mine
+                r["test_accuracy"][key] if r["budget_met"].get(key) else None for r in mine
             ]
         summary[method] = entry
 
@@ -169,11 +189,14 @@ def _summary(rows: list[dict], task: str) -> dict:
         present = [v for v in values if v is not None]
         return statistics.median(present) if present else None
 
+    def ratio(mine: float | None, theirs: float | None) -> float | None:
+        return mine / theirs if mine is not None and theirs else None
+
     tight = f"test_accuracy@{FRACTIONS[-1]:.0%}"
     pp, uni = median(summary["prunepilot"][tight]), median(summary["uniform_l1"][tight])
     summary["prunepilot_minus_uniform_at_30%_pt"] = None if pp is None or uni is None else 100 * (pp - uni)
     hv_pp, hv_rand = median(summary["prunepilot"]["hypervolume"]), median(summary["random"]["hypervolume"])
-    summary["hypervolume_ratio_prunepilot_over_random"] = hv_pp / hv_rand if hv_rand else None
+    summary["hypervolume_ratio_prunepilot_over_random"] = ratio(hv_pp, hv_rand)
     # The most any method could show: the front of every point found for a seed, by any method;
     # and a bound on any front: one model of validation accuracy 1.0 at the lowest latency any
     # method measured for the seed (nothing in the space was found faster).
@@ -189,13 +212,13 @@ def _summary(rows: list[dict], task: str) -> dict:
         pooled.append(hypervolume(points, REFERENCE))
         ceiling.append(hypervolume([(1.0, min(latency for _, latency in points))], REFERENCE))
     summary["hypervolume_pooled"] = pooled
-    summary["hypervolume_ratio_pooled_over_random"] = median(pooled) / hv_rand if hv_rand else None
+    summary["hypervolume_ratio_pooled_over_random"] = ratio(median(pooled), hv_rand)
     summary["hypervolume_ceiling"] = ceiling
-    summary["hypervolume_ratio_ceiling_over_random"] = median(ceiling) / hv_rand if hv_rand else None
+    summary["hypervolume_ratio_ceiling_over_random"] = ratio(median(ceiling), hv_rand)
     for fraction in FRACTIONS:
         key = f"hypervolume_within_{fraction:.0%}"
         mine, theirs = median(summary["prunepilot"][key]), median(summary["random"][key])
-        summary[f"{key}_ratio_prunepilot_over_random"] = mine / theirs if theirs else None
+        summary[f"{key}_ratio_prunepilot_over_random"] = ratio(mine, theirs)
     return summary
 
 
@@ -241,6 +264,17 @@ def main() -> None:
         default=JobSpec().finetune_steps,
         help="short fine-tune steps of every trial, for every method (default: prunepilot's)",
     )
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"a subset of {','.join(METHODS)} (default: all)"
+    )
+    parser.add_argument(
+        "--no-budgets",
+        action="store_true",
+        help="hypervolumes only: no budgeted prunepilot runs and no final fine-tunes (no test accuracy)",
+    )
+    parser.add_argument(
+        "--no-fill", action="store_true", help="prunepilot's runs with --no-fill (an A/B of filling)"
+    )
     parser.add_argument("--json", default="benchmarks/results/search_quality.json")
     parser.add_argument(
         "--merge",
@@ -266,21 +300,25 @@ def _run(args: argparse.Namespace) -> list[dict]:
     """Every method on every task and seed: one row each, printed as it ends."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    budgets = not args.no_budgets
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
             for seed in seeds:
-                for method in METHODS:
+                for method in methods:
                     t0 = time.perf_counter()
+                    common = (task, seed, args.trials, Path(tmp), args.ratio_max, args.finetune_steps)
                     if method == "prunepilot":
-                        row = run_prunepilot(
-                            task, seed, args.trials, Path(tmp), args.ratio_max, args.finetune_steps
-                        )
+                        row = run_prunepilot(*common, budgets=budgets, fill=not args.no_fill)
                     else:
-                        row = run_baseline_method(
-                            method, task, seed, args.trials, Path(tmp), args.ratio_max, args.finetune_steps
-                        )
+                        row = run_baseline_method(method, *common, budgets=budgets)
                     row.update(task=task, seed=seed, method=method, wall_s=time.perf_counter() - t0)
+                    if method == "prunepilot":
+                        row["fill"] = not args.no_fill
                     rows.append(row)
                     print(
                         f"{task} seed {seed} {method:11} hv {row['hypervolume_value']:.4f} "

@@ -78,6 +78,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "repaired_from": trial.user_attrs.get("repaired_from"),
         "filled_from": trial.user_attrs.get("filled_from"),
         "raised_from": trial.user_attrs.get("raised_from"),
+        "target": trial.user_attrs.get("target"),
         "predicted": trial.user_attrs.get("predicted"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }

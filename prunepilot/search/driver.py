@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +225,7 @@ def run_search(
     progress: bool = True,
     screen: BudgetScreen | None = None,
     fill: bool = False,
+    targets: Sequence[float] = (),
 ) -> int:
     """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
 
@@ -248,6 +249,12 @@ def run_search(
     accurate at the budget.) Enqueued policies (warm starts, the user's policy, re-queued and
     repaired trials) run as given.
 
+    ``targets`` (with a ``screen``; for a budget that does not bind, where the run maps the whole
+    trade-off) are levels of the budget metric: the k-th sampled policy is brought to the k-th
+    level (cycling), raised when predicted over it and filled when under it (see :func:`_aim`), so
+    that sampled trials spread along the whole front while the sampler chooses how each level's
+    pruning is shared out. The level is kept in the trial as ``target``.
+
     Returns:
         The number of trials run by this call.
     """
@@ -257,6 +264,7 @@ def run_search(
     in_flight: dict[Hashable, optuna.Trial] = {}
     asking: optuna.Trial | None = None
     submitted = rejected = 0
+    aimed = sum("target" in t.user_attrs for t in study.trials)  # a resumed run goes on cycling
     try:
         while True:
             while (
@@ -282,16 +290,15 @@ def run_search(
                             warm_start(study, space, [repaired], {"repaired_from": trial.number})
                             rejected = 0
                         continue
-                    trial.set_user_attr("raised_from", policy.to_dict())
-                    trial.set_user_attr("policy", raised.to_dict())
-                    policy = raised
+                    policy = _record_change(trial, policy, raised, "raised_from")
                 rejected = 0
                 if screen is not None and fill and not fixed:
-                    filled = screen.fill(policy, space)
-                    if filled != policy:
-                        trial.set_user_attr("filled_from", policy.to_dict())
-                        trial.set_user_attr("policy", filled.to_dict())
-                        policy = filled
+                    policy = _record_change(trial, policy, screen.fill(policy, space), "filled_from")
+                if screen is not None and targets and not fixed:
+                    target = targets[aimed % len(targets)]
+                    aimed += 1
+                    trial.set_user_attr("target", target)
+                    policy = _aim(trial, policy, screen.aimed_at(target), space)
                 if screen is not None:
                     trial.set_user_attr("predicted", screen.predict(policy))
                 in_flight[executor.submit(policy)] = trial
@@ -321,6 +328,23 @@ def run_search(
     finally:
         bar.close()
     return submitted
+
+
+def _record_change(trial: optuna.Trial, sampled: Policy, changed: Policy, attr: str) -> Policy:
+    """``changed``, made the trial's policy with ``sampled`` kept as ``attr`` when they differ."""
+    if changed != sampled:
+        trial.set_user_attr(attr, sampled.to_dict())
+        trial.set_user_attr("policy", changed.to_dict())
+    return changed
+
+
+def _aim(trial: optuna.Trial, policy: Policy, screen: BudgetScreen, space: SearchSpace) -> Policy:
+    """``policy`` brought to just under ``screen.limit`` (its tolerance below it): raised when
+    predicted over that (kept as ``raised_from``; the space's smallest model when no raise gets
+    there), else filled up to it (kept as ``filled_from``)."""
+    if screen.fits(policy, -screen.tolerance):
+        return _record_change(trial, policy, screen.fill(policy, space), "filled_from")
+    return _record_change(trial, policy, screen.repair(policy, space, -screen.tolerance), "raised_from")
 
 
 def tell_outcome(
