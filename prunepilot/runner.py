@@ -281,9 +281,9 @@ def _search_and_finish(
     # with fill, sampled policies are brought to levels spread over the range instead.
     binding = baseline[budget.metric] > limit
     screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
-    targets = screen.trade_off_targets(space, spec.trials) if screen and spec.fill and not binding else []
+    reach = screen.reach(space) if screen and spec.fill and not binding else None
     if not binding:
-        sampled = "brought to levels spread over the range" if targets else "trained as sampled"
+        sampled = "brought to the levels where the front gains most" if reach else "trained as sampled"
         log(
             f"The baseline already meets the budget {budget.text!r}: searching the whole trade-off "
             f"(a sweep of uniform policies first, then sampled policies {sampled})."
@@ -325,7 +325,7 @@ def _search_and_finish(
                 progress,
                 screen,
                 spec.fill and binding,
-                targets,
+                reach,
             )
     except KeyboardInterrupt:
         raise Interrupted(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,7 +225,7 @@ def run_search(
     progress: bool = True,
     screen: BudgetScreen | None = None,
     fill: bool = False,
-    targets: Sequence[float] = (),
+    trade_off: tuple[float, float] | None = None,
 ) -> int:
     """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
 
@@ -249,11 +249,12 @@ def run_search(
     accurate at the budget.) Enqueued policies (warm starts, the user's policy, re-queued and
     repaired trials) run as given.
 
-    ``targets`` (with a ``screen``; for a budget that does not bind, where the run maps the whole
-    trade-off) are levels of the budget metric: the k-th sampled policy is brought to the k-th
-    level (cycling), raised when predicted over it and filled when under it (see :func:`_aim`), so
-    that sampled trials spread along the whole front while the sampler chooses how each level's
-    pruning is shared out. The level is kept in the trial as ``target``.
+    ``trade_off`` (with a ``screen``; for a budget that does not bind, where the run maps the whole
+    trade-off) is the range of the budget metric the space reaches: each sampled policy is brought
+    to a level of its own, raised when predicted over it and filled when under it (see
+    :func:`_aim`); the level is the middle of the largest gap under the front so far (see
+    :func:`pareto.widest_gap`), so that trials go where the front gains most, while the sampler
+    chooses how each level's pruning is shared out. The level is kept in the trial as ``target``.
 
     Returns:
         The number of trials run by this call.
@@ -264,7 +265,6 @@ def run_search(
     in_flight: dict[Hashable, optuna.Trial] = {}
     asking: optuna.Trial | None = None
     submitted = rejected = 0
-    aimed = sum("target" in t.user_attrs for t in study.trials)  # a resumed run goes on cycling
     try:
         while True:
             while (
@@ -294,9 +294,8 @@ def run_search(
                 rejected = 0
                 if screen is not None and fill and not fixed:
                     policy = _record_change(trial, policy, screen.fill(policy, space), "filled_from")
-                if screen is not None and targets and not fixed:
-                    target = targets[aimed % len(targets)]
-                    aimed += 1
+                if screen is not None and trade_off is not None and not fixed:
+                    target = _next_level(study, trade_off, in_flight.values())
                     trial.set_user_attr("target", target)
                     policy = _aim(trial, policy, screen.aimed_at(target), space)
                 if screen is not None:
@@ -336,6 +335,18 @@ def _record_change(trial: optuna.Trial, sampled: Policy, changed: Policy, attr: 
         trial.set_user_attr(attr, sampled.to_dict())
         trial.set_user_attr("policy", changed.to_dict())
     return changed
+
+
+def _next_level(study: optuna.Study, reach: tuple[float, float], in_flight: Iterable[optuna.Trial]) -> float:
+    """The level of the budget metric the next sampled policy is brought to in a whole-trade-off
+    run: the middle of the largest gap under the front of the completed trials (see
+    :func:`pareto.widest_gap`), the levels of earlier trials and of trials in flight splitting
+    their gaps."""
+    sign = 1.0 if pareto.maximizes(study) else -1.0
+    done = pareto.completed(study)
+    points = [(sign * t.values[0], t.values[1]) for t in done]
+    aimed = [t.user_attrs["target"] for t in [*done, *in_flight] if "target" in t.user_attrs]
+    return pareto.widest_gap(points, *reach, aimed)
 
 
 def _aim(trial: optuna.Trial, policy: Policy, screen: BudgetScreen, space: SearchSpace) -> Policy:

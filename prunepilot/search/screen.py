@@ -260,14 +260,11 @@ class BudgetScreen:
         that a whole-trade-off run brings one sampled policy to."""
         return replace(self, limit=limit)
 
-    def trade_off_targets(self, space: SearchSpace, count: int) -> list[float]:
-        """``count`` levels of the budget metric spread over the range the space reaches, from its
-        smallest model (every ratio at ``space.max_ratio``, every removable block removed) to its
-        least pruned one, in van der Corput order (1/2, 1/4, 3/4, 1/8, 5/8, ... of the way up), so
-        that any first part of the list spreads over the whole range."""
+    def reach(self, space: SearchSpace) -> tuple[float, float]:
+        """The range of the budget metric the space reaches (predicted): its smallest model (every
+        ratio at ``space.max_ratio``, every removable block removed) and its least pruned one."""
         smallest = replace(space.uniform(space.max_ratio), skip=tuple(space.blocks))
-        low, high = self.predict(smallest), self.predict(space.uniform(space.ratio_low))
-        return [low + (high - low) * _van_der_corput(k) for k in range(1, count + 1)]
+        return self.predict(smallest), self.predict(space.uniform(space.ratio_low))
 
     def uniform_within(self, space: SearchSpace, skip: tuple[str, ...] = ()) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),
@@ -292,15 +289,6 @@ class BudgetScreen:
             round_to = space.round_to_choices[0] if space.round_to_choices else space.round_to
             candidates.append(Policy(settings, round_to))
         return _first_fitting(candidates, self)
-
-
-def _van_der_corput(k: int) -> float:
-    """The ``k``-th term (from 1) of the base-2 van der Corput sequence: 1/2, 1/4, 3/4, 1/8, ..."""
-    value, scale = 0.0, 0.5
-    while k:
-        value += scale * (k & 1)
-        k, scale = k >> 1, scale / 2
-    return value
 
 
 def _first_fitting(candidates: list[Policy], screen: BudgetScreen, margin: float = 0.0) -> Policy | None:
