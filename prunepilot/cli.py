@@ -179,8 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="fill",
         action="store_false",
         help="train sampled policies as sampled, even those well under budget, and reject those over "
-        "it (default: ratios lowered or raised until the policy lands just under the budget; with a "
-        "budget the baseline meets, just under a level of its own, levels spread over the range)",
+        "it (default: ratios lowered or raised until the policy lands just under the budget)",
     )
     tuning.add_argument(
         "--calibration-samples",

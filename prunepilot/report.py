@@ -78,7 +78,6 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "repaired_from": trial.user_attrs.get("repaired_from"),
         "filled_from": trial.user_attrs.get("filled_from"),
         "raised_from": trial.user_attrs.get("raised_from"),
-        "target": trial.user_attrs.get("target"),
         "predicted": trial.user_attrs.get("predicted"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
@@ -116,7 +115,6 @@ def screening(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "repaired": sum(t["repaired_from"] is not None for t in trials),
         "filled": sum(t.get("filled_from") is not None for t in trials),
         "raised": sum(t.get("raised_from") is not None for t in trials),
-        "aimed": sum(t.get("target") is not None for t in trials),
         "trained": len(trained),
         "trained_over_budget": over,
         "trained_over_budget_share": over / len(trained) if trained else None,
@@ -321,16 +319,10 @@ def export_lines(export: dict[str, Any]) -> list[str]:
 def screening_sentence(numbers: dict[str, Any]) -> str:
     """Budget-aware sampling in one sentence (report.md and report.html)."""
     share = numbers["trained_over_budget_share"]
-    filled, raised = numbers.get("filled", 0), numbers.get("raised", 0)
-    brought = (
-        f"{numbers['aimed']} brought to the widest gaps under the front ({filled} filled up to their "
-        f"level, {raised} raised to it)"
-        if numbers.get("aimed")
-        else f"{filled} filled up to the budget, {raised} raised to it"
-    )
     return (
         f"Budget-aware sampling: {numbers['screened_out']} sampled policies screened out before "
-        f"training (predicted over budget), {numbers['repaired']} repaired, {brought}; "
+        f"training (predicted over budget), {numbers['repaired']} repaired, "
+        f"{numbers.get('filled', 0)} filled up to the budget, {numbers.get('raised', 0)} raised to it; "
         f"{numbers['trained_over_budget']} of {numbers['trained']} trained trials measured over budget"
         + (f" ({100 * share:.0f}%)" if share is not None else "")
         + "."

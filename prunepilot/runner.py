@@ -277,17 +277,14 @@ def _search_and_finish(
         # Trials time their pruned model alongside the base model: drift of the machine cancels.
         job.settings = settings = replace(settings, reference_latency_ms=baseline["latency_ms"])
     # A budget the baseline already meets does not bind: the run maps the whole trade-off, from a
-    # sweep of uniform policies, and fills no policy up to the budget (that would undo its pruning);
-    # with fill, sampled policies are brought to levels spread over the range instead.
+    # sweep of uniform policies, and fills no policy up to the budget (that would undo its pruning).
     binding = baseline[budget.metric] > limit
-    screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
-    reach = screen.reach(space) if screen and spec.fill and not binding else None
     if not binding:
-        sampled = "brought to the levels where the front gains most" if reach else "trained as sampled"
         log(
             f"The baseline already meets the budget {budget.text!r}: searching the whole trade-off "
-            f"(a sweep of uniform policies first, then sampled policies {sampled})."
+            "(a sweep of uniform policies first; no policy filled up to the budget)."
         )
+    screen = _screen(job, run, baseline, limit, progress, log) if spec.screen else None
     study = _open_run_study(spec, run)
     recovered = recover_interrupted(study, space)
     if recovered:
@@ -325,7 +322,6 @@ def _search_and_finish(
                 progress,
                 screen,
                 spec.fill and binding,
-                reach,
             )
     except KeyboardInterrupt:
         raise Interrupted(

@@ -72,8 +72,7 @@ class JobSpec:
             repair policies predicted over budget (budget-aware sampling).
         fill: With the screen, lower (or, over budget, raise) a sampled policy's ratios until it
             lands just under the budget (the search chooses where to prune, the budget how much);
-            with a budget the baseline already meets, just under a level of its own instead, the
-            levels spread over the range the space reaches (the run maps the whole trade-off).
+            never with a budget the baseline already meets.
         calibration_samples: Policies measured to calibrate the latency predictor of a latency
             budget's screen; 0 screens no latency budget.
         dry_run: Print groups, baseline and space; run no trial.

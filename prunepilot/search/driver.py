@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,7 +225,6 @@ def run_search(
     progress: bool = True,
     screen: BudgetScreen | None = None,
     fill: bool = False,
-    trade_off: tuple[float, float] | None = None,
 ) -> int:
     """Runs trials until ``n_trials`` have finished in the study (or ``timeout`` seconds pass).
 
@@ -248,13 +247,6 @@ def run_search(
     ratios fit, such as one with blocks removed, wins the search whether or not it is the most
     accurate at the budget.) Enqueued policies (warm starts, the user's policy, re-queued and
     repaired trials) run as given.
-
-    ``trade_off`` (with a ``screen``; for a budget that does not bind, where the run maps the whole
-    trade-off) is the range of the budget metric the space reaches: each sampled policy is brought
-    to a level of its own, raised when predicted over it and filled when under it (see
-    :func:`_aim`); the level is the middle of the largest gap under the front so far (see
-    :func:`pareto.widest_gap`), so that trials go where the front gains most, while the sampler
-    chooses how each level's pruning is shared out. The level is kept in the trial as ``target``.
 
     Returns:
         The number of trials run by this call.
@@ -290,14 +282,16 @@ def run_search(
                             warm_start(study, space, [repaired], {"repaired_from": trial.number})
                             rejected = 0
                         continue
-                    policy = _record_change(trial, policy, raised, "raised_from")
+                    trial.set_user_attr("raised_from", policy.to_dict())
+                    trial.set_user_attr("policy", raised.to_dict())
+                    policy = raised
                 rejected = 0
                 if screen is not None and fill and not fixed:
-                    policy = _record_change(trial, policy, screen.fill(policy, space), "filled_from")
-                if screen is not None and trade_off is not None and not fixed:
-                    target = _next_level(study, trade_off, in_flight.values())
-                    trial.set_user_attr("target", target)
-                    policy = _aim(trial, policy, screen.aimed_at(target), space)
+                    filled = screen.fill(policy, space)
+                    if filled != policy:
+                        trial.set_user_attr("filled_from", policy.to_dict())
+                        trial.set_user_attr("policy", filled.to_dict())
+                        policy = filled
                 if screen is not None:
                     trial.set_user_attr("predicted", screen.predict(policy))
                 in_flight[executor.submit(policy)] = trial
@@ -327,35 +321,6 @@ def run_search(
     finally:
         bar.close()
     return submitted
-
-
-def _record_change(trial: optuna.Trial, sampled: Policy, changed: Policy, attr: str) -> Policy:
-    """``changed``, made the trial's policy with ``sampled`` kept as ``attr`` when they differ."""
-    if changed != sampled:
-        trial.set_user_attr(attr, sampled.to_dict())
-        trial.set_user_attr("policy", changed.to_dict())
-    return changed
-
-
-def _next_level(study: optuna.Study, reach: tuple[float, float], in_flight: Iterable[optuna.Trial]) -> float:
-    """The level of the budget metric the next sampled policy is brought to in a whole-trade-off
-    run: the middle of the largest gap under the front of the completed trials (see
-    :func:`pareto.widest_gap`), the levels of earlier trials and of trials in flight splitting
-    their gaps."""
-    sign = 1.0 if pareto.maximizes(study) else -1.0
-    done = pareto.completed(study)
-    points = [(sign * t.values[0], t.values[1]) for t in done]
-    aimed = [t.user_attrs["target"] for t in [*done, *in_flight] if "target" in t.user_attrs]
-    return pareto.widest_gap(points, *reach, aimed)
-
-
-def _aim(trial: optuna.Trial, policy: Policy, screen: BudgetScreen, space: SearchSpace) -> Policy:
-    """``policy`` brought to just under ``screen.limit`` (its tolerance below it): raised when
-    predicted over that (kept as ``raised_from``; the space's smallest model when no raise gets
-    there), else filled up to it (kept as ``filled_from``)."""
-    if screen.fits(policy, -screen.tolerance):
-        return _record_change(trial, policy, screen.fill(policy, space), "filled_from")
-    return _record_change(trial, policy, screen.repair(policy, space, -screen.tolerance), "raised_from")
 
 
 def tell_outcome(

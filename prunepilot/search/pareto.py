@@ -90,33 +90,3 @@ def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, f
         next_cost = front[i + 1][1] if i + 1 < len(front) else reference[1]
         area += (next_cost - cost) * (accuracy - reference[0])
     return area
-
-
-def widest_gap(
-    points: Sequence[tuple[float, float]], low: float, high: float, aimed: Sequence[float] = ()
-) -> float:
-    """The cost level in the middle of the largest gap under the front of ``points`` (metric toward
-    its direction as a score to maximise, cost to minimise), within ``[low, high]``: where one
-    more point can add the most hypervolume, as box methods map a front of two objectives.
-
-    Between two neighbours of the front (costs ``c1 < c2``, scores ``s1 < s2``), a point at a cost
-    in between can add at most ``(c2 - c1) * (s2 - s1)``. Below the cheapest point of the front,
-    the gap reaches down to ``low`` and from the worst score seen up to that point's. A level
-    already tried splits the gap it lies in, as a point there would: the cost of a point off the
-    front (a try that did not fill the gap), and ``aimed``, the levels earlier trials were brought
-    to (done, or under way). So a gap that tries do not fill narrows, and the next level goes
-    elsewhere. With no point within the range, the middle of it."""
-    inside = [(s, c) for s, c in points if low <= c <= high]
-    if not inside:
-        return (low + high) / 2
-    front = [inside[i] for i in pareto_indices(inside)]  # cheapest first, score rising
-    tried = [*(c for _, c in inside), *aimed]
-    corners = [(min(s for s, _ in points), low), *front]
-    gaps = []  # (area, cheaper cost, dearer cost)
-    for (score, cost), (next_score, next_cost) in zip(corners, corners[1:]):
-        cuts = sorted({cost, next_cost, *(c for c in tried if cost < c < next_cost)})
-        gaps += [((b - a) * (next_score - score), a, b) for a, b in zip(cuts, cuts[1:])]
-    if not gaps:
-        return (low + high) / 2
-    _, cheaper, dearer = max(gaps)
-    return (cheaper + dearer) / 2

@@ -32,7 +32,8 @@ from prunepilot.search.space import SearchSpace
 
 #: Policies measured to calibrate the latency predictor, by default. Over random splits of 76
 #: measured policies per built-in task, the held-out error fell from 5.3% (mnist) and 6.3% (digits)
-#: at 32 to 3.6% and 4.9% at 64; calibration then takes about 20 s (digits) to 60 s (mnist) on 2 cores.
+#: at 32 to 3.6% and 4.9% at 64 (one timing each); with CALIBRATION_TIMINGS timings, calibration
+#: takes about 60 s (digits) to 120 s (mnist) on 2 cores.
 CALIBRATION_SAMPLES = 64
 #: Timings of each calibration policy, averaged. One timing of a pruned model of the digits task
 #: was off the median of three by 4% on average on a busy machine: over random splits of 128
@@ -254,17 +255,6 @@ class BudgetScreen:
         if set(space.blocks) - set(policy.skip):
             candidates.append(replace(candidates[-1], skip=tuple(space.blocks)))
         return _first_fitting(candidates, self, margin) or candidates[-1]
-
-    def aimed_at(self, limit: float) -> BudgetScreen:
-        """This screen with another limit (the same predictor, measurements and cache): the level
-        that a whole-trade-off run brings one sampled policy to."""
-        return replace(self, limit=limit)
-
-    def reach(self, space: SearchSpace) -> tuple[float, float]:
-        """The range of the budget metric the space reaches (predicted): its smallest model (every
-        ratio at ``space.max_ratio``, every removable block removed) and its least pruned one."""
-        smallest = replace(space.uniform(space.max_ratio), skip=tuple(space.blocks))
-        return self.predict(smallest), self.predict(space.uniform(space.ratio_low))
 
     def uniform_within(self, space: SearchSpace, skip: tuple[str, ...] = ()) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),

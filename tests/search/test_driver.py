@@ -2,8 +2,6 @@
 
 from dataclasses import replace
 
-import pytest
-
 from prunepilot import Policy, TrialResult, discover_groups
 from prunepilot.search import Objective, SearchSpace, open_study, recover_interrupted, run_search, warm_start
 from prunepilot.search.driver import finished_count
@@ -26,21 +24,6 @@ class CountingTrial:
             raise RuntimeError("worker ran out of memory")
         mean = sum(s.ratio for s in policy.groups.values()) / len(policy.groups)
         return TrialResult(1.0 - mean / 2, int(1000 * (1 - mean)), 10, 100, 10.0 * (1 - mean), {})
-
-
-class ExactFlopsTrial(CountingTrial):
-    """A stand-in trial function whose FLOPs are the pruned model's own."""
-
-    def __call__(self, model, data, policy, settings, **where):
-        import torch
-
-        from prunepilot.evaluators import count_flops
-        from prunepilot.policies import GroupSetting, apply_policy
-
-        result = super().__call__(model, data, policy, settings, **where)
-        by_l1 = replace(policy, groups={n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()})
-        flops = count_flops(apply_policy(model, by_l1, SHAPE), torch.zeros(1, *SHAPE))
-        return replace(result, flops=flops)
 
 
 def _setup(tmp_path, trained_tiny, digits):
@@ -170,35 +153,6 @@ def _flops_screen(model, share: float):
 
     limit = share * count_flops(model, torch.zeros(1, *SHAPE))
     return BudgetScreen(model, SHAPE, "flops", limit), limit
-
-
-def test_a_whole_trade_off_brings_each_sampled_policy_to_the_widest_gap_under_the_front(
-    tmp_path, trained_tiny, digits, fast_settings
-):
-    from prunepilot.search.pareto import widest_gap
-
-    space, data = _setup(tmp_path, trained_tiny, digits)
-    screen, limit = _flops_screen(trained_tiny, 2.0)  # the baseline meets it: nothing binds
-    reach = screen.reach(space)
-    assert 0 < reach[0] < reach[1] < limit
-    study = open_study(tmp_path, seed=0)
-    warm_start(study, space, [space.uniform(0.2), space.uniform(0.6)])
-    executor = InProcessExecutor(trained_tiny, data, fast_settings, ExactFlopsTrial())
-    objective = Objective("flops", limit)
-    run_search(study, executor, space, objective, 7, progress=False, screen=screen, trade_off=reach)
-
-    trials = study.trials
-    assert all("target" not in t.user_attrs for t in trials[:2])  # enqueued: run as given
-    for k, trial in enumerate(trials[2:], start=2):
-        before = [(t.values[0], t.values[1]) for t in trials[:k]]
-        aimed = [t.user_attrs["target"] for t in trials[2:k]]
-        target = trial.user_attrs["target"]
-        assert target == pytest.approx(widest_gap(before, *reach, aimed))
-        assert trial.values, trial.user_attrs.get("error")
-        assert trial.values[1] <= target  # FLOPs are exact: just under its level
-    assert len({round(t.user_attrs["target"]) for t in trials[2:]}) == 5  # each gap taken in turn
-    moved = [t.user_attrs.keys() & {"filled_from", "raised_from"} for t in trials[2:]]
-    assert {"filled_from"} in moved and {"raised_from"} in moved
 
 
 def _search_under_40_percent_flops(tmp_path, model, digits, settings, fill):

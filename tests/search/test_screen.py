@@ -148,6 +148,20 @@ def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_tri
         BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0)
 
 
+def test_calibration_keeps_the_mean_of_several_timings_of_each_policy(trained_tiny, space, monkeypatch):
+    import prunepilot.search.screen as screen_module
+    from prunepilot.errors import UsageError
+
+    timings = iter([0.5, 0.8, 0.6, 0.3, 0.3, 0.6])  # one policy's timings, then the next's
+    monkeypatch.setattr(screen_module, "relative_latency", lambda *args: next(timings))
+    policies = [space.uniform(0.2), space.uniform(0.6)]
+    settings = LatencySettings(batch_size=8, warmup=1, repeats=3)
+    calibration = calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=3)
+    assert calibration.ratios == pytest.approx([0.6333333, 0.4])
+    with pytest.raises(UsageError, match="'timings' parameter of calibrate_latency must be an integer >= 1"):
+        calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=0)
+
+
 def test_measured_trials_refit_and_correct_a_latency_predictor_that_is_off_as_a_whole(trained_tiny, space):
     from prunepilot.search.screen import MIN_OBSERVED
 

@@ -112,24 +112,6 @@ def test_hypervolume_is_the_area_dominated_within_the_reference():
     assert hypervolume(points + [(0.9, 0.3)], reference) > hypervolume(points, reference)
 
 
-def test_the_widest_gap_is_where_one_more_point_adds_the_most_hypervolume():
-    from prunepilot.search.pareto import widest_gap
-
-    # Front (score, cost): (0.6 @ 0.2), (0.9 @ 0.3), (0.95 @ 0.8); (0.5 @ 0.9) is dominated.
-    points = [(0.6, 0.2), (0.9, 0.3), (0.95, 0.8), (0.5, 0.9)]
-    # Gaps: below the cheapest, 0.1..0.2 from the worst score 0.5 to 0.6: 0.01; 0.2..0.3 x 0.3:
-    # 0.03; 0.3..0.8 x 0.05: 0.025. The largest is between 0.2 and 0.3.
-    assert widest_gap(points, 0.1, 1.0) == pytest.approx(0.25)
-    # A trial brought to 0.25 (under way, or done and measured elsewhere) halves that gap (0.015
-    # each): 0.3..0.8 is now the largest.
-    assert widest_gap(points, 0.1, 1.0, aimed=[0.25]) == pytest.approx(0.55)
-    # So does a try that did not fill it: a point off the front at 0.25.
-    assert widest_gap([*points, (0.55, 0.25)], 0.1, 1.0) == pytest.approx(0.55)
-    # A space reaching far cheaper models leaves its cheap end the largest gap (0.5 x 0.1 = 0.05).
-    assert widest_gap(points, -0.3, 1.0) == pytest.approx(-0.05)
-    assert widest_gap([], 0.2, 0.6) == pytest.approx(0.4)  # nothing measured: the middle
-
-
 def test_clamp_keeps_a_policy_within_the_space():
     space = SearchSpace(
         (_group("a"), _group("b")),
