@@ -78,7 +78,7 @@ def run_prunepilot(
     """``prunepilot search`` as users run it: once with the budget ``100%`` (which the baseline
     meets: the run maps the whole trade-off) for the hypervolume, and (with ``budgets``) once per
     budget for the test accuracy within it and the hypervolume within it."""
-    result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}}
+    result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}, "fill": fill}
     for fraction in (1.0, *(FRACTIONS if budgets else ())):
         name = f"prunepilot-{task}-{seed}-{fraction}"
         spec = JobSpec(
@@ -317,8 +317,6 @@ def _run(args: argparse.Namespace) -> list[dict]:
                     else:
                         row = run_baseline_method(method, *common, budgets=budgets)
                     row.update(task=task, seed=seed, method=method, wall_s=time.perf_counter() - t0)
-                    if method == "prunepilot":
-                        row["fill"] = not args.no_fill
                     rows.append(row)
                     print(
                         f"{task} seed {seed} {method:11} hv {row['hypervolume_value']:.4f} "

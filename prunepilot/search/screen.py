@@ -38,7 +38,8 @@ CALIBRATION_SAMPLES = 64
 #: Timings of each calibration policy, averaged. One timing of a pruned model of the digits task
 #: was off the median of three by 4% on average on a busy machine: over random splits of 128
 #: policies timed three times each, the held-out error at 64 policies was 8.3% with one timing,
-#: 5.0% with the median of three and 4.1% with their mean (48 s of calibration instead of 16 s).
+#: 5.0% with the median of three and 4.1% with their mean. Calibration then took 54 s on digits
+#: (``benchmarks/latency_predictor.py``), against about 20 s with one timing.
 CALIBRATION_TIMINGS = 3
 #: Trained trials measured before their latencies correct the predictor's (see BudgetScreen.observe).
 MIN_OBSERVED = 3
