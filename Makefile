@@ -24,7 +24,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/latency_predictor.py
 	$(BIN)/python benchmarks/proxy_fidelity.py
-	$(BIN)/python benchmarks/search_quality.py
+	rm -rf benchmarks/results/search_quality-runs
+	$(BIN)/python benchmarks/search_quality.py --keep benchmarks/results/search_quality-runs
+	$(BIN)/python benchmarks/promotion.py benchmarks/results/search_quality.json benchmarks/results/search_quality-runs
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate

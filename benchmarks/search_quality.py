@@ -31,12 +31,14 @@ validation accuracy and re-measured cost).
         [--finetune-steps 120]
     .venv/bin/python benchmarks/search_quality.py --tasks mnist --methods prunepilot,random --no-budgets
         [--no-fill]   # hypervolumes only (prunepilot's --budget 100% run), prunepilot with --no-fill
+        [--keep DIR]  # every run's folder kept, for benchmarks/promotion.py
     .venv/bin/python benchmarks/search_quality.py --merge a.json b.json --json all.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -236,18 +238,23 @@ def _print(summary: dict) -> None:
     header += [f"test_accuracy@{f:.0%}" for f in FRACTIONS]
     print(f"{'method':12} " + " ".join(f"{h:>34}" for h in header))
     for method in METHODS:
-        print(f"{method:12} " + " ".join(f"{spread(summary[method][h]):>34}" for h in header))
+        if summary[method]["hypervolume"]:  # the methods that ran (--methods)
+            print(f"{method:12} " + " ".join(f"{spread(summary[method][h]):>34}" for h in header))
     gap = summary["prunepilot_minus_uniform_at_30%_pt"]
     ratio = summary["hypervolume_ratio_prunepilot_over_random"]
     print(f"prunepilot - uniform L1 at 30%: {'n/a' if gap is None else f'{gap:+.2f} pt'} (target >= +1.0)")
-    print(f"hypervolume prunepilot / random: {'n/a' if ratio is None else f'{ratio:.2f}x'} (target >= 1.1x)")
+    print(f"hypervolume prunepilot / random: {_times(ratio)} (target >= 1.1x)")
     pooled = summary["hypervolume_ratio_pooled_over_random"]
-    print(f"  every point of every method (the most any could show) / random: {pooled or 0:.2f}x")
+    print(f"  every point of every method (the most any could show) / random: {_times(pooled)}")
     ceiling = summary["hypervolume_ratio_ceiling_over_random"]
-    print(f"  accuracy 1.0 at the fastest latency found (a bound on any front) / random: {ceiling or 0:.2f}x")
+    print(f"  accuracy 1.0 at the fastest latency found (a bound on any front) / random: {_times(ceiling)}")
     for fraction in FRACTIONS:
         within = summary[f"hypervolume_within_{fraction:.0%}_ratio_prunepilot_over_random"]
-        print(f"  within {fraction:.0%}: {'n/a' if within is None else f'{within:.2f}x'}")
+        print(f"  within {fraction:.0%}: {_times(within)}")
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 def main() -> None:
@@ -274,6 +281,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-fill", action="store_true", help="prunepilot's runs with --no-fill (an A/B of filling)"
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep every run's directory (report, study journal) under DIR, a new folder; "
+        "default: a temporary folder, deleted at the end",
     )
     parser.add_argument("--json", default="benchmarks/results/search_quality.json")
     parser.add_argument(
@@ -305,8 +318,11 @@ def _run(args: argparse.Namespace) -> list[dict]:
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
     budgets = not args.no_budgets
+    if args.keep and Path(args.keep).exists():
+        raise SystemExit(f"--keep: {args.keep!r} already exists; give a new folder")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    folder = contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()
+    with folder as tmp:
         for task in tasks:
             for seed in seeds:
                 for method in methods:
