@@ -59,8 +59,8 @@ def trained_trials(folder: Path, points: list) -> list[tuple[dict, float, float,
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    if len(done) != len(points):
-        raise SystemExit(f"{folder}: {len(done)} completed trials but {len(points)} points in the JSON row")
+    if [t.values[0] for t in done] != [accuracy for accuracy, _ in points]:
+        raise SystemExit(f"{folder}: its completed trials do not match the points of its JSON row")
     return [
         (t.user_attrs["policy"], accuracy, latency, t.user_attrs["result"]["timings"]["fine_tune"])
         for t, (accuracy, latency) in zip(done, points, strict=True)
