@@ -31,33 +31,24 @@ from pathlib import Path
 
 import optuna
 import torch
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from results_file import finish
-from search_quality import REFERENCE
+from search_quality import REFERENCE, run_name, spread
 
 from prunepilot.evaluators import top1_accuracy
 from prunepilot.policies import Policy
 from prunepilot.runner import _prepare
+from prunepilot.search.driver import STUDY_FILE, STUDY_NAME, open_storage
 from prunepilot.search.pareto import hypervolume, pareto_indices
 from prunepilot.spec import JobSpec
 from prunepilot.trial import prune_and_train
-
-
-def run_folder(keep: Path, row: dict) -> Path:
-    """The folder ``search_quality.py`` ran ``row``'s search in."""
-    task, seed, method = row["task"], row["seed"], row["method"]
-    return keep / (f"prunepilot-{task}-{seed}-1.0" if method == "prunepilot" else f"{method}-{task}-{seed}")
 
 
 def trained_trials(folder: Path, points: list) -> list[tuple[dict, float, float, float]]:
     """(policy, val accuracy, latency ratio, trial fine-tune seconds) of each trained trial of the
     run kept in ``folder``, in the order of its row's ``points``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(str(folder / STUDY_FILE)))
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if [t.values[0] for t in done] != [accuracy for accuracy, _ in points]:
         raise SystemExit(f"{folder}: its completed trials do not match the points of its JSON row")
@@ -86,7 +77,7 @@ def promote(job_args: tuple[str, int, dict, int]) -> tuple[float, float]:
 
 def promoted_row(row: dict, keep: Path, steps: int, below: float, pool) -> dict:
     points = row["points"]["100%" if row["method"] == "prunepilot" else "all"]
-    trials = trained_trials(run_folder(keep, row), points)
+    trials = trained_trials(keep / run_name(row["method"], row["task"], row["seed"]), points)
     chosen = [i for i in pareto_indices(points) if points[i][1] < below]
     outcomes = pool.map(promote, [(row["task"], row["seed"], trials[i][0], steps) for i in chosen])
     new = list(points)
@@ -103,10 +94,6 @@ def promoted_row(row: dict, keep: Path, steps: int, below: float, pool) -> dict:
         "trial_fine_tune_s": sum(t[3] for t in trials),
         "accuracies": [(points[i][1], points[i][0], new[i][0]) for i in chosen],
     }
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.4f} [{min(values):.4f}, {max(values):.4f}]"
 
 
 def main() -> None:

@@ -67,6 +67,21 @@ def _quiet(_text: str) -> None:
     pass
 
 
+def run_name(method: str, task: str, seed: int, fraction: float = 1.0) -> str:
+    """The folder a method's run is kept in (prunepilot: one run per budget ``fraction``)."""
+    return f"prunepilot-{task}-{seed}-{fraction}" if method == "prunepilot" else f"{method}-{task}-{seed}"
+
+
+def spread(values: list) -> str:
+    """Median [min, max] of the values present (None: a budget missed)."""
+    present = [v for v in values if v is not None]
+    missed = len(values) - len(present)
+    if not present:
+        return "none met"
+    text = f"{statistics.median(present):.4f} [{min(present):.4f}, {max(present):.4f}]"
+    return text + (f" ({missed} missed)" if missed else "")
+
+
 def run_prunepilot(
     task: str,
     seed: int,
@@ -82,7 +97,7 @@ def run_prunepilot(
     budget for the test accuracy within it and the hypervolume within it."""
     result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}, "fill": fill}
     for fraction in (1.0, *(FRACTIONS if budgets else ())):
-        name = f"prunepilot-{task}-{seed}-{fraction}"
+        name = run_name("prunepilot", task, seed, fraction)
         spec = JobSpec(
             budget=f"{fraction:.0%}", task=task, trials=trials, seed=seed, out=str(out), name=name,
             ratio_max=ratio_max, finetune_steps=steps, fill=fill,
@@ -133,7 +148,7 @@ def run_baseline_method(
         measure_latency(job.task.model, job.task.input_shape, job.settings.latency) for _ in range(3)
     )
     settings = replace(job.settings, reference_latency_ms=base_ms)
-    run_dir = out / f"{method}-{task}-{seed}"
+    run_dir = out / run_name(method, task, seed)
     run_dir.mkdir(parents=True)
     space = job.space
     if method == "uniform_l1":
@@ -225,14 +240,6 @@ def _summary(rows: list[dict], task: str) -> dict:
 
 
 def _print(summary: dict) -> None:
-    def spread(values: list) -> str:
-        present = [v for v in values if v is not None]
-        missed = len(values) - len(present)
-        if not present:
-            return "none met"
-        text = f"{statistics.median(present):.4f} [{min(present):.4f}, {max(present):.4f}]"
-        return text + (f" ({missed} missed)" if missed else "")
-
     print(f"\n== {summary['task']} ==  median [min, max] over seeds")
     header = ["hypervolume", *(f"hypervolume_within_{f:.0%}" for f in FRACTIONS)]
     header += [f"test_accuracy@{f:.0%}" for f in FRACTIONS]
