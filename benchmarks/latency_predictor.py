@@ -20,10 +20,10 @@ import torch
 from results_file import finish
 
 from prunepilot.evaluators import count_flops, relative_latency
-from prunepilot.evaluators.inputs import example_batch
-from prunepilot.evaluators.latency_model import layer_table
+from prunepilot.inputs import example_batch
+from prunepilot.pipeline import prepare
 from prunepilot.policies import apply_policy
-from prunepilot.runner import _prepare
+from prunepilot.search.latency_model import layer_table
 from prunepilot.search.screen import CALIBRATION_SAMPLES, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 
@@ -41,7 +41,7 @@ def main() -> None:
     results = {}
     started = time.perf_counter()
     for task_name in args.tasks.split(","):
-        job = _prepare(JobSpec(task=task_name, dry_run=True).validate(), None, progress=True)
+        job = prepare(JobSpec(task=task_name, dry_run=True).resolve(), progress=True)
         task, space, latency = job.task, job.space, job.settings.latency
         shape, sample = task.input_shape, example_batch(task.input_shape)
         t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def main() -> None:
         base_flops = count_flops(task.model, sample)
         errors, plain_errors, flops_errors = [], [], []
         for policy in held_out:
-            pruned = apply_policy(task.model, policy, shape)
+            pruned = apply_policy(task.model, policy, shape).model
             truth = statistics.median(relative_latency(pruned, task.model, shape, latency) for _ in range(3))
             table = layer_table(pruned, shape)
             errors.append(abs(predictor.predict(table) - truth) / truth)
@@ -68,7 +68,7 @@ def main() -> None:
             for round_to in ROUNDINGS:
                 policy = space.uniform(ratio)
                 policy = type(policy)(policy.groups, round_to)
-                pruned = apply_policy(task.model, policy, shape)
+                pruned = apply_policy(task.model, policy, shape).model
                 rounding[f"{ratio}/{round_to}"] = statistics.median(
                     relative_latency(pruned, task.model, shape, latency) for _ in range(3)
                 )

@@ -36,10 +36,10 @@ from results_file import finish
 from search_quality import REFERENCE, run_name, spread
 
 from prunepilot.evaluators import top1_accuracy
+from prunepilot.pipeline import prepare
 from prunepilot.policies import Policy
-from prunepilot.runner import _prepare
-from prunepilot.search.driver import STUDY_FILE, STUDY_NAME, open_storage
 from prunepilot.search.pareto import hypervolume, pareto_indices
+from prunepilot.search.study import STUDY_FILE, STUDY_NAME, open_storage
 from prunepilot.spec import JobSpec
 from prunepilot.trial import prune_and_train
 
@@ -62,7 +62,7 @@ def promote(job_args: tuple[str, int, dict, int]) -> tuple[float, float]:
     """The validation accuracy of ``policy`` after ``steps`` fine-tune steps, and the seconds taken."""
     task_name, seed, policy, steps = job_args
     torch.set_num_threads(1)
-    job = _prepare(JobSpec(task=task_name, seed=seed, dry_run=True).validate(), None, progress=False)
+    job = prepare(JobSpec(task=task_name, seed=seed, dry_run=True).resolve(), progress=False)
     start = time.perf_counter()
     model = prune_and_train(
         job.task.model,

@@ -43,8 +43,8 @@ from results_file import finish
 from scipy.stats import spearmanr
 
 from prunepilot.evaluators import top1_accuracy
+from prunepilot.pipeline import prepare
 from prunepilot.policies import GroupSetting, Policy
-from prunepilot.runner import _prepare
 from prunepilot.spec import JobSpec
 from prunepilot.trial import prune_and_train
 
@@ -65,7 +65,7 @@ def random_policies(space, count: int, seed: int) -> list[Policy]:
             )
             for g in space.groups
         }
-        policies.append(Policy(settings, skip=tuple(b for b in space.blocks if rng.random() < 0.5)))
+        policies.append(Policy(settings, removed_blocks=tuple(b for b in space.blocks if rng.random() < 0.5)))
     return policies
 
 
@@ -80,7 +80,7 @@ def score_policy(job_args: tuple[str, dict, list[int], int]) -> dict:
     """The trial score at each step count, and the accuracies after final fine-tunes of seeds 0, 1, ..."""
     task_name, policy_dict, step_counts, final_seeds = job_args
     torch.set_num_threads(1)
-    job = _prepare(JobSpec(task=task_name, dry_run=True).validate(), None, progress=False)
+    job = prepare(JobSpec(task=task_name, dry_run=True).resolve(), progress=False)
     task, policy = job.task, Policy.from_dict(policy_dict)
     scores, losses = {}, {}
     for steps in step_counts:
@@ -129,7 +129,7 @@ def main() -> None:
     started = time.perf_counter()
     results = {}
     for task_name in args.tasks.split(","):
-        job = _prepare(JobSpec(task=task_name, dry_run=True).validate(), None, progress=True)
+        job = prepare(JobSpec(task=task_name, dry_run=True).resolve(), progress=True)
         policies = random_policies(job.space, args.policies, args.seed)
         with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
             jobs = [(task_name, p.to_dict(), step_counts, args.final_seeds) for p in policies]

@@ -50,10 +50,11 @@ from pathlib import Path
 import optuna
 from results_file import finish
 
-from prunepilot.budget import parse_budget
+from prunepilot.budget import BudgetLimit, parse_budget
 from prunepilot.evaluators import measure_latency
-from prunepilot.runner import _prepare, finalize_candidates, run_job
-from prunepilot.search import Objective, open_study, run_search, warm_start
+from prunepilot.final import finalize_candidates
+from prunepilot.pipeline import prepare, run_job
+from prunepilot.search import open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
 from prunepilot.search.pareto import best_first, hypervolume, pareto_trials
 from prunepilot.spec import JobSpec
@@ -143,7 +144,7 @@ def run_baseline_method(
         budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed, ratio_max=ratio_max,
         finetune_steps=steps,
     ).validate()  # fmt: skip
-    job = _prepare(spec, None, progress=False)
+    job = prepare(spec.resolve(), progress=False)
     base_ms = statistics.median(
         measure_latency(job.task.model, job.task.input_shape, job.settings.latency) for _ in range(3)
     )
@@ -159,9 +160,9 @@ def run_baseline_method(
         warm_start(study, space, [space.uniform(round(r, 4), "l1") for r in ratios])
     else:
         study = open_study(run_dir, seed, optuna.samplers.RandomSampler(seed=seed))
-    objective = Objective("latency_ms", FRACTIONS[-1] * base_ms)
+    widest = BudgetLimit("latency_ms", FRACTIONS[-1] * base_ms)
     with RayExecutor(job.task.model, job.task.search_data, settings, spec.executor_settings()).start() as ex:
-        run_search(study, ex, space, objective, trials, progress=False)
+        run_search(study, ex, space, widest, trials, progress=False)
     completed = [t for t in study.trials if t.state.name == "COMPLETE"]
     points = [(t.values[0], t.values[1] / base_ms) for t in completed]
     result: dict = {
@@ -175,9 +176,8 @@ def run_baseline_method(
         key = f"{fraction:.0%}"
         within = [t for t in completed if t.values[1] <= fraction * base_ms]
         ranked = best_first(pareto_trials(within))  # as prunepilot search ranks
-        done = finalize_candidates(
-            ranked, job.task, spec.final_settings(settings), parse_budget(key), fraction * base_ms, _quiet
-        )
+        budget = parse_budget(key).resolve(base_ms)  # fraction * base_ms
+        done = finalize_candidates(ranked, job.task, spec.final_settings(settings), budget, _quiet)
         final = done.final if done else None
         result.setdefault("final", {})[key] = final
         result["test_accuracy"][key] = final["test_accuracy"] if final else None

@@ -1,15 +1,22 @@
-"""Budgets: what the chosen model must fit, parsed from text such as ``30ms`` or ``2x``."""
+"""Budgets: what the chosen model must fit, parsed from text such as ``30ms`` or ``2x``.
+
+A :class:`Budget` is what the user wrote; :class:`BudgetLimit` is the one judge of it once the
+baseline is measured: every "within budget?" in prunepilot (the trial constraint, the screen, the
+final check) asks a ``BudgetLimit``.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prunepilot.errors import UsageError
 
-#: The metric a budget bounds, as named in trial results and reports.
-METRICS = ("latency_ms", "flops", "params", "size_bytes")
+__all__ = ["ACCEPTED_FORMS", "COSTS", "Budget", "BudgetLimit", "format_cost", "parse_budget"]
+
+#: The costs a budget may bound, as named in trial results and reports.
+COSTS = ("latency_ms", "flops", "params", "size_bytes")
 
 ACCEPTED_FORMS = (
     "latency '30ms', '1.5ms', '800us', '0.03s'; "
@@ -29,60 +36,108 @@ _BYTES = {
 
 @dataclass(frozen=True)
 class Budget:
-    """An upper bound on one metric of the chosen model.
+    """An upper bound on one cost of the chosen model, as the user gave it.
 
-    Exactly one of ``limit`` (absolute, in the metric's unit) and ``fraction`` (a share of the
+    Exactly one of ``limit`` (absolute, in the cost's unit) and ``fraction`` (a share of the
     baseline's value, resolved once the baseline is measured) is set.
 
     Attributes:
-        metric: One of :data:`METRICS`.
+        cost: One of :data:`COSTS`.
         limit: The absolute bound, or None for a relative budget.
         fraction: The bound as a share of the baseline's value, or None.
         text: The text the budget was parsed from.
     """
 
-    metric: str
+    cost: str
     limit: float | None = None
     fraction: float | None = None
     text: str = ""
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise UsageError(f"Unknown budget metric {self.metric!r}; accepted: {', '.join(METRICS)}.")
+        if self.cost not in COSTS:
+            raise UsageError(f"Unknown budget cost {self.cost!r}; accepted: {', '.join(COSTS)}.")
         if (self.limit is None) == (self.fraction is None):
             raise UsageError("A budget needs exactly one of an absolute limit and a fraction.")
 
-    def resolve(self, baseline_value: float) -> float:
-        """Returns the absolute bound, given the baseline's value of :attr:`metric`."""
-        if self.limit is not None:
-            return self.limit
-        return baseline_value * float(self.fraction)  # type: ignore[arg-type]
+    def resolve(self, baseline_value: float) -> BudgetLimit:
+        """The budget's judge, given the baseline's value of :attr:`cost`."""
+        limit = self.limit if self.limit is not None else baseline_value * float(self.fraction)  # type: ignore
+        return BudgetLimit(self.cost, limit, self.fraction, self.text)
 
     def describe(self, baseline_value: float | None = None) -> str:
-        """A short human description, e.g. ``latency <= 1.20 ms (2x)``."""
+        """A short human description, e.g. ``latency <= 1.200 ms (2x)``."""
         if baseline_value is None and self.limit is None:
-            return f"{self.metric} <= {self.fraction:g} x baseline ({self.text})"
-        value = self.resolve(baseline_value or 0.0)
-        return f"{format_metric(self.metric, value, short=False)} ({self.text})"
+            return f"{self.cost} <= {self.fraction:g} x baseline ({self.text})"
+        value = self.resolve(baseline_value or 0.0).limit
+        return f"{format_cost(self.cost, value, short=False)} ({self.text})"
 
     def to_dict(self) -> dict:
-        return {"metric": self.metric, "limit": self.limit, "fraction": self.fraction, "text": self.text}
+        """Plain data for reports (the cost is stored under ``metric``, as run files always had it)."""
+        return {"metric": self.cost, "limit": self.limit, "fraction": self.fraction, "text": self.text}
 
 
-def format_metric(metric: str, value: float, short: bool = True) -> str:
-    """Formats a metric value with its unit (``1.23 ms``, ``4.5 MFLOPs``, ``300k params``)."""
-    if metric == "latency_ms":
+@dataclass(frozen=True)
+class BudgetLimit:
+    """A resolved budget: the one judge of whether a cost fits.
+
+    Attributes:
+        cost: One of :data:`COSTS`.
+        limit: The absolute bound, in the cost's unit.
+        fraction: For a relative budget, the share of the baseline it was resolved from (so that
+            :meth:`limit_for` can resolve it again against a re-measured baseline); None otherwise.
+        text: The budget's text, for messages.
+    """
+
+    cost: str
+    limit: float
+    fraction: float | None = None
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.cost not in COSTS:
+            raise UsageError(f"Unknown budget cost {self.cost!r}; accepted: {', '.join(COSTS)}.")
+        if not (isinstance(self.limit, (int, float)) and math.isfinite(self.limit) and self.limit > 0):
+            raise UsageError(
+                "The 'limit' parameter of BudgetLimit must be a finite number > 0. "
+                f"Got {self.limit!r} instead."
+            )
+
+    def excess(self, value: float) -> float:
+        """Relative excess of ``value`` over the limit: <= 0 fits (Optuna's constraint convention)."""
+        return (value - self.limit) / self.limit
+
+    def fits(self, value: float, margin: float = 0.0) -> bool:
+        """Whether ``value`` is within the limit, loosened (``margin > 0``) or tightened by a share."""
+        return self.excess(value) <= margin
+
+    def limit_for(self, remeasured_baseline: float) -> BudgetLimit:
+        """The budget judged against a baseline re-measured side by side with a candidate.
+
+        A relative latency budget (``2x``, ``50%``) follows the re-measured baseline, so that drift
+        in the machine's speed hits both alike; any other budget is returned as it is.
+        """
+        if self.cost == "latency_ms" and self.fraction is not None:
+            return replace(self, limit=self.fraction * remeasured_baseline)
+        return self
+
+    def describe(self) -> str:
+        """``latency <= 1.200 ms (2x)``."""
+        text = format_cost(self.cost, self.limit, short=False)
+        return f"{text} ({self.text})" if self.text else text
+
+
+def format_cost(cost: str, value: float, short: bool = True) -> str:
+    """Formats a cost with its unit (``1.23 ms``, ``4.5 MFLOPs``, ``300k params``)."""
+    if cost == "latency_ms":
         text = f"{value:.3g} ms" if short else f"latency <= {value:.3f} ms"
         return text
-    if metric == "flops":
+    if cost == "flops":
         text = _si(value) + "FLOPs"
-    elif metric == "params":
+    elif cost == "params":
         text = _si(value) + " params"
     else:
         text = _si(value) + "B"
-    prefix = (
-        "" if short else {"flops": "FLOPs", "params": "parameters", "size_bytes": "size"}[metric] + " <= "
-    )
+    prefix = "" if short else {"flops": "FLOPs", "params": "parameters", "size_bytes": "size"}[cost] + " <= "
     return prefix + text
 
 

@@ -13,11 +13,11 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 
-from prunepilot import __version__
+from prunepilot._version import __version__
 from prunepilot.budget import ACCEPTED_FORMS
 from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PrunepilotError
 from prunepilot.policies import MAX_RATIO, criterion_names
-from prunepilot.spec import JobSpec
+from prunepilot.spec import RESUMABLE, JobSpec
 from prunepilot.tasks.builtin import BUILTIN_TASKS
 
 EPILOG = """exit codes: 0 budget met, 2 bad input, 3 no trial met the budget (report written),
@@ -270,11 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Flags that may change when a run is resumed: how many trials, and where they run.
-RESUMABLE = ("trials", "timeout", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial",
-             "max_retries", "latency_gate")  # fmt: skip
-
-
 def _given(args: argparse.Namespace) -> dict:
     """JobSpec fields set by the flags actually given (parsed into JobSpec's types)."""
     from prunepilot.tasks.loading import parse_input_shape
@@ -320,7 +315,7 @@ def _job(args: argparse.Namespace):
 
 def _search(args: argparse.Namespace) -> int:
     from prunepilot.errors import UsageError
-    from prunepilot.runner import resume_spec, run_job
+    from prunepilot.pipeline import resume_spec, run_job
 
     job, given = _job(args)
     if given.get("resume"):
@@ -336,15 +331,15 @@ def _search(args: argparse.Namespace) -> int:
             )
         overrides = {k: given[k] for k in RESUMABLE if k in given}
         spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
-        return run_job(spec, progress=not getattr(args, "quiet", False))
+        return run_job(spec, progress=not getattr(args, "quiet", False)).exit_code
     with _blamed_on(job, given):
         spec = JobSpec(**{**(job.values if job else {}), **given})
-        return run_job(spec, progress=not getattr(args, "quiet", False))
+        return run_job(spec, progress=not getattr(args, "quiet", False)).exit_code
 
 
 def _validate(args: argparse.Namespace) -> int:
     from prunepilot.errors import UsageErrors
-    from prunepilot.runner import check_job
+    from prunepilot.pipeline import check_job
 
     job, given = _job(args)
     spec = JobSpec(**{**job.values, **given})
@@ -356,13 +351,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from prunepilot.runner import rebuild_report
+    from prunepilot.pipeline import rebuild_report
 
     return rebuild_report(args.run)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from prunepilot.runner import EXPORT_FORMATS, export_trial
+    from prunepilot.export import EXPORT_FORMATS
+    from prunepilot.pipeline import export_trial
 
     formats = tuple(dict.fromkeys(args.format or EXPORT_FORMATS))
     return export_trial(args.run, args.trial, formats)

@@ -1,13 +1,17 @@
-"""The chosen policy, made for real: re-applied, fine-tuned longer, tested once, re-measured."""
+"""Final candidates, made for real: re-applied on a fresh copy, fine-tuned longer, re-measured side
+by side with the baseline, judged against the budget; the chosen one alone is scored on test."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+from optuna.trial import FrozenTrial
 from torch import nn
 
+from prunepilot.budget import BudgetLimit
 from prunepilot.evaluators import (
     LatencySettings,
     count_flops,
@@ -15,14 +19,93 @@ from prunepilot.evaluators import (
     serialized_size,
     time_models,
 )
-from prunepilot.evaluators.inputs import example_batch, on_device
-from prunepilot.evaluators.score import evaluate_metric
-from prunepilot.policies import Policy
+from prunepilot.evaluators.metric import evaluate_metric
+from prunepilot.inputs import example_batch, on_device
+from prunepilot.policies import Plan, Policy
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings, prune_and_train
 
+__all__ = ["FINAL_CANDIDATES", "Finalized", "finalize", "finalize_candidates", "score_on_test"]
+
 #: The final model and the baseline get this many times the trials' timed passes.
 FINAL_REPEATS_FACTOR = 5
+#: The best front points by trial score, each given the final fine-tune (see finalize_candidates;
+#: cheaper ones follow only when none of these meets the budget on re-measurement).
+FINAL_CANDIDATES = 3
+
+
+@dataclass
+class Finalized:
+    """A front point made for real (see :func:`finalize`).
+
+    Attributes:
+        trial: The trial whose policy it is.
+        final: Its measurements, with ``budget_limit`` and ``budget_met``.
+        model: The fine-tuned pruned model.
+        policy: The policy.
+        plan: What the policy removed (see ``apply_policy``).
+    """
+
+    trial: FrozenTrial | None
+    final: dict[str, Any]
+    model: nn.Module
+    policy: Policy
+    plan: Plan
+
+
+def finalize_candidates(
+    ranked: list[FrozenTrial],
+    task: Task,
+    settings: TrialSettings,
+    budget: BudgetLimit,
+    log: Callable[[str], None],
+    device: str = "cpu",
+    maximize: bool = True,
+) -> Finalized | None:
+    """Finalizes the first :data:`FINAL_CANDIDATES` of ``ranked`` (``settings.finetune_steps`` is
+    the final length) and returns the one with the best validation metric after the final
+    fine-tune among those that meet the budget on re-measurement (ties: the earlier one).
+
+    The trial score ranks policies only roughly (``benchmarks/proxy_fidelity.py``), so the few best
+    are promoted to the full fine-tune and compared there, on the validation split; only the one
+    returned is scored on the test split. When none of them meets the budget on re-measurement,
+    the rest of ``ranked`` is finalized in turn until one does (down the feasible front, each
+    next point scores lower and costs less): a model within budget is worth some accuracy. When
+    none ever does, the last one finalized is returned. ``final["candidates"]`` records each
+    finalized one's validation metric and cost.
+
+    Args:
+        ranked: Trials of the feasible front, best trial score first (None is returned when empty).
+    """
+    finished: list[Finalized] = []
+    for candidate in ranked:
+        if len(finished) >= FINAL_CANDIDATES and any(done.final["budget_met"] for done in finished):
+            break
+        if len(finished) == FINAL_CANDIDATES:
+            log(f"None of the {FINAL_CANDIDATES} best front points meets the budget on re-measurement; "
+                "trying the cheaper ones in turn.")  # fmt: skip
+        policy = Policy.from_dict(candidate.user_attrs["policy"])
+        log(f"Final fine-tune of trial {candidate.number} ({settings.finetune_steps} steps) ...")
+        done = finalize(task, policy, settings, device, candidate)
+        # A relative latency budget follows the baseline re-measured side by side with the model.
+        judge = budget.limit_for(done.final["baseline_latency_ms"])
+        done.final["budget_limit"] = judge.limit
+        done.final["budget_met"] = judge.fits(done.final[budget.cost])
+        finished.append(done)
+        if not done.final["budget_met"]:
+            log(f"Trial {candidate.number} misses the budget on re-measurement.")
+    if not finished:
+        return None
+    fitting = [done for done in finished if done.final["budget_met"]]
+    sign = 1.0 if maximize else -1.0
+    chosen = max(fitting, key=lambda done: sign * done.final["val_accuracy"]) if fitting else finished[-1]
+    chosen.final["candidates"] = [
+        {"number": done.trial.number, "val_accuracy": done.final["val_accuracy"],
+         budget.cost: done.final[budget.cost], "budget_met": done.final["budget_met"]}
+        for done in finished
+    ]  # fmt: skip
+    chosen.final.update(score_on_test(task, chosen.model, settings, device))
+    return chosen
 
 
 def compare_latency(
@@ -43,9 +126,9 @@ def finalize(
     task: Task,
     policy: Policy,
     settings: TrialSettings,
-    removed: dict[str, list[int]] | None = None,
     device: str = "cpu",
-) -> tuple[nn.Module, dict[str, Any]]:
+    trial: FrozenTrial | None = None,
+) -> Finalized:
     """Re-applies ``policy`` to a fresh copy of the task's model and measures the result on the
     validation split (the test split is :func:`score_on_test`'s, for the chosen model alone).
 
@@ -53,17 +136,15 @@ def finalize(
         task: The task (model and splits).
         policy: The chosen policy.
         settings: Trial settings whose ``finetune_steps`` is the final fine-tune length.
-        removed: Filled with the plan: group -> removed channels (see ``apply_policy``).
         device: The target device: the model is fine-tuned, scored and timed there.
+        trial: The trial whose policy it is, when it is one.
 
     Returns:
-        The final model (on the CPU, for export) and its measurements (plain data).
+        The final model (on the CPU, for export), its plan and its measurements.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    model = prune_and_train(
-        task.model, task.train, task.input_shape, policy, settings, timings, device, removed=removed
-    )
+    model, plan = prune_and_train(task.model, task.train, task.input_shape, policy, settings, timings, device)
     base = on_device(task.model, device)
     base_latency, latency = compare_latency(base, model, task.input_shape, settings.latency, device)
     val_accuracy = evaluate_metric(model, task.val, settings.metric, device=device)
@@ -80,7 +161,7 @@ def finalize(
         "timings": timings,
     }
     final["wall_s"] = time.perf_counter() - start
-    return model, final
+    return Finalized(trial, final, model, policy, plan)
 
 
 def score_on_test(

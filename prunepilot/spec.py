@@ -1,28 +1,39 @@
-"""The job: everything one search needs, validated before anything runs."""
+"""The job: everything one search needs, validated once, before anything runs.
+
+:class:`JobSpec` holds the settings as given (flags, a job file, the Python API);
+:meth:`JobSpec.resolve` checks every field and returns a :class:`ResolvedJob`, the frozen form the
+pipeline runs (with the budget parsed).
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from prunepilot.budget import Budget, parse_budget
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
-from prunepilot.evaluators.inputs import INPUT_DTYPES
-from prunepilot.evaluators.latency_model import MIN_SAMPLES
-from prunepilot.evaluators.score import DIRECTIONS, Metric
+from prunepilot.evaluators.metric import DIRECTIONS, Metric
+from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
+from prunepilot.search.latency_model import MIN_SAMPLES
 from prunepilot.search.screen import CALIBRATION_SAMPLES
 from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 from prunepilot.trial import TrialSettings
 
+__all__ = ["RESUMABLE", "JobSpec", "ResolvedJob"]
 
-@dataclass
+#: Fields that may change when a run is resumed: how many trials, and where they run.
+RESUMABLE = ("trials", "timeout", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial",
+             "max_retries", "latency_gate")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class JobSpec:
-    """A search job (what the command-line flags hold).
+    """A search job (what the command-line flags hold); change it with ``dataclasses.replace``.
 
     Attributes:
         budget: Budget text (``30ms``, ``2x``, ``120MFLOPs`` ...); None only for a dry run.
@@ -84,6 +95,8 @@ class JobSpec:
         max_retries: Times Ray re-runs a trial whose worker process or node died.
         latency_gate: Pause a node's other trials while one measures latency (honest latency at
             some throughput); False lets measurements overlap other trials' compute.
+        python_objects: The model and data were given as Python objects (``prunepilot.search``),
+            not named by ``model`` and ``data``: the run can be continued only from Python.
     """
 
     budget: str | None = None
@@ -130,15 +143,23 @@ class JobSpec:
     gpus_per_trial: float = 0.0
     max_retries: int = 2
     latency_gate: bool = True
-    _budget: Budget | None = field(default=None, init=False, repr=False, compare=False)
+    python_objects: bool = False
 
     def validate(self) -> JobSpec:
         """Checks every field; raises ``UsageError`` naming the first one that is wrong."""
         problems = self.problems()
         if problems:
             raise problems[0]
-        self._budget = parse_budget(self.budget) if self.budget is not None else None
         return self
+
+    def resolve(self) -> ResolvedJob:
+        """The job validated once, with its budget parsed.
+
+        Raises:
+            UsageError: naming the first field that is wrong.
+        """
+        self.validate()
+        return ResolvedJob(self, parse_budget(self.budget) if self.budget is not None else None)
 
     def problems(self) -> list[UsageError]:
         """Every field that is wrong, one error each (empty when the job is valid)."""
@@ -220,10 +241,6 @@ class JobSpec:
             except UsageError as exc:
                 raise UsageError(str(exc), "budget") from None
 
-    @property
-    def parsed_budget(self) -> Budget | None:
-        return self._budget
-
     def trial_settings(self, latency_batch: int) -> TrialSettings:
         return TrialSettings(
             bn_batches=self.bn_batches,
@@ -261,17 +278,30 @@ class JobSpec:
         )
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> JobSpec:
-        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
+        known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         # A run saved before block removal existed removed no block: resumed, it still does not.
         values.setdefault("block_removal", False)
         if values.get("input_shape") is not None:
             values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A job checked once (see :meth:`JobSpec.resolve`): what every stage of the pipeline reads.
+
+    Attributes:
+        spec: The job's settings, every field valid.
+        budget: The parsed budget; None only for a dry run without one.
+    """
+
+    spec: JobSpec
+    budget: Budget | None
 
 
 def _is_int(value: object) -> bool:

@@ -15,17 +15,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from prunepilot.errors import check_integer, invalid_parameter
-from prunepilot.evaluators import (
-    LatencySettings,
-    evaluate_model,
-    fine_tune,
-    recalibrate_batchnorm,
-)
-from prunepilot.evaluators.gate import NullGate
-from prunepilot.evaluators.inputs import on_device
-from prunepilot.evaluators.score import Metric
-from prunepilot.policies import Policy, apply_policy
+from prunepilot.evaluators import LatencySettings, evaluate_model
+from prunepilot.evaluators.metric import Metric
+from prunepilot.gate import NullGate
+from prunepilot.inputs import on_device
+from prunepilot.policies import Policy, PrunedModel, apply_policy
 from prunepilot.tasks.base import TaskData
+from prunepilot.training import fine_tune, recalibrate_batchnorm
 
 #: Trial phases, in order, as keys of :attr:`TrialResult.timings`.
 PHASES = ("apply", "bn_recalibration", "fine_tune", "evaluation", "latency")
@@ -98,8 +94,8 @@ class TrialResult:
     latency_ms: float
     timings: dict[str, float]
 
-    def metric(self, name: str) -> float:
-        """The value of a budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``)."""
+    def cost(self, name: str) -> float:
+        """The value of a cost a budget may bound (``latency_ms``, ``flops``, ``params``, ``size_bytes``)."""
         return float(getattr(self, name))
 
     def to_dict(self) -> dict:
@@ -119,25 +115,26 @@ def prune_and_train(
     timings: dict[str, float] | None = None,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
-    removed: dict[str, list[int]] | None = None,
-) -> nn.Module:
+) -> PrunedModel:
     """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it.
 
-    Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest. ``removed``
-    is filled with the plan (see :func:`apply_policy`).
+    Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest.
+
+    Returns:
+        The fine-tuned model (on ``device``) and its plan (see :func:`apply_policy`).
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
     loader = DataLoader(train, batch_size=settings.batch_size, shuffle=False)
     with (gate or NullGate()).compute():
-        pruned = apply_policy(
+        pruned, plan = apply_policy(
             model,
             policy,
             input_shape,
             gradient_batches=itertools.islice(loader, settings.gradient_batches),
             seed=settings.seed,
-            removed=removed,
-        ).to(device)
+        )
+        pruned = pruned.to(device)
     timings["apply"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -149,7 +146,7 @@ def prune_and_train(
         pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate
     )
     timings["fine_tune"] = time.perf_counter() - start
-    return pruned
+    return PrunedModel(pruned, plan)
 
 
 def run_trial(
@@ -172,10 +169,10 @@ def run_trial(
         policy: The pruning policy to apply.
         settings: Fine-tune and measurement settings.
         device: Where the pruned model trains and is measured (``cpu`` or ``cuda``).
-        gate: The node's measurement gate (see :mod:`prunepilot.evaluators.gate`).
+        gate: The node's measurement gate (see :mod:`prunepilot.gate`).
     """
     timings: dict[str, float] = {}
-    pruned = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate)
+    pruned, _ = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate)
     reference = None
     if settings.reference_latency_ms is not None:
         reference = (on_device(model, device), settings.reference_latency_ms)

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from prunepilot.cli import main
-from prunepilot.evaluators import LatencySettings, fine_tune
+from prunepilot.evaluators import LatencySettings
 from prunepilot.tasks import digits_datasets
+from prunepilot.training import fine_tune
 from prunepilot.trial import TrialSettings
 from tests import zoo
 

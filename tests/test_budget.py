@@ -25,7 +25,7 @@ from prunepilot import Budget, UsageError, parse_budget
 )
 def test_parse_valid_forms(text, metric, limit, fraction):
     budget = parse_budget(text)
-    assert budget.metric == metric
+    assert budget.cost == metric
     assert budget.text == text
     if limit is None:
         assert budget.limit is None
@@ -48,9 +48,9 @@ def test_parse_invalid_forms_name_the_accepted_ones(text):
 
 
 def test_relative_budget_resolves_against_the_baseline():
-    assert parse_budget("2x").resolve(8.0) == pytest.approx(4.0)
-    assert parse_budget("25%").resolve(8.0) == pytest.approx(2.0)
-    assert parse_budget("30ms").resolve(8.0) == pytest.approx(30.0)
+    assert parse_budget("2x").resolve(8.0).limit == pytest.approx(4.0)
+    assert parse_budget("25%").resolve(8.0).limit == pytest.approx(2.0)
+    assert parse_budget("30ms").resolve(8.0).limit == pytest.approx(30.0)
 
 
 def test_budget_needs_exactly_one_bound():

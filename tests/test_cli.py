@@ -97,7 +97,7 @@ def test_exported_torchscript_reloads_with_identical_outputs(default_run):
     scripted = load_torchscript(run / "model.ts.pt")
     inputs = torch.stack([task.test[i][0] for i in range(32)])
     # The export is the pruned architecture: same shapes as re-applying the policy.
-    rebuilt = apply_policy(task.model, policy, task.input_shape)
+    rebuilt = apply_policy(task.model, policy, task.input_shape).model
     assert scripted(inputs).shape == rebuilt(inputs).shape == (32, 10)
     report = json.loads((run / "report.json").read_text())
     assert report["final"]["export"]["torchscript_max_abs_diff"] == 0.0
@@ -168,7 +168,7 @@ def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
     capsys, tmp_path, tiny_flags, trained_tiny
 ):
     groups = [g.name for g in discover_groups(trained_tiny, (1, 8, 8))]
-    smallest = apply_policy(trained_tiny, Policy.uniform(groups, 0.8), (1, 8, 8))
+    smallest = apply_policy(trained_tiny, Policy.uniform(groups, 0.8), (1, 8, 8)).model
     budget = f"{1.05 * count_flops(smallest, torch.zeros(1, 1, 8, 8)):.0f}FLOPs"
     keep_all = tmp_path / "keep_all.json"
     keep_all.write_text(Policy.uniform(groups, 0.0).to_json())

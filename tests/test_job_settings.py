@@ -241,7 +241,7 @@ def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
     sweep = [r.pop() for r in ratios[:4]]
     assert sweep == sorted(sweep) and sweep[0] > 0 and sweep[-1] == 0.8
     # Every other one without the removable blocks: the shallow model's trade-off.
-    assert [t["policy"]["skip"] for t in report["trials"][:4]] == [[], ["layer1", "layer3"]] * 2
+    assert [t["policy"]["removed_blocks"] for t in report["trials"][:4]] == [[], ["layer1", "layer3"]] * 2
     # ... and sampled policies are trained as sampled: filling up to a budget the baseline meets
     # would undo their pruning.
     assert report["screening"]["filled"] == 0
@@ -252,7 +252,7 @@ def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(
 
 def _removing(tmp_path, *blocks: str):
     path = tmp_path / "start.json"
-    path.write_text(json.dumps({"groups": {"layer1.conv1": {"ratio": 0.5}}, "skip": list(blocks)}))
+    path.write_text(json.dumps({"groups": {"layer1.conv1": {"ratio": 0.5}}, "removed_blocks": list(blocks)}))
     return path
 
 
@@ -261,14 +261,14 @@ def test_a_search_removes_whole_blocks_and_the_export_replays_them(capsys, tmp_p
     assert code == 0, err
     assert report["blocks"] == ["layer1", "layer3"]
     first = report["trials"][0]
-    assert first["policy"]["skip"] == ["layer3"] and first["state"] == "COMPLETE"
+    assert first["policy"]["removed_blocks"] == ["layer3"] and first["state"] == "COMPLETE"
     code, _, err = run_cli(capsys, "export", tmp_path / "r", "--trial", "0", "--format", "plan", "--quiet")
     assert code == 0, err
     folder = tmp_path / "r" / "exports" / "trial-0"
-    assert json.loads((folder / "plan.json").read_text())["skipped"] == ["layer3"]
+    assert json.loads((folder / "plan.json").read_text())["removed_blocks"] == ["layer3"]
     model = load_plan(folder)
     assert isinstance(model.layer3, torch.nn.Identity) and model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
-    assert json.loads((folder / "policy.json").read_text())["skip"] == ["layer3"]
+    assert json.loads((folder / "policy.json").read_text())["removed_blocks"] == ["layer3"]
 
 
 def test_without_block_removal_no_block_is_removed_not_even_by_a_policy_file(capsys, tmp_path, tiny_flags):
@@ -276,7 +276,7 @@ def test_without_block_removal_no_block_is_removed_not_even_by_a_policy_file(cap
                                "--no-block-removal")  # fmt: skip
     assert code == 0, err
     assert report["blocks"] == [] and report["job"]["block_removal"] is False
-    assert all(t["policy"]["skip"] == [] for t in report["trials"])
+    assert all(t["policy"]["removed_blocks"] == [] for t in report["trials"])
 
 
 def test_the_dry_run_lists_the_removable_blocks(capsys, tmp_path, tiny_flags):
@@ -324,7 +324,9 @@ def _flops_budget(*blocks: str) -> float:
 
     model = zoo.tiny_resnet()
     names = [g.name for g in discover_groups(model, (1, 8, 8))]
-    smallest = apply_policy(model, Policy(Policy.uniform(names, 0.8).groups, skip=blocks), (1, 8, 8))
+    smallest = apply_policy(
+        model, Policy(Policy.uniform(names, 0.8).groups, removed_blocks=blocks), (1, 8, 8)
+    ).model
     return count_flops(smallest, torch.zeros(1, 1, 8, 8))
 
 
@@ -332,7 +334,7 @@ def test_a_budget_only_block_removal_reaches_is_searched_and_without_it_refused(
     budget = f"{(_flops_budget() + _flops_budget('layer1', 'layer3')) / 2:.0f}FLOPs"
     code, report, err = search(capsys, tmp_path, *tiny_flags, "--budget", budget)
     assert code == 0, err
-    assert report["chosen"]["policy"]["skip"]  # nothing fits without removing a block
+    assert report["chosen"]["policy"]["removed_blocks"]  # nothing fits without removing a block
     code, _, err = run_cli(capsys, "search", "--budget", budget, "--out", tmp_path / "no", *tiny_flags,
                            "--no-block-removal")  # fmt: skip
     assert code == 2
@@ -344,12 +346,13 @@ def test_removing_blocks_alone_is_a_warm_start_when_it_fits(capsys, tmp_path, ti
     from prunepilot import Policy, apply_policy
     from prunepilot.evaluators import count_flops
 
-    shallow = apply_policy(trained_tiny, Policy({}, skip=("layer1", "layer3")), (1, 8, 8))
+    shallow = apply_policy(trained_tiny, Policy({}, removed_blocks=("layer1", "layer3")), (1, 8, 8)).model
     budget = f"{count_flops(shallow, torch.zeros(1, 1, 8, 8)) + 1:.0f}FLOPs"
     code, report, err = search(capsys, tmp_path, *tiny_flags, "--budget", budget)
     assert code == 0, err
     policies = [t["policy"] for t in report["trials"]]
-    assert any(p["skip"] == ["layer1", "layer3"] and not any(g["ratio"] for g in p["groups"].values())
+    assert any(p["removed_blocks"] == ["layer1", "layer3"]
+               and not any(g["ratio"] for g in p["groups"].values())
                for p in policies)  # fmt: skip
 
 

@@ -24,7 +24,7 @@ def test_a_classifier_behind_a_log_softmax_is_never_pruned():
     model = zoo.mlp_logsoftmax()
     groups = discover_groups(model, (1, 8, 8))
     assert [g.name for g in groups] == ["1"]  # the hidden Linear only, not the classifier "3"
-    pruned = apply_policy(model, Policy.uniform(["1"], 0.5), (1, 8, 8))
+    pruned = apply_policy(model, Policy.uniform(["1"], 0.5), (1, 8, 8)).model
     assert pruned(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
@@ -34,7 +34,7 @@ def test_groups_touching_grouped_convolutions_are_left_whole():
     assert names and "pw" not in names  # pw feeds the groups=4 conv
     for criterion in ("l1", "fpgm", "random"):
         policy = Policy.uniform(names, 0.6, criterion)
-        pruned = apply_policy(model, policy, (1, 8, 8))
+        pruned = apply_policy(model, policy, (1, 8, 8)).model
         assert pruned(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
@@ -77,7 +77,7 @@ def test_warm_start_trials_record_their_params_for_the_sampler(capsys, tmp_path,
         assert {name: trial.params[f"{name}:ratio"] for name in recorded} == {
             name: pytest.approx(setting["ratio"]) for name, setting in recorded.items()
         }
-        removed = trial.user_attrs["policy"]["skip"]
+        removed = trial.user_attrs["policy"]["removed_blocks"]
         assert [b for b in ("layer1", "layer3") if trial.params[f"{b}:remove"]] == removed
 
 
@@ -117,19 +117,19 @@ def test_a_ratio_max_off_the_grid_is_rounded_down_onto_it(capsys, tmp_path, tiny
 
 
 def test_ctrl_c_during_the_search_exits_130_and_resume_continues(capsys, tmp_path, tiny_flags, monkeypatch):
-    import prunepilot.runner as runner
+    import prunepilot.pipeline.search as stage
 
-    real = runner.run_search
+    real = stage.run_search
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "run_search", interrupted)
+    monkeypatch.setattr(stage, "run_search", interrupted)
     code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--trials", "2", "--out", tmp_path,
                            "--name", "c", *tiny_flags)  # fmt: skip
     assert code == 130
     assert "--resume --name c" in err and "Traceback" not in err
-    monkeypatch.setattr(runner, "run_search", real)
+    monkeypatch.setattr(stage, "run_search", real)
     assert main(["search", "--resume", "--name", "c", "--out", str(tmp_path), "--quiet"]) == 0
 
 

@@ -2,8 +2,8 @@
 
 import optuna
 
+from prunepilot.budget import BudgetLimit
 from prunepilot.report import build_report, markdown
-from prunepilot.search import Objective
 from prunepilot.search.driver import tell_outcome
 from prunepilot.search.executors import TrialOutcome
 from prunepilot.trial import TrialResult, TrialSettings
@@ -24,7 +24,7 @@ def _study(points):
             },
         )
         result = TrialResult(accuracy, flops, 50, 200, latency, {})
-        tell_outcome(study, trial, TrialOutcome(result), Objective("latency_ms", 20.0))
+        tell_outcome(study, trial, TrialOutcome(result), BudgetLimit("latency_ms", 20.0))
     return study
 
 

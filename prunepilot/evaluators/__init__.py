@@ -1,22 +1,23 @@
-"""Evaluators: accuracy, cost (FLOPs, parameters, size), latency, and the fast trial proxy."""
+"""Evaluators: what a model scores and costs. The quality metric (top-1 accuracy or the user's),
+costs (FLOPs, parameters, size), measured latency, and all of them at once."""
 
 from prunepilot.evaluators.accuracy import top1_accuracy
 from prunepilot.evaluators.cost import count_flops, count_params, flops_by_module, serialized_size
 from prunepilot.evaluators.latency import LatencySettings, measure_latency, relative_latency, time_models
-from prunepilot.evaluators.metrics import ModelMetrics, evaluate_model
-from prunepilot.evaluators.proxy import fine_tune, recalibrate_batchnorm
+from prunepilot.evaluators.measure import Measurements, evaluate_model
+from prunepilot.evaluators.metric import Metric, evaluate_metric
 
 __all__ = [
     "LatencySettings",
-    "ModelMetrics",
+    "Measurements",
+    "Metric",
     "count_flops",
     "count_params",
+    "evaluate_metric",
     "evaluate_model",
-    "fine_tune",
     "flops_by_module",
     "measure_latency",
     "relative_latency",
-    "recalibrate_batchnorm",
     "serialized_size",
     "time_models",
     "top1_accuracy",

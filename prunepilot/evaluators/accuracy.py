@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from prunepilot.evaluators.gate import NullGate
+from prunepilot.gate import NullGate
 
 
 def top1_accuracy(
@@ -23,7 +23,7 @@ def top1_accuracy(
         dataset: (input, integer label) pairs.
         batch_size: Samples per forward pass.
         device: Where the batches go.
-        gate: Held shared around each batch (see :mod:`prunepilot.evaluators.gate`).
+        gate: Held shared around each batch (see :mod:`prunepilot.gate`).
     """
     gate = gate or NullGate()
     model.eval()

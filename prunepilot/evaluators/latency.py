@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from prunepilot.errors import check_integer
-from prunepilot.evaluators.gate import NullGate
-from prunepilot.evaluators.inputs import example_batch
+from prunepilot.gate import NullGate
+from prunepilot.inputs import example_batch
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Policies: prunable groups, removable blocks, importance criteria, the policy itself and how it is
 applied."""
 
-from prunepilot.policies.apply import apply_plan, apply_policy
+from prunepilot.policies.apply import Plan, PrunedModel, apply_plan, apply_policy
 from prunepilot.policies.blocks import discover_blocks, remove_blocks
 from prunepilot.policies.criteria import (
     Criterion,
@@ -14,6 +14,8 @@ from prunepilot.policies.policy import MAX_RATIO, GroupSetting, Policy, kept_cha
 
 __all__ = [
     "MAX_RATIO",
+    "Plan",
+    "PrunedModel",
     "Criterion",
     "GroupInfo",
     "GroupSetting",

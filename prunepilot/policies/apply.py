@@ -1,9 +1,12 @@
-"""Applying a policy: a physically smaller copy of the model."""
+"""Applying a policy: a physically smaller copy of the model, and the plan that re-creates it."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 import torch
 import torch_pruning as tp
@@ -16,6 +19,40 @@ from prunepilot.policies.groups import build_graph, example_inputs, named_groups
 from prunepilot.policies.policy import Policy, kept_channels
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Exactly what a policy took out of a model, so that :func:`apply_plan` can take the same out of
+    a fresh one.
+
+    Attributes:
+        channels: Group name -> removed channel indices, in the order the groups were pruned.
+        removed_blocks: The blocks removed whole (the policy's ``removed_blocks``).
+    """
+
+    channels: Mapping[str, list[int]] = field(default_factory=dict)
+    removed_blocks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", MappingProxyType({k: list(v) for k, v in self.channels.items()}))
+        object.__setattr__(self, "removed_blocks", tuple(self.removed_blocks))
+
+    def to_dict(self) -> dict:
+        """Plain data, as ``plan.json`` stores it (channels under ``removed``)."""
+        return {"removed_blocks": list(self.removed_blocks), "removed": dict(self.channels)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Plan:
+        """The inverse of :meth:`to_dict`; plans written before ``removed_blocks`` call it ``skipped``."""
+        return cls(data.get("removed", {}), tuple(data.get("removed_blocks", data.get("skipped", []))))
+
+
+class PrunedModel(NamedTuple):
+    """What :func:`apply_policy` returns: the pruned copy and its plan."""
+
+    model: nn.Module
+    plan: Plan
+
+
 def apply_policy(
     model: nn.Module,
     policy: Policy,
@@ -23,9 +60,8 @@ def apply_policy(
     *,
     gradient_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = (),
     seed: int = 0,
-    removed: dict[str, list[int]] | None = None,
-) -> nn.Module:
-    """Returns a pruned copy of ``model``; ``model`` itself is never changed.
+) -> PrunedModel:
+    """Returns a pruned copy of ``model`` and its plan; ``model`` itself is never changed.
 
     The policy's blocks are removed first (see :mod:`prunepilot.policies.blocks`); then every
     remaining group's channels are scored, on the unpruned copy, by the group's criterion, and the
@@ -39,15 +75,16 @@ def apply_policy(
         input_shape: Shape of one input sample, without the batch dimension.
         gradient_batches: (inputs, labels) batches for criteria that need gradients (taylor).
         seed: Seeds the random criterion.
-        removed: When given, filled with group name -> removed channel indices, in the order they
-            were removed (a plan: :func:`apply_plan` replays it on a fresh model).
+
+    Returns:
+        The pruned model (in eval mode) and its :class:`Plan` (:func:`apply_plan` replays it).
 
     Raises:
         UsageError: when the policy names a group or a module the model lacks, removes a module
             whose removal changes the model's output shape, or a criterion cannot score a group
             (``bn_scale`` on a group without BatchNorm).
     """
-    pruned, graph, groups, gone = _without_blocks(model, policy.skip, input_shape)
+    pruned, graph, groups, gone = _without_blocks(model, policy.removed_blocks, input_shape)
     policy.check_groups([*groups, *gone])
     active = {name: s for name, s in policy.groups.items() if s.ratio > 0 and name not in gone}
     if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
@@ -72,45 +109,37 @@ def apply_policy(
             drop = sorted(int(group[0].idxs[i]) for i in order[: channels - keep])
             removals.append((name, drop))
 
-    if removed is not None:
-        removed.update({name: list(drop) for name, drop in removals})
     _remove(graph, groups, removals)
     pruned.zero_grad(set_to_none=True)
-    return pruned.eval()
+    return PrunedModel(pruned.eval(), Plan(dict(removals), policy.removed_blocks))
 
 
-def apply_plan(
-    model: nn.Module,
-    removed: dict[str, list[int]],
-    input_shape: tuple[int, ...],
-    skipped: Iterable[str] = (),
-) -> nn.Module:
-    """Returns a copy of ``model`` with the blocks ``skipped`` removed and exactly the channels of
-    ``removed`` taken out (the plan recorded by :func:`apply_policy`): the pruned architecture,
-    re-created from the original class.
+def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn.Module:
+    """Returns a copy of ``model`` with exactly what ``plan`` records taken out (the blocks, then the
+    channels): the pruned architecture, re-created from the original class.
 
     Raises:
         UsageError: when the plan names a module or group the model lacks or a channel it does not
             have.
     """
-    pruned, graph, groups, _ = _without_blocks(model, tuple(skipped), input_shape)
-    unknown = sorted(set(removed) - set(groups))
+    pruned, graph, groups, _ = _without_blocks(model, plan.removed_blocks, input_shape)
+    unknown = sorted(set(plan.channels) - set(groups))
     if unknown:
         raise UsageError(f"The plan names group(s) {unknown} that the model does not have.")
-    for name, drop in removed.items():
+    for name, drop in plan.channels.items():
         channels = len(groups[name][0].idxs)
         if any(not 0 <= i < channels for i in drop) or len(set(drop)) >= channels:
             raise UsageError(
                 f"The plan removes channels of group {name!r} that it cannot ({channels} channels)."
             )
-    _remove(graph, groups, list(removed.items()))
+    _remove(graph, groups, list(plan.channels.items()))
     return pruned.eval()
 
 
 def _without_blocks(
-    model: nn.Module, skip: tuple[str, ...], input_shape: tuple[int, ...]
+    model: nn.Module, blocks: tuple[str, ...], input_shape: tuple[int, ...]
 ) -> tuple[nn.Module, tp.DependencyGraph, dict[str, tp.dependency.Group], set[str]]:
-    """A copy of ``model`` with the blocks ``skip`` removed, its dependency graph, and its groups
+    """A copy of ``model`` with ``blocks`` removed, its dependency graph, and its groups
     named as they are in the whole model; and the names of the whole model's groups that went with
     the blocks.
 
@@ -119,22 +148,22 @@ def _without_blocks(
     group keeps the name of the whole model's group it shares a layer with.
 
     Raises:
-        UsageError: when ``skip`` names a module the model lacks, or removing it changes the
+        UsageError: when ``blocks`` names a module the model lacks, or removing it changes the
             model's output shape (only blocks with an identity shortcut can be removed).
     """
     inputs = example_inputs(input_shape)
     pruned = copy.deepcopy(model).eval()
-    if not skip:
+    if not blocks:
         graph = build_graph(pruned, inputs)
         return pruned, graph, named_groups(pruned, graph, inputs), set()
     whole = copy.deepcopy(model).eval()
     whole_graph = build_graph(whole, inputs)
     before = {name: _layers(whole, group) for name, group in named_groups(whole, whole_graph, inputs).items()}
     shape = _output_shape(pruned, inputs)
-    remove_blocks(pruned, skip)
+    remove_blocks(pruned, blocks)
     if _output_shape(pruned, inputs) != shape:
         raise UsageError(
-            f"Removing {list(skip)} changes the model's output shape from {shape} to "
+            f"Removing {list(blocks)} changes the model's output shape from {shape} to "
             f"{_output_shape(pruned, inputs)}; only blocks with an identity shortcut can be removed."
         )
     graph = build_graph(pruned, inputs)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
-from prunepilot.evaluators.inputs import example_batch
+from prunepilot.inputs import example_batch
 
 #: Largest difference from the identity accepted of a block whose parameters are zeroed.
 IDENTITY_TOLERANCE = 1e-6

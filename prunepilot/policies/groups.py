@@ -15,7 +15,7 @@ from torch import nn
 
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.cost import flops_by_module
-from prunepilot.evaluators.inputs import example_batch
+from prunepilot.inputs import example_batch
 
 #: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
 TRACE_BATCH = 2

@@ -18,6 +18,10 @@ MAX_RATIO = 0.95
 SCHEMA = "prunepilot.policy/1"
 
 
+#: Keys of policy files written by earlier versions, still read (``skip``: ``removed_blocks``).
+OLD_KEYS = ("skip",)
+
+
 @dataclass(frozen=True)
 class GroupSetting:
     """How one group is pruned.
@@ -50,19 +54,21 @@ class Policy:
     Attributes:
         groups: Group name (root module's qualified name) -> setting.
         round_to: Kept channel counts are rounded up to a multiple of this (>= 1).
-        skip: Removable blocks (see ``blocks.discover_blocks``) removed whole, by qualified name;
+        removed_blocks: Removable blocks (see ``blocks.discover_blocks``) removed whole, by qualified name;
             kept sorted. The settings of groups inside a removed block have no effect.
     """
 
     groups: Mapping[str, GroupSetting] = field(default_factory=dict)
     round_to: int = 1
-    skip: tuple[str, ...] = ()
+    removed_blocks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_integer("Policy", "round_to", self.round_to, 1)
-        if not isinstance(self.skip, (tuple, list)) or not all(isinstance(n, str) and n for n in self.skip):
-            raise invalid_parameter("skip", "Policy", "a list of block names", self.skip)
-        object.__setattr__(self, "skip", tuple(sorted(set(self.skip))))
+        if not isinstance(self.removed_blocks, (tuple, list)) or not all(
+            isinstance(n, str) and n for n in self.removed_blocks
+        ):
+            raise invalid_parameter("removed_blocks", "Policy", "a list of block names", self.removed_blocks)
+        object.__setattr__(self, "removed_blocks", tuple(sorted(set(self.removed_blocks))))
         for name, setting in self.groups.items():
             if not isinstance(name, str) or not isinstance(setting, GroupSetting):
                 raise invalid_parameter(
@@ -82,7 +88,7 @@ class Policy:
             "schema": SCHEMA,
             "round_to": self.round_to,
             "groups": {name: {"ratio": s.ratio, "criterion": s.criterion} for name, s in self.groups.items()},
-            "skip": list(self.skip),
+            "removed_blocks": list(self.removed_blocks),
         }
 
     @classmethod
@@ -94,10 +100,11 @@ class Policy:
         """
         if not isinstance(data, Mapping):
             raise UsageError(f"A policy must be a JSON object. Got {type(data).__name__} instead.")
-        unknown = set(data) - {"schema", "round_to", "groups", "skip"}
+        unknown = set(data) - {"schema", "round_to", "groups", "removed_blocks", *OLD_KEYS}
         if unknown:
             raise UsageError(
-                f"Unknown policy field(s) {sorted(unknown)}; accepted: schema, round_to, groups, skip."
+                f"Unknown policy field(s) {sorted(unknown)}; "
+                "accepted: schema, round_to, groups, removed_blocks."
             )
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
@@ -116,12 +123,14 @@ class Policy:
                 settings[name] = GroupSetting(entry.get("ratio"), entry.get("criterion", "l1"))
             except UsageError as exc:
                 raise UsageError(f"Group {name!r} of the policy: {exc}") from None
-        skip = data.get("skip", [])
-        if not isinstance(skip, list):
+        # Policies written before the field was named removed_blocks call it skip.
+        removed_blocks = data.get("removed_blocks", data.get("skip", []))
+        if not isinstance(removed_blocks, list):
             raise UsageError(
-                f"The 'skip' field of a policy must be a list of block names. Got {skip!r} instead."
+                "The 'removed_blocks' field of a policy must be a list of block names. "
+                f"Got {removed_blocks!r} instead."
             )
-        return cls(settings, data.get("round_to", 1), tuple(skip))
+        return cls(settings, data.get("round_to", 1), tuple(removed_blocks))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -153,12 +162,13 @@ class Policy:
 
     def check_blocks(self, block_names: Iterable[str], source: str = "The policy") -> None:
         """Raises ``UsageError`` when the policy removes a block not in ``block_names``."""
-        _refuse_unknown(self.skip, block_names, f"{source} removes block(s) {{unknown}} that the model "
+        _refuse_unknown(self.removed_blocks, block_names,
+                        f"{source} removes block(s) {{unknown}} that the model "
                         "cannot lose; its removable blocks are {known}.")  # fmt: skip
 
     def describe(self) -> str:
         """One line: the mean ratio, the criteria used and the blocks removed."""
-        removed = f"blocks removed: {', '.join(self.skip)}" if self.skip else ""
+        removed = f"blocks removed: {', '.join(self.removed_blocks)}" if self.removed_blocks else ""
         if not self.groups:
             return removed or "no pruning"
         ratios = [s.ratio for s in self.groups.values()]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
-from prunepilot.evaluators.gate import DEFAULT_DIR, NodeGate, NullGate
+from prunepilot.gate import DEFAULT_DIR, NodeGate, NullGate
 from prunepilot.policies import Policy
 from prunepilot.tasks.base import TaskData
 from prunepilot.trial import TrialResult, TrialSettings, run_trial

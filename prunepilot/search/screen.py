@@ -1,4 +1,4 @@
-"""Budget-aware sampling: a policy's budget metric, known before any training.
+"""Budget-aware sampling: a policy's budget's cost, known before any training.
 
 FLOPs, parameters and size are exact (counted on the pruned, untrained model). Latency is predicted
 by a :class:`LatencyPredictor` calibrated on real measurements of a few dozen policies on this
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunepilot.budget import BudgetLimit
 from prunepilot.errors import check_integer
 from prunepilot.evaluators import (
     LatencySettings,
@@ -24,10 +25,10 @@ from prunepilot.evaluators import (
     relative_latency,
     serialized_size,
 )
-from prunepilot.evaluators.inputs import example_batch, on_device
-from prunepilot.evaluators.latency_model import LatencyPredictor, layer_table
+from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.policies.ranking import global_ratios, group_scores
+from prunepilot.search.latency_model import LatencyPredictor, layer_table
 from prunepilot.search.space import SearchSpace
 
 #: Policies measured to calibrate the latency predictor, by default. Over random splits of 76
@@ -57,7 +58,7 @@ def _structure_only(policy: Policy) -> Policy:
     """The same channel counts, scored by L1 (counts do not depend on the criterion, and L1 needs
     neither gradients nor BatchNorm)."""
     settings = {n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()}
-    return Policy(settings, policy.round_to, policy.skip)
+    return Policy(settings, policy.round_to, policy.removed_blocks)
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,10 @@ def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> lis
     policies = [space.uniform(grid[round(i * steps / (uniform - 1))]) for i in range(uniform)]
     while len(policies) < samples:
         ratios = {g.name: grid[rng.randint(0, steps)] for g in space.groups}
-        skip = tuple(b for b in space.blocks if rng.random() < 0.5)
-        policies.append(Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings), skip))
+        removed = tuple(b for b in space.blocks if rng.random() < 0.5)
+        policies.append(
+            Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings), removed)
+        )
     return policies[:samples]
 
 
@@ -121,7 +124,7 @@ def calibrate_latency(
     tables, ratios = [], []
     reference = on_device(model, device)
     for policy in policies:
-        pruned = apply_policy(model, _structure_only(policy), input_shape)
+        pruned = apply_policy(model, _structure_only(policy), input_shape).model
         tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
         pruned = pruned.to(device)
         timed = [relative_latency(pruned, reference, input_shape, settings, device) for _ in range(timings)]
@@ -134,14 +137,13 @@ def calibrate_latency(
 
 @dataclass
 class BudgetScreen:
-    """Predicts a policy's budget metric without training, to reject or repair it first.
+    """Predicts a policy's budget's cost without training, to reject or repair it first.
 
     Attributes:
         model: The base model.
         input_shape: Shape of one input sample.
-        metric: The budget metric (``latency_ms``, ``flops``, ``params``, ``size_bytes``).
-        limit: The budget on ``metric``.
-        predictor: Required when ``metric`` is ``latency_ms``; refit on each trial :meth:`observe`
+        budget: The budget (its cost: ``latency_ms``, ``flops``, ``params`` or ``size_bytes``).
+        predictor: Required when the budget bounds ``latency_ms``; refit on each trial :meth:`observe`
             is given.
         baseline_ms: The base model's latency (predictions are relative to it).
         observed: For each trained trial seen by :meth:`observe`: the predictor's prediction
@@ -150,8 +152,7 @@ class BudgetScreen:
 
     model: nn.Module
     input_shape: tuple[int, ...]
-    metric: str
-    limit: float
+    budget: BudgetLimit
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
     observed: list[tuple[float, float]] = field(default_factory=list)
@@ -159,12 +160,12 @@ class BudgetScreen:
 
     @property
     def tolerance(self) -> float:
-        """The predictor's relative error (cross-validated) for latency, 0 for the exact metrics:
+        """The predictor's relative error (cross-validated) for latency, 0 for the exact costs:
         how far under the budget :meth:`fill` aims."""
-        return self.predictor.cv_mape if self.metric == "latency_ms" and self.predictor else 0.0
+        return self.predictor.cv_mape if self.budget.cost == "latency_ms" and self.predictor else 0.0
 
     def __post_init__(self) -> None:
-        if self.metric == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
+        if self.budget.cost == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
             raise ValueError("A latency budget screen needs a predictor and the baseline's latency.")
 
     @property
@@ -181,18 +182,22 @@ class BudgetScreen:
         screening out, so that few trained trials measure over budget."""
         if len(self.observed) < MIN_OBSERVED:
             return 1.0
-        near = [o for o in self.observed if abs(o[0] / self.limit - 1) <= NEAR_BUDGET][-NEAREST_OBSERVED:]
+        near = [o for o in self.observed if abs(o[0] / self.budget.limit - 1) <= NEAR_BUDGET][
+            -NEAREST_OBSERVED:
+        ]
         if len(near) < MIN_OBSERVED:
-            near = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.limit)))[:NEAREST_OBSERVED]
+            near = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.budget.limit)))[
+                :NEAREST_OBSERVED
+            ]
         return float(np.quantile([ratio for _, ratio in near], FEASIBLE_QUANTILE))
 
     def predict(self, policy: Policy) -> float:
-        """The policy's budget metric: exact for FLOPs, parameters and size; predicted for latency
+        """The policy's budget's cost: exact for FLOPs, parameters and size; predicted for latency
         (times :attr:`correction`)."""
-        return self._predicted(policy) * (self.correction if self.metric == "latency_ms" else 1.0)
+        return self._predicted(policy) * (self.correction if self.budget.cost == "latency_ms" else 1.0)
 
     def observe(self, policy: Policy, measured: float) -> None:
-        """Learns from a trained trial's measured budget metric (exact metrics need nothing).
+        """Learns from a trained trial's measured budget's cost (exact costs need nothing).
 
         The predictor is refit on its calibration and every measured trial: calibration covers
         the whole space, while trials lie where the search looks (near the budget), where the
@@ -202,7 +207,7 @@ class BudgetScreen:
         :attr:`correction`, the error the predictor made on the latest trials before it had seen
         them, so that a predictor that is off near the budget neither screens out policies that
         would fit nor lets through policies that miss."""
-        if self.metric == "latency_ms" and measured > 0:
+        if self.budget.cost == "latency_ms" and measured > 0:
             assert self.predictor is not None and self.baseline_ms is not None
             predicted = self._predicted(policy)
             self.observed.append((predicted, measured / predicted))
@@ -210,19 +215,19 @@ class BudgetScreen:
             self.predictor = self.predictor.refit([self._structure(policy)], [measured / self.baseline_ms])
 
     def _structure(self, policy: Policy) -> Any:
-        """What the budget metric needs of the pruned, untrained model, computed once per channel
-        counts: its layer table for latency, else the exact metric."""
+        """What the budget's cost needs of the pruned, untrained model, computed once per channel
+        counts: its layer table for latency, else the exact cost."""
         key = _structure_only(policy).to_json()
         if key not in self._cache:
-            pruned = apply_policy(self.model, _structure_only(policy), self.input_shape)
-            if self.metric == "latency_ms":
+            pruned = apply_policy(self.model, _structure_only(policy), self.input_shape).model
+            if self.budget.cost == "latency_ms":
                 self._cache[key] = layer_table(pruned, self.input_shape)
             else:
-                self._cache[key] = _static_metric(pruned, self.input_shape, self.metric)
+                self._cache[key] = _static_metric(pruned, self.input_shape, self.budget.cost)
         return self._cache[key]
 
     def _predicted(self, policy: Policy) -> float:
-        if self.metric == "latency_ms":
+        if self.budget.cost == "latency_ms":
             assert self.predictor is not None and self.baseline_ms is not None
             return self.baseline_ms * self.predictor.predict(self._structure(policy))
         return float(self._structure(policy))
@@ -230,7 +235,7 @@ class BudgetScreen:
     def fits(self, policy: Policy, margin: float = 0.0) -> bool:
         """Whether ``policy`` is predicted within the budget, or up to ``margin`` above it (a share
         of the budget; negative keeps that share below it)."""
-        return self.predict(policy) <= self.limit * (1.0 + margin)
+        return self.budget.fits(self.predict(policy), margin)
 
     def fill(self, policy: Policy, space: SearchSpace) -> Policy:
         """``policy`` with its ratios lowered as far as the budget allows (every group moved the
@@ -253,14 +258,15 @@ class BudgetScreen:
         with every removable block removed, when that fits; when nothing is predicted to fit, that
         smallest model of the space (the closest the space gets; measured, it may still fit)."""
         candidates = [_toward_max(policy, space, t / 16) for t in range(17)]
-        if set(space.blocks) - set(policy.skip):
-            candidates.append(replace(candidates[-1], skip=tuple(space.blocks)))
+        if set(space.blocks) - set(policy.removed_blocks):
+            candidates.append(replace(candidates[-1], removed_blocks=tuple(space.blocks)))
         return _first_fitting(candidates, self, margin) or candidates[-1]
 
-    def uniform_within(self, space: SearchSpace, skip: tuple[str, ...] = ()) -> Policy | None:
+    def uniform_within(self, space: SearchSpace, removed_blocks: tuple[str, ...] = ()) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),
-        with the blocks ``skip`` removed."""
-        return _first_fitting([replace(space.uniform(r), skip=skip) for r in space.grid_ratios], self)
+        with ``removed_blocks`` removed."""
+        uniform = [replace(space.uniform(r), removed_blocks=removed_blocks) for r in space.grid_ratios]
+        return _first_fitting(uniform, self)
 
     def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
         """A global-importance policy that fits: one threshold on LAMP scores across all groups."""
@@ -314,7 +320,7 @@ def _toward_low(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio - share * max(setting.ratio - space.ratio_low, 0.0)
         settings[group.name] = GroupSetting(_on_grid_down(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to, policy.skip)
+    return Policy(settings, policy.round_to, policy.removed_blocks)
 
 
 def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
@@ -323,7 +329,7 @@ def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio + share * max(space.max_ratio - setting.ratio, 0.0)
         settings[group.name] = GroupSetting(_on_grid_up(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to, policy.skip)
+    return Policy(settings, policy.round_to, policy.removed_blocks)
 
 
 def _static_metric(model: nn.Module, input_shape: tuple[int, ...], metric: str) -> float:

@@ -101,8 +101,8 @@ class SearchSpace:
         round_to = self.round_to
         if self.round_to_choices:
             round_to = trial.suggest_categorical("round_to", list(self.round_to_choices))
-        skip = tuple(b for b in self.blocks if trial.suggest_categorical(f"{b}:remove", [False, True]))
-        return Policy(settings, round_to, skip)
+        removed = tuple(b for b in self.blocks if trial.suggest_categorical(f"{b}:remove", [False, True]))
+        return Policy(settings, round_to, removed)
 
     def params_of(self, policy: Policy) -> dict[str, float | str]:
         """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
@@ -120,7 +120,7 @@ class SearchSpace:
             choices = self.round_to_choices
             params["round_to"] = policy.round_to if policy.round_to in choices else choices[0]
         for block in self.blocks:
-            params[f"{block}:remove"] = block in policy.skip
+            params[f"{block}:remove"] = block in policy.removed_blocks
         return params
 
     def uniform(self, ratio: float, criterion: str | None = None) -> Policy:
@@ -155,13 +155,13 @@ class SearchSpace:
         if not self.blocks or count < 2:
             return self.uniform_sweep(count)
         whole = self.uniform_sweep((count + 1) // 2)
-        shallow = [replace(p, skip=self.blocks) for p in self.uniform_sweep(count // 2)]
+        shallow = [replace(p, removed_blocks=self.blocks) for p in self.uniform_sweep(count // 2)]
         return [p for pair in itertools.zip_longest(whole, shallow) for p in pair if p is not None]
 
     def within_blocks(self, policy: Policy) -> Policy:
         """``policy`` removing only the blocks this space may remove (the rest kept)."""
-        skip = tuple(b for b in policy.skip if b in self.blocks)
-        return policy if skip == policy.skip else replace(policy, skip=skip)
+        removed = tuple(b for b in policy.removed_blocks if b in self.blocks)
+        return policy if removed == policy.removed_blocks else replace(policy, removed_blocks=removed)
 
     def clamp(self, policy: Policy) -> Policy:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it
@@ -176,8 +176,8 @@ class SearchSpace:
             )
             for g in self.groups
         }
-        skip = tuple(b for b in self.blocks if params[f"{b}:remove"])
-        return Policy(settings, int(params.get("round_to", self.round_to)), skip)
+        removed = tuple(b for b in self.blocks if params[f"{b}:remove"])
+        return Policy(settings, int(params.get("round_to", self.round_to)), removed)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""

@@ -20,10 +20,10 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
 from prunepilot.errors import UsageError
-from prunepilot.evaluators.proxy import fine_tune
 from prunepilot.rundir import write_atomically
 from prunepilot.tasks.base import Task
 from prunepilot.tasks.resnet import SmallResNet
+from prunepilot.training import fine_tune
 
 SPLIT_SEED = 0
 TRAIN_SEED = 0

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import os
+import copy
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -15,32 +14,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from prunepilot.errors import UsageError
-from prunepilot.evaluators.inputs import INPUT_DTYPES, InputShape, dtype_name
+from prunepilot.imports import import_object
+from prunepilot.inputs import INPUT_DTYPES, InputShape, dtype_name
 from prunepilot.tasks.base import Task
 from prunepilot.tasks.builtin import DEFAULT_TASK, builtin_task, digits_datasets, get_builtin
-
-
-def import_object(path: str, what: str) -> Callable:
-    """Imports ``package.module:attribute``; ``what`` names the flag for error messages."""
-    if not isinstance(path, str) or not re.fullmatch(r"[\w.]+:[\w.]+", path):
-        raise UsageError(f"{what} must look like 'package.module:factory'. Got {path!r} instead.")
-    module_name, attribute = path.split(":", 1)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is reported as one line
-        raise UsageError(
-            f"Cannot import {module_name!r} named by {what} ({type(exc).__name__}: {exc})."
-        ) from exc
-    obj = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise UsageError(f"{module_name!r} has no attribute {attribute!r} (named by {what}).")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise UsageError(f"{path!r} named by {what} is not callable.")
-    return obj
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -97,9 +74,39 @@ def load_task(
             splits = (
                 digits_datasets() if data is None else _call(import_object(data, "--data"), data, "--data")
             )
-            train, val, test = _check_splits(splits, data or "the built-in digits data")
-        sample_shape = tuple(train[0][0].shape)
-        loaded = Task(model, network.eval(), train, val, test, sample_shape)
+        return checked_task(
+            model, network, splits, data or "the built-in digits data", input_shape, input_dtype
+        )
+    return checked_task(loaded.name, loaded.model, (loaded.train, loaded.val, loaded.test), task,
+                        input_shape, input_dtype)  # fmt: skip
+
+
+def checked_task(
+    name: str,
+    model: nn.Module,
+    splits: object,
+    source: str,
+    input_shape: tuple[int, ...] | None = None,
+    input_dtype: str | None = None,
+) -> Task:
+    """A task of ``model`` and its (train, val, test) ``splits``, checked to work together: the
+    splits are datasets of (input tensor, integer label) pairs of one shape, the shape and dtype
+    are those given (when given), and the model runs and trains on a batch.
+
+    Args:
+        name: What reports call the task.
+        model: The model to prune.
+        splits: (train, val, test) datasets.
+        source: Where the splits come from, for messages.
+        input_shape: One sample's expected shape, or None.
+        input_dtype: One sample's expected dtype name, or None.
+
+    Raises:
+        UsageError: one line naming what is wrong.
+    """
+    with _blame("data"):
+        train, val, test = _check_splits(splits, source)
+    loaded = Task(name, model.eval(), train, val, test, tuple(train[0][0].shape))
     if input_shape is not None and tuple(input_shape) != loaded.input_shape:
         raise UsageError(
             f"The data's samples have shape {loaded.input_shape} but --input-shape is "
@@ -132,9 +139,21 @@ def _blame(field: str) -> Iterator[None]:
         raise
 
 
-def build_base_model(source: dict) -> nn.Module:
-    """An untrained model of the base architecture: ``{"task": name}`` (a built-in task) or
-    ``{"factory": "pkg.module:factory"}``."""
+def build_base_model(source: dict, base_model: nn.Module | None = None) -> nn.Module:
+    """An untrained model of the base architecture: ``{"task": name}`` (a built-in task),
+    ``{"factory": "pkg.module:factory"}``, or ``{"python": "module.Class"}`` (a model given in
+    Python, re-created by copying ``base_model``).
+
+    Raises:
+        UsageError: when the factory fails, or a Python model's plan comes without ``base_model``.
+    """
+    if "python" in source:
+        if base_model is None:
+            raise UsageError(
+                f"This plan is of a model given in Python ({source['python']}); pass an instance of "
+                "that class as base_model to rebuild it."
+            )
+        return copy.deepcopy(base_model).eval()
     if "factory" in source:
         network = _call(import_object(source["factory"], "the plan's factory"), source["factory"], "--model")
     else:

@@ -8,12 +8,11 @@ from prunepilot.evaluators import (
     count_flops,
     count_params,
     evaluate_model,
-    fine_tune,
     measure_latency,
-    recalibrate_batchnorm,
     serialized_size,
     top1_accuracy,
 )
+from prunepilot.training import fine_tune, recalibrate_batchnorm
 from tests import zoo
 
 SHAPE = (1, 8, 8)
@@ -21,7 +20,7 @@ SHAPE = (1, 8, 8)
 
 def _halved(model):
     names = [g.name for g in discover_groups(model, SHAPE)]
-    return apply_policy(model, Policy.uniform(names, 0.5), SHAPE)
+    return apply_policy(model, Policy.uniform(names, 0.5), SHAPE).model
 
 
 def test_costs_fall_when_channels_are_removed(trained_tiny):
@@ -81,4 +80,4 @@ def test_evaluate_model_reports_every_metric(trained_tiny, digits):
     assert metrics.flops == count_flops(trained_tiny, torch.zeros(1, *SHAPE))
     assert metrics.params == count_params(trained_tiny)
     assert set(timings) == {"evaluation", "latency"}
-    assert metrics.metric("latency_ms") == metrics.latency_ms > 0
+    assert metrics.cost("latency_ms") == metrics.latency_ms > 0

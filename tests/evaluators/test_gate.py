@@ -4,7 +4,7 @@ import multiprocessing
 import pickle
 import time
 
-from prunepilot.evaluators.gate import NodeGate
+from prunepilot.gate import NodeGate
 
 
 def _compute_steps(folder, log, steps):

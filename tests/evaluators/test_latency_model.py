@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from prunepilot.evaluators import LatencySettings, relative_latency, time_models
-from prunepilot.evaluators.latency_model import MIN_SAMPLES, LatencyPredictor, layer_table
 from prunepilot.policies import Policy, apply_policy, discover_groups
+from prunepilot.search.latency_model import MIN_SAMPLES, LatencyPredictor, layer_table
 
 SHAPE = (1, 8, 8)
 
@@ -153,7 +153,7 @@ def test_the_predictor_refuses_too_few_or_bad_measurements():
 
 def test_layer_table_reads_the_channels_of_a_pruned_model(trained_tiny):
     names = [g.name for g in discover_groups(trained_tiny, SHAPE)]
-    pruned = apply_policy(trained_tiny, Policy.uniform(names, 0.5), SHAPE)
+    pruned = apply_policy(trained_tiny, Policy.uniform(names, 0.5), SHAPE).model
     before, after = layer_table(trained_tiny, SHAPE), layer_table(pruned, SHAPE)
     assert before["stem.0"][1:] == (1, 8, 1) and after["stem.0"][1:] == (1, 4, 1)
     assert after["fc"][1:3] == (8, 10)  # the classifier keeps its outputs

@@ -29,7 +29,7 @@ def test_every_criterion_prunes_the_residual_model_into_a_working_smaller_one(
     policy = Policy.uniform([g.name for g in groups], 0.5, criterion)
     before = {k: v.clone() for k, v in trained_tiny.state_dict().items()}
 
-    pruned = apply_policy(trained_tiny, policy, SHAPE, gradient_batches=_batches(digits))
+    pruned = apply_policy(trained_tiny, policy, SHAPE, gradient_batches=_batches(digits)).model
 
     x = digits[1].tensors[0][:5]
     assert pruned(x).shape == trained_tiny(x).shape == (5, 10)
@@ -49,13 +49,13 @@ def test_criteria_choose_different_channels(trained_tiny, digits):
     groups = [g.name for g in discover_groups(trained_tiny, SHAPE)]
     kept = {}
     for criterion in ("l1", "random"):
-        pruned = apply_policy(trained_tiny, Policy.uniform(groups, 0.5, criterion), SHAPE, seed=3)
+        pruned = apply_policy(trained_tiny, Policy.uniform(groups, 0.5, criterion), SHAPE, seed=3).model
         kept[criterion] = pruned.layer1.conv1.weight.detach().clone()
     assert not torch.equal(kept["l1"], kept["random"])
 
 
 def test_l1_keeps_the_largest_filters(trained_tiny):
-    pruned = apply_policy(trained_tiny, Policy({"layer1.conv1": GroupSetting(0.5, "l1")}), SHAPE)
+    pruned = apply_policy(trained_tiny, Policy({"layer1.conv1": GroupSetting(0.5, "l1")}), SHAPE).model
     conv = trained_tiny.layer1.conv1.weight.detach()
     bn = trained_tiny.layer1.bn1.weight.detach()
     # Group L1 covers the conv, its BatchNorm and the next conv's input slice; the kept filters
@@ -66,12 +66,12 @@ def test_l1_keeps_the_largest_filters(trained_tiny):
 
 
 def test_ratio_zero_and_unnamed_groups_leave_the_model_whole(trained_tiny):
-    pruned = apply_policy(trained_tiny, Policy({"stem.0": GroupSetting(0.0)}), SHAPE)
+    pruned = apply_policy(trained_tiny, Policy({"stem.0": GroupSetting(0.0)}), SHAPE).model
     assert count_params(pruned) == count_params(trained_tiny)
 
 
 def test_round_to_rounds_kept_channels_up(trained_tiny):
-    pruned = apply_policy(trained_tiny, Policy({"layer2.conv1": GroupSetting(0.8)}, round_to=4), SHAPE)
+    pruned = apply_policy(trained_tiny, Policy({"layer2.conv1": GroupSetting(0.8)}, round_to=4), SHAPE).model
     assert pruned.layer2.conv1.out_channels == 4  # 16 * 0.2 = 3.2 -> 4
 
 

@@ -6,8 +6,8 @@ from torch import nn
 
 from prunepilot import Policy, UsageError, apply_policy
 from prunepilot.evaluators import count_flops
-from prunepilot.evaluators.inputs import InputShape
 from prunepilot.export import export_plan, load_plan
+from prunepilot.inputs import InputShape
 from prunepilot.policies import GroupSetting, apply_plan, discover_blocks, remove_blocks
 from tests import zoo
 
@@ -93,56 +93,56 @@ def test_layers_fed_zeros_called_twice_or_given_keywords_are_not_taken_for_block
 def test_a_policy_removes_blocks_and_prunes_what_is_left(trained_tiny, digits):
     policy = Policy(
         {"stem.0": GroupSetting(0.5), "layer3.conv1": GroupSetting(0.5), "layer1.conv1": GroupSetting(0.25)},
-        skip=("layer3",),
+        removed_blocks=("layer3",),
     )
-    pruned = apply_policy(trained_tiny, policy, SHAPE)
+    pruned = apply_policy(trained_tiny, policy, SHAPE).model
     assert isinstance(pruned.layer3, nn.Identity)
     assert isinstance(trained_tiny.layer3, nn.Module) and not isinstance(trained_tiny.layer3, nn.Identity)
     assert pruned.stem[0].out_channels == 4 and pruned.layer1.conv1.out_channels == 6
     x = digits[1].tensors[0][:5]
     assert pruned(x).shape == (5, 10)
     sample = x[:1]
-    channels_only = apply_policy(trained_tiny, Policy(dict(policy.groups)), SHAPE)
+    channels_only = apply_policy(trained_tiny, Policy(dict(policy.groups)), SHAPE).model
     assert count_flops(pruned, sample) < count_flops(channels_only, sample)
 
 
 def test_a_policy_that_removes_a_module_the_model_lacks_is_refused(trained_tiny):
     with pytest.raises(UsageError, match="no module of that name"):
-        apply_policy(trained_tiny, Policy({}, skip=("layer9",)), SHAPE)
+        apply_policy(trained_tiny, Policy({}, removed_blocks=("layer9",)), SHAPE)
 
 
 def test_removing_a_module_that_changes_the_output_shape_is_refused(trained_tiny):
     with pytest.raises(UsageError, match=r"changes the model's output shape from \(2, 10\)"):
-        apply_policy(trained_tiny, Policy({}, skip=("fc",)), SHAPE)
+        apply_policy(trained_tiny, Policy({}, removed_blocks=("fc",)), SHAPE)
 
 
 def test_a_group_named_after_a_removed_block_keeps_its_name_and_its_ratio():
     # The residual stream of x + f(x) blocks is named after the last block's layer.
     model = _Mixed()
     stream = "stage.1.linear"
-    policy = Policy({stream: GroupSetting(0.5), "plain.linear": GroupSetting(0.25)}, skip=("stage.1",))
-    removed: dict[str, list[int]] = {}
-    pruned = apply_policy(model, policy, (8,), removed=removed)
+    policy = Policy(
+        {stream: GroupSetting(0.5), "plain.linear": GroupSetting(0.25)}, removed_blocks=("stage.1",)
+    )
+    pruned, plan = apply_policy(model, policy, (8,))
     assert isinstance(pruned.stage[1], nn.Identity)
     assert pruned.inp.out_features == pruned.stage[0].linear.out_features == 8  # the stream, halved
     assert pruned.plain.linear.out_features == 12
-    assert sorted(removed) == ["plain.linear", stream] and len(removed[stream]) == 8
-    replayed = apply_plan(model, removed, (8,), policy.skip)
+    assert sorted(plan.channels) == ["plain.linear", stream] and len(plan.channels[stream]) == 8
+    assert plan.removed_blocks == ("stage.1",)
+    replayed = apply_plan(model, plan, (8,))
     with torch.no_grad():
         x = torch.randn(3, 8)
         assert torch.allclose(replayed(x), pruned(x))
 
 
 def test_the_plan_replays_removed_blocks_from_the_original_class(trained_tiny, digits, tmp_path):
-    policy = Policy({"layer2.conv1": GroupSetting(0.5)}, skip=("layer1", "layer3"))
-    removed: dict[str, list[int]] = {}
-    pruned = apply_policy(trained_tiny, policy, SHAPE, removed=removed)
+    policy = Policy({"layer2.conv1": GroupSetting(0.5)}, removed_blocks=("layer1", "layer3"))
+    pruned, plan = apply_policy(trained_tiny, policy, SHAPE)
     inputs = digits[2].tensors[0][:16]
-    difference = export_plan(pruned, removed, {"factory": "tests.zoo:tiny_resnet"}, SHAPE, inputs, tmp_path,
-                             policy.skip)  # fmt: skip
+    difference = export_plan(pruned, plan, {"factory": "tests.zoo:tiny_resnet"}, SHAPE, inputs, tmp_path)
     assert difference <= 1e-5
     plan = (tmp_path / "plan.json").read_text()
-    assert '"skipped": [\n  "layer1",\n  "layer3"\n ]' in plan
+    assert '"removed_blocks": [\n  "layer1",\n  "layer3"\n ]' in plan
     rebuilt = load_plan(tmp_path)
     assert isinstance(rebuilt.layer1, nn.Identity) and isinstance(rebuilt.layer3, nn.Identity)
     with torch.no_grad():

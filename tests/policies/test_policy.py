@@ -20,18 +20,18 @@ def test_json_round_trip_keeps_every_setting(tmp_path):
 
 
 def test_removed_blocks_round_trip_sorted_and_old_files_remove_none():
-    policy = Policy({"stem.0": GroupSetting(0.5)}, skip=("layer3", "layer1", "layer3"))
-    assert policy.skip == ("layer1", "layer3")
-    assert policy.to_dict()["skip"] == ["layer1", "layer3"]
+    policy = Policy({"stem.0": GroupSetting(0.5)}, removed_blocks=("layer3", "layer1", "layer3"))
+    assert policy.removed_blocks == ("layer1", "layer3")
+    assert policy.to_dict()["removed_blocks"] == ["layer1", "layer3"]
     assert Policy.from_json(policy.to_json()) == policy
     assert "blocks removed: layer1, layer3" in policy.describe()
     old = {"schema": "prunepilot.policy/1", "round_to": 1, "groups": {"a": {"ratio": 0.5}}}
-    assert Policy.from_dict(old).skip == ()
+    assert Policy.from_dict(old).removed_blocks == ()
 
 
 def test_removing_a_block_the_model_cannot_lose_names_the_ones_it_can():
     with pytest.raises(UsageError, match=r"removes block\(s\) \['layer2'\].*\['layer1', 'layer3'\]"):
-        Policy({}, skip=("layer2",)).check_blocks(["layer1", "layer3"])
+        Policy({}, removed_blocks=("layer2",)).check_blocks(["layer1", "layer3"])
 
 
 @pytest.mark.parametrize("ratio", [1.2, -0.1, 0.96, "half", None, float("nan")])

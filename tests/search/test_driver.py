@@ -3,7 +3,8 @@
 from dataclasses import replace
 
 from prunepilot import Policy, TrialResult, discover_groups
-from prunepilot.search import Objective, SearchSpace, open_study, recover_interrupted, run_search, warm_start
+from prunepilot.budget import BudgetLimit
+from prunepilot.search import SearchSpace, open_study, recover_interrupted, run_search, warm_start
 from prunepilot.search.driver import finished_count
 from prunepilot.search.executors import InProcessExecutor
 from prunepilot.tasks import TaskData
@@ -41,7 +42,7 @@ def test_trials_are_told_with_constraint_and_warm_starts_run_first(
     warm_start(study, space, [space.uniform(0.5)])
     trial_fn = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
-    ran = run_search(study, executor, space, Objective("latency_ms", 6.0), 6, progress=False)
+    ran = run_search(study, executor, space, BudgetLimit("latency_ms", 6.0), 6, progress=False)
     assert ran == 6 and len(trial_fn.policies) == 6
     assert trial_fn.policies[0] == space.uniform(0.5)
     first = study.trials[0]
@@ -56,7 +57,7 @@ def test_a_trial_that_raises_ends_fail_with_its_error_and_the_search_goes_on(
     space, data = _setup(tmp_path, trained_tiny, digits)
     study = open_study(tmp_path, seed=0)
     executor = InProcessExecutor(trained_tiny, data, fast_settings, CountingTrial(fail_on=2))
-    run_search(study, executor, space, Objective("flops", 500), 4, progress=False)
+    run_search(study, executor, space, BudgetLimit("flops", 500), 4, progress=False)
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert "worker ran out of memory" in study.trials[1].user_attrs["error"]
@@ -64,7 +65,7 @@ def test_a_trial_that_raises_ends_fail_with_its_error_and_the_search_goes_on(
 
 def test_resume_never_recomputes_a_completed_trial(tmp_path, trained_tiny, digits, fast_settings):
     space, data = _setup(tmp_path, trained_tiny, digits)
-    objective = Objective("latency_ms", 6.0)
+    objective = BudgetLimit("latency_ms", 6.0)
     first = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, first)
     run_search(open_study(tmp_path, 0), executor, space, objective, 3, progress=False)
@@ -94,7 +95,7 @@ def test_an_enqueued_trial_killed_before_its_params_were_recorded_is_requeued_wh
     tmp_path, trained_tiny, digits, fast_settings
 ):
     space, data = _setup(tmp_path, trained_tiny, digits)
-    objective = Objective("latency_ms", 6.0)
+    objective = BudgetLimit("latency_ms", 6.0)
     study = open_study(tmp_path, 0)
     policy = space.uniform(0.5)
     warm_start(study, space, [policy])
@@ -133,13 +134,13 @@ def test_ctrl_c_mid_trial_leaves_no_trial_running_and_requeues_it(
     trial_fn = StopOnSecond()
     with pytest.raises(KeyboardInterrupt):
         run_search(study, InProcessExecutor(trained_tiny, data, fast_settings, trial_fn), space,
-                   Objective("latency_ms", 6.0), 4, progress=False)  # fmt: skip
+                   BudgetLimit("latency_ms", 6.0), 4, progress=False)  # fmt: skip
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "FAIL", "WAITING"]  # the stopped trial is queued again
     assert "interrupted" in study.trials[1].user_attrs["error"]
     again = CountingTrial()
     run_search(study, InProcessExecutor(trained_tiny, data, fast_settings, again), space,
-               Objective("latency_ms", 6.0), 4, progress=False)  # fmt: skip
+               BudgetLimit("latency_ms", 6.0), 4, progress=False)  # fmt: skip
     assert again.policies[0] == trial_fn.policies[1]
     assert finished_count(study) == 4
 
@@ -152,7 +153,7 @@ def _flops_screen(model, share: float):
     from prunepilot.search.screen import BudgetScreen
 
     limit = share * count_flops(model, torch.zeros(1, *SHAPE))
-    return BudgetScreen(model, SHAPE, "flops", limit), limit
+    return BudgetScreen(model, SHAPE, BudgetLimit("flops", limit)), limit
 
 
 def _search_under_40_percent_flops(tmp_path, model, digits, settings, fill):
@@ -163,7 +164,7 @@ def _search_under_40_percent_flops(tmp_path, model, digits, settings, fill):
     study = open_study(tmp_path, seed=0)
     trial_fn = CountingTrial()
     executor = InProcessExecutor(model, data, settings, trial_fn)
-    objective = Objective("flops", limit)
+    objective = BudgetLimit("flops", limit)
     ran = run_search(study, executor, space, objective, 8, progress=False, screen=screen, fill=fill)
     return study, screen, limit, trial_fn, ran
 
@@ -194,7 +195,9 @@ def test_with_fill_sampled_policies_are_trained_just_under_the_budget_and_enqueu
     warm_start(study, space, [given])
     trial_fn = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
-    run_search(study, executor, space, Objective("flops", limit), 8, progress=False, screen=screen, fill=True)
+    run_search(
+        study, executor, space, BudgetLimit("flops", limit), 8, progress=False, screen=screen, fill=True
+    )
 
     assert trial_fn.policies[0] == given  # enqueued: run as given, though it has slack
     trained = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -233,11 +236,11 @@ def test_when_nothing_is_predicted_to_fit_the_search_still_trains_and_ends(
     from prunepilot.search.screen import BudgetScreen
 
     space, data = _setup(tmp_path, trained_tiny, digits)
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", 1.0)  # no model has 1 FLOP
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", 1.0))  # no model has 1 FLOP
     study = open_study(tmp_path, seed=0)
     trial_fn = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
-    ran = run_search(study, executor, space, Objective("flops", 1.0), 3, progress=False, screen=screen)
+    ran = run_search(study, executor, space, BudgetLimit("flops", 1.0), 3, progress=False, screen=screen)
     assert ran == 3 and len(trial_fn.policies) == 3
     # Every trained policy is a repair after MAX_REJECTIONS rejections: all groups at the max ratio.
     assert len(study.trials) == 3 * (MAX_REJECTIONS + 1)
@@ -255,9 +258,9 @@ def test_an_enqueued_policy_removes_only_blocks_the_space_may_remove(
     space, data = SearchSpace(groups, ("layer1",)), TaskData(digits[0], digits[1], SHAPE)
     study = open_study(tmp_path, seed=0)
     wider = SearchSpace(groups, ("layer1", "layer3"))
-    warm_start(study, wider, [replace(space.uniform(0.5), skip=("layer1", "layer3"))])
+    warm_start(study, wider, [replace(space.uniform(0.5), removed_blocks=("layer1", "layer3"))])
     trial_fn = CountingTrial()
     executor = InProcessExecutor(trained_tiny, data, fast_settings, trial_fn)
-    run_search(study, executor, space, Objective("latency_ms", 6.0), 1, progress=False)
-    assert trial_fn.policies[0].skip == ("layer1",)
-    assert study.trials[0].user_attrs["policy"]["skip"] == ["layer1"]
+    run_search(study, executor, space, BudgetLimit("latency_ms", 6.0), 1, progress=False)
+    assert trial_fn.policies[0].removed_blocks == ("layer1",)
+    assert study.trials[0].user_attrs["policy"]["removed_blocks"] == ["layer1"]

@@ -13,8 +13,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 from prunepilot import discover_groups
+from prunepilot.budget import BudgetLimit
 from prunepilot.evaluators import LatencySettings
-from prunepilot.search import Objective, SearchSpace, open_study, run_search
+from prunepilot.search import SearchSpace, open_study, run_search
 from prunepilot.search.executors import RayExecutor, RaySettings
 from prunepilot.tasks import TaskData
 from prunepilot.trial import TrialSettings
@@ -55,7 +56,7 @@ def _search(trained_tiny, digits, ray_settings, n_trials, trial_fn=None, tmp_pat
     executor = RayExecutor(trained_tiny, data, settings, ray_settings, **kwargs).start()
     study = open_study(tmp_path, seed=0)
     with executor:
-        run_search(study, executor, space, Objective("latency_ms", 1e6), n_trials, progress=False)
+        run_search(study, executor, space, BudgetLimit("latency_ms", 1e6), n_trials, progress=False)
     return study, executor
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from prunepilot.budget import BudgetLimit
 from prunepilot.evaluators import LatencySettings, count_flops
-from prunepilot.evaluators.latency_model import layer_table
 from prunepilot.policies import GroupSetting, Policy, apply_policy, discover_groups
 from prunepilot.search import SearchSpace
+from prunepilot.search.latency_model import layer_table
 from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
 
 SHAPE = (1, 8, 8)
@@ -21,7 +22,7 @@ def space(trained_tiny):
 
 
 def _flops(model, policy):
-    return count_flops(apply_policy(model, policy, SHAPE), torch.zeros(1, *SHAPE))
+    return count_flops(apply_policy(model, policy, SHAPE).model, torch.zeros(1, *SHAPE))
 
 
 def _synthetic_calibration(model, space) -> Calibration:
@@ -30,14 +31,16 @@ def _synthetic_calibration(model, space) -> Calibration:
     base_flops = _flops(model, space.uniform(0.0))
     tables, ratios = [], []
     for policy in calibration_policies(space, 10, seed=0):
-        tables.append({k: list(v) for k, v in layer_table(apply_policy(model, policy, SHAPE), SHAPE).items()})
+        tables.append(
+            {k: list(v) for k, v in layer_table(apply_policy(model, policy, SHAPE).model, SHAPE).items()}
+        )
         ratios.append(0.2 + 0.8 * _flops(model, policy) / base_flops)
     return Calibration(tables, ratios, {k: list(v) for k, v in layer_table(model, SHAPE).items()})
 
 
 def test_a_flops_screen_is_exact_and_finds_the_smallest_uniform_ratio_that_fits(trained_tiny, space):
     limit = 0.5 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", limit))
     policy = space.uniform(0.3)
     assert screen.predict(policy) == _flops(trained_tiny, policy)
     uniform = screen.uniform_within(space)
@@ -48,7 +51,7 @@ def test_a_flops_screen_is_exact_and_finds_the_smallest_uniform_ratio_that_fits(
 
 def test_repair_raises_ratios_until_the_policy_fits(trained_tiny, space):
     limit = 0.3 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", limit))
     names = [g.name for g in space.groups]
     policy = Policy({n: GroupSetting(0.1 if i % 2 else 0.6, "l2") for i, n in enumerate(names)})
     assert not screen.fits(policy)
@@ -57,7 +60,7 @@ def test_repair_raises_ratios_until_the_policy_fits(trained_tiny, space):
     for name in names:
         assert repaired.groups[name].ratio >= policy.groups[name].ratio
         assert repaired.groups[name].criterion == "l2"
-    impossible = BudgetScreen(trained_tiny, SHAPE, "flops", 1.0)
+    impossible = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", 1.0))
     assert impossible.uniform_within(space) is None
     closest = impossible.repair(policy, space)  # nothing fits: as far as the space allows
     assert {s.ratio for s in closest.groups.values()} == {space.max_ratio}
@@ -65,7 +68,7 @@ def test_repair_raises_ratios_until_the_policy_fits(trained_tiny, space):
 
 def test_fill_lowers_ratios_until_the_policy_lands_just_under_the_budget(trained_tiny, space):
     limit = 0.6 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", limit))
     names = [g.name for g in space.groups]
     policy = Policy({n: GroupSetting(0.3 if i % 2 else 0.8, "l2") for i, n in enumerate(names)})
     assert screen.fits(policy)
@@ -95,17 +98,17 @@ def test_repair_removes_every_block_when_pruning_channels_alone_cannot_fit(train
     blocks = ("layer1", "layer3")
     space = SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)), blocks)
     thinnest = _flops(trained_tiny, space.uniform(space.max_ratio))
-    shallow = _flops(trained_tiny, replace(space.uniform(space.max_ratio), skip=blocks))
+    shallow = _flops(trained_tiny, replace(space.uniform(space.max_ratio), removed_blocks=blocks))
     assert shallow < thinnest
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", (shallow + thinnest) / 2)
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", (shallow + thinnest) / 2))
     repaired = screen.repair(space.uniform(0.2), space)
-    assert repaired.skip == blocks and screen.fits(repaired)
+    assert repaired.removed_blocks == blocks and screen.fits(repaired)
     # Removing blocks is the last resort: a budget that channels alone can meet keeps them.
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", 1.01 * thinnest)
-    assert screen.repair(space.uniform(0.2), space).skip == ()
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", 1.01 * thinnest))
+    assert screen.repair(space.uniform(0.2), space).removed_blocks == ()
     # The least uniform pruning that fits with every block removed, as the warm start asks.
     with_blocks = screen.uniform_within(space, blocks)
-    assert with_blocks.skip == blocks and screen.fits(with_blocks)
+    assert with_blocks.removed_blocks == blocks and screen.fits(with_blocks)
     assert (
         next(iter(with_blocks.groups.values())).ratio
         < next(iter(screen.uniform_within(space).groups.values())).ratio
@@ -116,14 +119,14 @@ def test_calibration_removes_blocks_in_about_half_its_random_policies(trained_ti
     space = SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)), ("layer1", "layer3"))
     policies = calibration_policies(space, 32, seed=0)
     uniform, random_part = policies[:8], policies[8:]
-    assert all(p.skip == () for p in uniform)
-    removed = [b for p in random_part for b in p.skip]
+    assert all(p.removed_blocks == () for p in uniform)
+    removed = [b for p in random_part for b in p.removed_blocks]
     assert 6 <= removed.count("layer1") <= 18 and 6 <= removed.count("layer3") <= 18
 
 
 def test_the_global_lamp_warm_start_fits_and_prunes_groups_unevenly(trained_tiny, space):
     limit = 0.5 * count_flops(trained_tiny, torch.zeros(1, *SHAPE))
-    screen = BudgetScreen(trained_tiny, SHAPE, "flops", limit)
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", limit))
     policy = screen.global_within(space)
     assert policy is not None and screen.fits(policy)
     assert {s.criterion for s in policy.groups.values()} == {"lamp"}
@@ -139,13 +142,13 @@ def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_tri
     predictor = Calibration.from_dict(calibration.to_dict()).predictor()
     assert predictor.samples == 10
     direct = calibration.predictor()
-    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, predictor, baseline_ms=2.0)
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("latency_ms", 1.0), predictor, baseline_ms=2.0)
     for policy in (space.uniform(0.0), space.uniform(0.8)):
-        table = layer_table(apply_policy(trained_tiny, policy, SHAPE), SHAPE)
+        table = layer_table(apply_policy(trained_tiny, policy, SHAPE).model, SHAPE)
         assert predictor.predict(table) == direct.predict(table)
         assert screen.predict(policy) == pytest.approx(2.0 * direct.predict(table))  # relative to 2 ms
     with pytest.raises(ValueError, match="needs a predictor"):
-        BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0)
+        BudgetScreen(trained_tiny, SHAPE, BudgetLimit("latency_ms", 1.0))
 
 
 def test_calibration_keeps_the_mean_of_several_timings_of_each_policy(trained_tiny, space, monkeypatch):
@@ -167,11 +170,15 @@ def test_measured_trials_refit_and_correct_a_latency_predictor_that_is_off_as_a_
 
     calibration = _synthetic_calibration(trained_tiny, space)
     # Calibrated in the driver; trials measure half of what it predicts (another machine, say).
-    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
+    screen = BudgetScreen(
+        trained_tiny, SHAPE, BudgetLimit("latency_ms", 1.0), calibration.predictor(), baseline_ms=2.0
+    )
     trained = [space.uniform(round(0.1 * i, 1)) for i in range(9)]
     held_out = space.uniform(0.45)
     before = {p.to_json(): screen.predict(p) for p in [*trained, held_out]}
-    screen.limit = 0.6 * before[held_out.to_json()]  # over budget as predicted, within it as measured
+    screen.budget = BudgetLimit(
+        "latency_ms", 0.6 * before[held_out.to_json()]
+    )  # over as predicted, within as measured
     assert not screen.fits(held_out)
     for count, policy in enumerate(trained[: MIN_OBSERVED - 1], start=1):
         screen.observe(policy, before[policy.to_json()] / 2)
@@ -186,7 +193,7 @@ def test_measured_trials_refit_and_correct_a_latency_predictor_that_is_off_as_a_
     assert 0.75 * truth < screen.predict(held_out) < 1.15 * truth
     assert screen.fits(held_out)
     # Exact metrics are never corrected.
-    flops = BudgetScreen(trained_tiny, SHAPE, "flops", 1e9)
+    flops = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("flops", 1e9))
     for policy in trained:
         flops.observe(policy, 1.0)
     assert flops.correction == 1.0 and flops.predict(trained[0]) == _flops(trained_tiny, trained[0])
@@ -194,7 +201,9 @@ def test_measured_trials_refit_and_correct_a_latency_predictor_that_is_off_as_a_
 
 def test_refitting_on_trials_learns_what_calibration_missed(trained_tiny, space):
     calibration = _synthetic_calibration(trained_tiny, space)
-    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
+    screen = BudgetScreen(
+        trained_tiny, SHAPE, BudgetLimit("latency_ms", 1.0), calibration.predictor(), baseline_ms=2.0
+    )
     lopsided = Policy({g.name: GroupSetting(0.8 if i == 0 else 0.0) for i, g in enumerate(space.groups)})
     measured = 1.5 * screen.predict(lopsided)  # a kind of policy the calibration predicts badly
     for _ in range(3):
@@ -208,7 +217,9 @@ def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(tr
     from prunepilot.search.screen import NEAREST_OBSERVED
 
     calibration = _synthetic_calibration(trained_tiny, space)
-    screen = BudgetScreen(trained_tiny, SHAPE, "latency_ms", 1.0, calibration.predictor(), baseline_ms=2.0)
+    screen = BudgetScreen(
+        trained_tiny, SHAPE, BudgetLimit("latency_ms", 1.0), calibration.predictor(), baseline_ms=2.0
+    )
     policies = sorted((space.uniform(round(0.05 * i, 2)) for i in range(17)), key=screen.predict)
     near, far = policies[:NEAREST_OBSERVED], policies[NEAREST_OBSERVED:]
 
@@ -219,7 +230,7 @@ def test_the_correction_is_set_by_the_latest_trials_predicted_near_the_budget(tr
         measure(policy, 0.5)
     assert screen.correction == pytest.approx(0.5)
     # A tight budget, far below those models: the most pruned policy's prediction, as refit.
-    screen.limit = screen.predict(policies[0]) / screen.correction
+    screen.budget = BudgetLimit("latency_ms", screen.predict(policies[0]) / screen.correction)
     for policy in near:  # near the budget the predictor is right: their ratio sets the correction
         measure(policy, 1.0)
     assert screen.correction == pytest.approx(1.0)
@@ -233,10 +244,14 @@ def test_one_trial_in_eight_far_over_its_prediction_raises_the_correction(traine
     from prunepilot.search.screen import FEASIBLE_QUANTILE, NEAREST_OBSERVED
 
     screen = BudgetScreen(
-        trained_tiny, SHAPE, "latency_ms", 1.0, _synthetic_calibration(trained_tiny, space).predictor(), 2.0
+        trained_tiny,
+        SHAPE,
+        BudgetLimit("latency_ms", 1.0),
+        _synthetic_calibration(trained_tiny, space).predictor(),
+        2.0,
     )
     policy = space.uniform(0.5)
-    screen.limit = screen.predict(policy)
+    screen.budget = BudgetLimit("latency_ms", screen.predict(policy))
     shares = [1.0] * (NEAREST_OBSERVED - 1) + [1.5]
     for share in shares:
         screen.observe(policy, share * screen.predict(policy) / screen.correction)

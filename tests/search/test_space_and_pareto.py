@@ -39,11 +39,11 @@ def _sampled_round_trips(space: SearchSpace, trials: int, seed: int) -> list[Pol
 
 def test_blocks_are_removed_or_kept_by_the_sampler_and_round_trip():
     space = SearchSpace((_group("a"),), blocks=("layer1", "layer3"))
-    seen = {policy.skip for policy in _sampled_round_trips(space, 16, seed=2)}
+    seen = {policy.removed_blocks for policy in _sampled_round_trips(space, 16, seed=2)}
     assert seen == {(), ("layer1",), ("layer3",), ("layer1", "layer3")}
-    assert space.uniform(0.5).skip == ()  # the hand-made recipe keeps every block
+    assert space.uniform(0.5).removed_blocks == ()  # the hand-made recipe keeps every block
     # A policy is kept to the space: a block the space may not remove stays.
-    assert space.clamp(Policy({}, skip=("layer3", "other"))).skip == ("layer3",)
+    assert space.clamp(Policy({}, removed_blocks=("layer3", "other"))).removed_blocks == ("layer3",)
     assert "removable blocks: layer1, layer3" in space.describe()
 
 
@@ -148,9 +148,11 @@ def test_a_uniform_sweep_spreads_ratios_over_the_whole_range():
 def test_the_trade_off_sweep_alternates_the_whole_model_and_the_one_without_its_blocks():
     space = SearchSpace((_group("a"), _group("b")), blocks=("layer1",), ratio_high=0.8, ratio_step=0.05)
     sweep = space.trade_off_sweep(5)
-    assert [(p.groups["a"].ratio, p.skip) for p in sweep] == [
+    assert [(p.groups["a"].ratio, p.removed_blocks) for p in sweep] == [
         (0.25, ()), (0.4, ("layer1",)), (0.55, ()), (0.8, ("layer1",)), (0.8, ()),
     ]  # fmt: skip
-    assert all(p == replace(space.uniform(p.groups["a"].ratio), skip=p.skip) for p in sweep)
+    assert all(
+        p == replace(space.uniform(p.groups["a"].ratio), removed_blocks=p.removed_blocks) for p in sweep
+    )
     no_blocks = SearchSpace((_group("a"),), ratio_high=0.8, ratio_step=0.05)
     assert no_blocks.trade_off_sweep(4) == no_blocks.uniform_sweep(4)

@@ -12,16 +12,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from prunepilot.budget import format_metric  # noqa: E402
-from prunepilot.report import (  # noqa: E402
-    export_lines,
+from prunepilot.budget import format_cost  # noqa: E402
+from prunepilot.report.labels import (  # noqa: E402
     front_caption,
     metric_change,
     metric_label,
-    pareto_plot,
+    policy_blocks,
     removed_blocks,
-    screening_sentence,
 )
+from prunepilot.report.markdown import export_lines, screening_sentence  # noqa: E402
+from prunepilot.report.plot import pareto_plot  # noqa: E402
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -40,7 +40,7 @@ def html_report(report: dict[str, Any]) -> str:
     parts = [
         f"<h1>prunepilot run <code>{_e(report['run']['name'])}</code></h1>",
         f"<p>Task {_e(report['task']['name'])}, {len(report['groups'])} prunable groups. Budget "
-        f"{_e(report['budget']['text'])} = {_e(format_metric(metric, report['budget']['limit']))} on "
+        f"{_e(report['budget']['text'])} = {_e(format_cost(metric, report['budget']['limit']))} on "
         f"{_e(metric)}: <b class='{'met' if report['budget_met'] else 'missed'}'>{outcome}</b>.</p>",
     ]
     if final:
@@ -63,8 +63,8 @@ def html_report(report: dict[str, Any]) -> str:
                     ],
                     [
                         "FLOPs",
-                        format_metric("flops", base["flops"]),
-                        format_metric("flops", final["flops"]),
+                        format_cost("flops", base["flops"]),
+                        format_cost("flops", final["flops"]),
                         f"{100 * (final['flops'] / base['flops'] - 1):+.1f}%",
                     ],
                     [
@@ -84,7 +84,7 @@ def html_report(report: dict[str, Any]) -> str:
         closest = report["closest"]
         parts.append(
             f"<p>No trial met the budget. Closest: trial {closest['number']} at "
-            f"{_e(format_metric(metric, closest['result'][metric]))}.</p>"
+            f"{_e(format_cost(metric, closest['result'][metric]))}.</p>"
         )
     parts += [f"<h2>{_e(label.capitalize())} against cost</h2>", _img(pareto_plot(report))]
     by_number = {t["number"]: t for t in report["trials"]}
@@ -95,7 +95,7 @@ def html_report(report: dict[str, Any]) -> str:
         summary = ", ".join(f"{name} {g['ratio']:.2f} {g['criterion']}" for name, g in groups.items())
         summary += removed_blocks(trial["policy"])
         rows.append([str(number), f"{result['accuracy']:.4f}", f"{result['latency_ms']:.3f}",
-                     format_metric("flops", result["flops"]), f"{result['params']:,}", summary])  # fmt: skip
+                     format_cost("flops", result["flops"]), f"{result['params']:,}", summary])  # fmt: skip
     parts += [
         "<h2>Pareto front within budget (validation)</h2>",
         f"<p>{_e(front_caption(report))}</p>",
@@ -117,11 +117,11 @@ def _ratio_chart(report: dict[str, Any]) -> bytes:
     """The chosen policy's ratio per group; a group whose every layer was in a removed block is
     drawn whole, in grey."""
     policy = report["chosen"]["policy"]
-    groups, skip = policy["groups"], policy.get("skip", [])
+    groups, blocks = policy["groups"], policy_blocks(policy)
     layers = {g["name"]: g["modules"] for g in report.get("groups", [])}
     names = list(groups)
     gone = [
-        bool(skip) and all(any(m.startswith(b + ".") for b in skip) for m in layers.get(n, [n]))
+        bool(blocks) and all(any(m.startswith(b + ".") for b in blocks) for m in layers.get(n, [n]))
         for n in names
     ]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), dpi=110)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from prunepilot.evaluators.gate import NullGate
+from prunepilot.gate import NullGate
 
 
 def recalibrate_batchnorm(

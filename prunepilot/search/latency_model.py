@@ -14,7 +14,7 @@ memory traffic) grows with its channels, not with its FLOPs (which shrink with i
 channels both), and dominates once a model is pruned hard; cross-validation also decides whether
 the term is used (``d = 0``). ``layers`` is the share of the base model's layers still present: each
 layer has a fixed cost (dispatch, its BatchNorm and activation calls) however few channels it keeps,
-which a model whose blocks were removed (``Policy.skip``) no longer pays; the term is used when some
+which a model whose blocks were removed (``Policy.removed_blocks``) no longer pays; the term is used when some
 measured model lacks layers. Coefficients are non-negative: more work never makes a layer faster.
 Every feature is divided by the base model's, so it lies in [0, 1]. With a few features per layer
 and a few dozen measurements, the fit is shrunk (ridge) by a strength chosen by cross-validation
@@ -43,7 +43,7 @@ from torch import nn
 
 from prunepilot.errors import invalid_parameter
 from prunepilot.evaluators.cost import flops_by_module
-from prunepilot.evaluators.inputs import example_batch
+from prunepilot.inputs import example_batch
 
 #: Vector widths tried by cross-validation (1: plain FLOPs).
 VECTOR_WIDTHS = (1, 4, 8, 16, 32)

@@ -10,14 +10,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from prunepilot.evaluators.cost import count_flops, count_params, serialized_size
-from prunepilot.evaluators.gate import NullGate
-from prunepilot.evaluators.inputs import example_batch
 from prunepilot.evaluators.latency import LatencySettings, measure_latency, relative_latency
-from prunepilot.evaluators.score import Metric, evaluate_metric
+from prunepilot.evaluators.metric import Metric, evaluate_metric
+from prunepilot.gate import NullGate
+from prunepilot.inputs import example_batch
 
 
 @dataclass(frozen=True)
-class ModelMetrics:
+class Measurements:
     """What prunepilot measures of a model (plain data).
 
     Attributes:
@@ -35,8 +35,8 @@ class ModelMetrics:
     size_bytes: int
     latency_ms: float
 
-    def metric(self, name: str) -> float:
-        """The value of a budget metric by name."""
+    def cost(self, name: str) -> float:
+        """The value of a cost a budget may bound, by name (``latency_ms``, ``flops`` ...)."""
         return float(getattr(self, name))
 
     def to_dict(self) -> dict:
@@ -53,7 +53,7 @@ def evaluate_model(
     gate: NullGate | None = None,
     reference: tuple[nn.Module, float] | None = None,
     metric: Metric | None = None,
-) -> ModelMetrics:
+) -> Measurements:
     """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``.
 
     With ``reference`` (a model and its known latency in ms), latency is measured relative to the
@@ -78,4 +78,4 @@ def evaluate_model(
             model, reference_model, input_shape, latency, device=device, gate=gate
         )
     timings["latency"] = time.perf_counter() - start
-    return ModelMetrics(accuracy, flops, params, size, latency_ms)
+    return Measurements(accuracy, flops, params, size, latency_ms)

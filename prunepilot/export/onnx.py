@@ -15,7 +15,7 @@ from torch import nn
 
 from prunepilot.errors import PrunepilotError
 from prunepilot.evaluators import LatencySettings
-from prunepilot.evaluators.inputs import DEFAULT_DTYPE, InputShape, dtype_name, example_batch
+from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_name, example_batch
 from prunepilot.rundir import write_atomically
 
 #: Largest absolute output difference accepted between PyTorch and ONNX Runtime.

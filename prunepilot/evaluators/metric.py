@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.evaluators.accuracy import top1_accuracy
-from prunepilot.evaluators.gate import NullGate
+from prunepilot.gate import NullGate
+from prunepilot.imports import import_object
 
 DIRECTIONS = ("maximize", "minimize")
 DEFAULT_METRIC_NAME = "top1_accuracy"
@@ -61,8 +62,6 @@ class Metric:
         """
         if self.function is None:
             return None
-        from prunepilot.tasks.loading import import_object  # tasks import evaluators, not back
-
         try:
             return import_object(self.function, "--metric")
         except UsageError as exc:

@@ -1,4 +1,4 @@
-"""Choosing the final model among the front's points (``prunepilot.runner.finalize_candidates``)."""
+"""Choosing the final model among the front's points (``prunepilot.final.finalize_candidates``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import optuna
 import pytest
 import torch
 
-from prunepilot.budget import Budget
+from prunepilot.budget import BudgetLimit
 from prunepilot.evaluators import count_flops
+from prunepilot.final import FINAL_CANDIDATES, finalize_candidates
 from prunepilot.policies import apply_policy, discover_groups
-from prunepilot.runner import FINAL_CANDIDATES, finalize_candidates
 from prunepilot.search import SearchSpace
 from prunepilot.tasks.base import Task
 from tests import zoo
@@ -25,7 +25,9 @@ RATIOS = (0.1, 0.2, 0.3, 0.5, 0.7)
 def front(trained_tiny):
     space = SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)))
     policies = [space.uniform(r) for r in RATIOS]
-    flops = [count_flops(apply_policy(trained_tiny, p, SHAPE), torch.zeros(1, *SHAPE)) for p in policies]
+    flops = [
+        count_flops(apply_policy(trained_tiny, p, SHAPE).model, torch.zeros(1, *SHAPE)) for p in policies
+    ]
     trials = [
         optuna.trial.create_trial(
             values=[1.0 - i / 10, float(flops[i])], user_attrs={"policy": policies[i].to_dict()}
@@ -41,9 +43,8 @@ def _finalize(trained_tiny, fast_settings, trials, limit):
     train, val, test = zoo.small_digits_data()
     task = Task("tiny", trained_tiny, train, val, test, SHAPE)
     lines: list[str] = []
-    budget = Budget("flops", limit=limit)
     settings = replace(fast_settings, finetune_steps=3)
-    return finalize_candidates(trials, task, settings, budget, limit, lines.append), lines
+    return finalize_candidates(trials, task, settings, BudgetLimit("flops", limit), lines.append), lines
 
 
 def test_the_best_candidates_are_finalized_and_no_more_when_one_meets_the_budget(

@@ -1,0 +1,3 @@
+"""The package version (read by the package, the CLI and reports)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+"""Exports that are reloaded and checked before anyone ships them: TorchScript, ONNX (run in ONNX
+Runtime) and the plan (re-created from the model's own class)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunepilot.evaluators import measure_latency
+from prunepilot.export.onnx import export_onnx
+from prunepilot.export.plan import build_from_plan, export_plan, load_plan
+from prunepilot.export.torchscript import export_torchscript, load_torchscript
+from prunepilot.policies import Plan
+from prunepilot.tasks.base import Task
+from prunepilot.trial import TrialSettings
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "build_from_plan",
+    "export_all",
+    "export_onnx",
+    "export_plan",
+    "export_torchscript",
+    "load_plan",
+    "load_torchscript",
+]
+
+#: Export formats (``prunepilot export --format``) and the files each writes.
+EXPORT_FORMATS = {
+    "torchscript": ("model.ts.pt",),
+    "onnx": ("model.onnx",),
+    "plan": ("plan.json", "weights.pt"),
+}
+
+
+def export_all(
+    model: nn.Module,
+    plan: Plan,
+    source: dict[str, str],
+    task: Task,
+    settings: TrialSettings,
+    folder: Path,
+    formats: tuple[str, ...] = tuple(EXPORT_FORMATS),
+) -> dict[str, Any]:
+    """Exports ``model`` in ``formats`` into ``folder``; each export is reloaded (or run in its
+    runtime), compared with the model on test inputs and timed there.
+
+    Args:
+        model: The final model.
+        plan: What its policy removed (for the plan export).
+        source: Where the base model's class comes from: ``{"task": name}`` or ``{"factory": path}``.
+        task: The task (test inputs for the checks, the input shape).
+        settings: The trial settings (how latency is timed).
+        folder: Where the files go.
+        formats: Keys of :data:`EXPORT_FORMATS`.
+
+    Returns:
+        The ``export`` entry of the report.
+    """
+    inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
+    export: dict[str, Any] = {"policy": "policy.json"}
+    if "torchscript" in formats:
+        export["torchscript"] = "model.ts.pt"
+        export["torchscript_max_abs_diff"] = export_torchscript(model, inputs, folder / "model.ts.pt")
+        scripted = load_torchscript(folder / "model.ts.pt")
+        export["torchscript_latency_ms"] = measure_latency(scripted, task.input_shape, settings.latency)
+    if "onnx" in formats:
+        export["onnx"] = "model.onnx"
+        export.update(export_onnx(model, inputs, folder / "model.onnx", settings.latency))
+    if "plan" in formats:
+        export["plan"], export["plan_weights"] = "plan.json", "weights.pt"
+        base = task.model if "python" in source else None  # no factory re-creates a Python object
+        export["plan_max_abs_diff"] = export_plan(model, plan, source, task.input_shape, inputs, folder, base)
+    return export

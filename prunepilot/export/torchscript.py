@@ -1,0 +1,55 @@
+"""The TorchScript export, reloaded and checked before it is kept."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunepilot.errors import PrunepilotError
+from prunepilot.export.compare import TOLERANCE, max_difference
+from prunepilot.rundir import write_atomically
+
+
+def export_torchscript(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:
+    """Saves ``model`` as TorchScript (traced), reloads the file and compares outputs.
+
+    Args:
+        model: The model to export (put in eval mode).
+        inputs: A batch of real inputs used for tracing and for the check.
+        path: Where the ``.pt`` file goes (written atomically).
+
+    Returns:
+        The largest absolute difference between the model's and the reloaded file's outputs.
+
+    Raises:
+        PrunepilotError: when the reloaded file's outputs differ by more than ``TOLERANCE``
+            (nothing is written then).
+    """
+    model = model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+        with torch.no_grad():
+            traced = torch.jit.trace(model, inputs[:2], check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        buffer.seek(0)
+        reloaded = torch.jit.load(buffer, map_location="cpu")
+    difference = max_difference(model, reloaded, inputs)
+    if not difference <= TOLERANCE:
+        raise PrunepilotError(
+            f"The TorchScript export does not reproduce the model (max difference {difference:.3g} "
+            f"> {TOLERANCE:g}); nothing was written to {path}."
+        )
+    write_atomically(path, buffer.getvalue())
+    return difference
+
+
+def load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """Loads an exported TorchScript model on the CPU."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.load(str(path), map_location="cpu")

@@ -1,0 +1,42 @@
+"""Importing what a job names by path (``package.module:attribute``), with one-line errors."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable
+
+from prunepilot.errors import UsageError
+
+__all__ = ["import_object"]
+
+
+def import_object(path: str, what: str) -> Callable:
+    """Imports ``package.module:attribute``; ``what`` names the flag for error messages.
+
+    The working directory is importable, as it is for ``python -m``.
+
+    Raises:
+        UsageError: when the path is malformed, cannot be imported, or is not callable.
+    """
+    if not isinstance(path, str) or not re.fullmatch(r"[\w.]+:[\w.]+", path):
+        raise UsageError(f"{what} must look like 'package.module:factory'. Got {path!r} instead.")
+    module_name, attribute = path.split(":", 1)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is reported as one line
+        raise UsageError(
+            f"Cannot import {module_name!r} named by {what} ({type(exc).__name__}: {exc})."
+        ) from exc
+    obj = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name!r} has no attribute {attribute!r} (named by {what}).")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{path!r} named by {what} is not callable.")
+    return obj

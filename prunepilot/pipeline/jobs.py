@@ -1,0 +1,165 @@
+"""A whole job, stage by stage: prepare -> search -> finish; and its check (``prunepilot validate``)
+and resumption."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from prunepilot.budget import format_cost
+from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
+from prunepilot.pipeline.finish import finish_stage
+from prunepilot.pipeline.prepare import PreparedJob, check_reachable, dry_run_lines, measure_baseline, prepare
+from prunepilot.pipeline.search import check_shared_study, search_stage
+from prunepilot.policies import Policy
+from prunepilot.rundir import RunDir, default_run_name
+from prunepilot.spec import JobSpec
+from prunepilot.tasks import Task
+
+__all__ = ["SearchResult", "check_job", "resume_spec", "run_job"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search job leaves.
+
+    Attributes:
+        exit_code: What ``prunepilot search`` exits with: 0 the budget was met (or a dry run),
+            3 no model met it.
+        run_dir: The run directory (None for a dry run).
+        report: The content of ``report.json`` (None for a dry run).
+        model: The chosen model, pruned and fine-tuned (on the CPU); None when none was chosen.
+    """
+
+    exit_code: int
+    run_dir: Path | None = None
+    report: dict[str, Any] | None = None
+    model: nn.Module | None = None
+
+    @property
+    def budget_met(self) -> bool:
+        """Whether the chosen model meets the budget on re-measurement."""
+        return bool(self.report and self.report["budget_met"])
+
+    @property
+    def front(self) -> list[dict[str, Any]]:
+        """The feasible Pareto front's trials (as in ``report.json``), cheapest first."""
+        if not self.report:
+            return []
+        by_number = {t["number"]: t for t in self.report["trials"]}
+        return [by_number[n] for n in self.report["front"]]
+
+
+def run_job(
+    spec: JobSpec,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    task: Task | None = None,
+) -> SearchResult:
+    """Runs a search job.
+
+    Everything is validated (model, data, policy file, budget reachable) before the run directory
+    is created; a resumed run is locked before anything is measured.
+
+    Args:
+        spec: The job.
+        progress: Show progress bars.
+        log: Where progress lines go (stdout by default).
+        task: The model and data as Python objects (``prunepilot.search``); None loads what the job
+            names.
+
+    Raises:
+        UsageError: on bad input.
+        Interrupted: on Ctrl-C (finished trials are kept).
+    """
+    log = log or (lambda text: print(text, flush=True))
+    if not spec.resume and not spec.dry_run:
+        spec = replace(spec, name=spec.name or default_run_name(spec.out))
+    job = spec.resolve()
+    # A resumed run's study already holds its warm starts; the policy file is not read again.
+    start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
+    if spec.dry_run:
+        prepared = prepare(job, start_policy, progress, task=task)
+        for line in dry_run_lines(prepared, measure_baseline(prepared)):
+            log(line)
+        return SearchResult(EXIT_OK)
+    if spec.resume:
+        run = RunDir.open(spec.out, str(spec.name), resume=True)
+        with run:
+            prepared = prepare(job, start_policy, progress, task=task)
+            baseline = run.read_json("baseline.json") if run.file("baseline.json").is_file() else None
+            if baseline is None:
+                baseline = measure_baseline(prepared)
+                run.write_json("baseline.json", baseline)
+            return _search_and_finish(prepared, run, baseline, start_policy, progress, log)
+    RunDir.check(spec.out, str(spec.name), resume=False)  # before anything slow runs
+    prepared = prepare(job, start_policy, progress, task=task)
+    baseline = measure_baseline(prepared)
+    assert job.budget is not None, "JobSpec requires a budget unless it is a dry run"
+    check_reachable(prepared, baseline, job.budget.resolve(baseline[job.budget.cost]))
+    check_shared_study(spec)
+    run = RunDir.open(spec.out, str(spec.name), resume=False)
+    with run:
+        run.write_json("config.json", spec.to_dict())
+        run.write_json("baseline.json", baseline)
+        return _search_and_finish(prepared, run, baseline, start_policy, progress, log)
+
+
+def check_job(spec: JobSpec, log: Callable[[str], None] | None = None, task: Task | None = None) -> int:
+    """Checks everything a search needs without searching: the job's fields, the policy file, the
+    model and data (imports, shapes, a forward and backward pass), that the model traces for pruning,
+    and that the smallest model of the space meets the budget. Writes nothing.
+
+    Raises:
+        UsageError: naming what is wrong.
+    """
+    log = log or (lambda text: print(text, flush=True))
+    job = spec.resolve()
+    start_policy = Policy.load(spec.policy) if spec.policy else None
+    prepared = prepare(job, start_policy, progress=False, task=task)
+    baseline = measure_baseline(prepared)
+    reach = ""
+    if job.budget is not None:
+        limit = job.budget.resolve(baseline[job.budget.cost])
+        check_reachable(prepared, baseline, limit)
+        reach = f"; budget {limit.text} = {format_cost(limit.cost, limit.limit)} is reachable"
+    log(
+        f"The job is valid: task {prepared.task.name}, input {prepared.task.input_shape}, "
+        f"{len(prepared.groups)} prunable groups, baseline val {prepared.settings.metric.label} "
+        f"{baseline['accuracy']:.4f}, {format_cost('latency_ms', baseline['latency_ms'])}{reach}."
+    )
+    return EXIT_OK
+
+
+def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpec:
+    """The saved job of run ``out/name`` (the newest run when ``name`` is None), with overrides."""
+    if name is None:
+        runs = sorted((p for p in Path(out).glob("*/config.json")), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise UsageError(f"--resume found no run in {out!r}; pass --name of the run to resume.")
+        name = runs[-1].parent.name
+    run = RunDir.open(out, name, resume=True)
+    spec = JobSpec.from_dict(run.read_json("config.json"))
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return replace(spec, **given, name=name, out=out, resume=True)
+
+
+def _search_and_finish(
+    prepared: PreparedJob,
+    run: RunDir,
+    baseline: dict[str, Any],
+    start_policy: Policy | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> SearchResult:
+    parsed = prepared.job.budget
+    assert parsed is not None, "JobSpec requires a budget unless it is a dry run"
+    budget = parsed.resolve(baseline[parsed.cost])
+    outcome = search_stage(prepared, run, baseline, budget, start_policy, progress, log)
+    report, done = finish_stage(prepared, run, baseline, budget, outcome, log)
+    code = EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
+    return SearchResult(code, run.path, report, done.model if done else None)

@@ -1,0 +1,254 @@
+"""Stage one of a job: load the model and data, find what may be pruned, build the search space,
+measure the baseline, and refuse what cannot work, all before a run directory exists."""
+
+from __future__ import annotations
+
+import fnmatch
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from prunepilot.budget import BudgetLimit, format_cost
+from prunepilot.errors import UsageError
+from prunepilot.evaluators import evaluate_model, measure_latency
+from prunepilot.evaluators.metric import Metric, evaluate_metric
+from prunepilot.inputs import on_device
+from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_blocks, discover_groups
+from prunepilot.search import SearchSpace
+from prunepilot.spec import ResolvedJob
+from prunepilot.tasks import Task, load_task
+from prunepilot.trial import TrialSettings
+
+__all__ = [
+    "PreparedJob",
+    "check_reachable",
+    "dry_run_lines",
+    "measure_baseline",
+    "prepare",
+]
+
+#: Latency batch size for user models when none is given (the built-in tasks use 64).
+DEFAULT_LATENCY_BATCH = 1
+BUILTIN_LATENCY_BATCH = 64
+#: Latency measurements of the baseline (their median sets a relative budget).
+BASELINE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job with its model and data loaded and checked, and its search space built.
+
+    Attributes:
+        job: The resolved job.
+        task: The model and its splits.
+        groups: The groups the search may prune.
+        space: The search space.
+        settings: How trials are trained and measured.
+    """
+
+    job: ResolvedJob
+    task: Task
+    groups: list[GroupInfo]
+    space: SearchSpace
+    settings: TrialSettings
+
+    @property
+    def spec(self):
+        """The job's settings."""
+        return self.job.spec
+
+    @property
+    def source(self) -> dict[str, str]:
+        """Where the base model's class comes from, for a plan: a built-in task, a factory, or an
+        object given in Python."""
+        if self.spec.python_objects:
+            model = self.task.model
+            return {"python": f"{type(model).__module__}.{type(model).__qualname__}"}
+        return {"task": self.spec.task} if self.spec.model is None else {"factory": self.spec.model}
+
+    def with_reference(self, baseline: dict[str, Any]) -> TrialSettings:
+        """The trial settings of a latency budget's run: trials time their pruned model alongside
+        the base model, so that drift of the machine cancels."""
+        if self.job.budget is None or self.job.budget.cost != "latency_ms":
+            return self.settings
+        return replace(self.settings, reference_latency_ms=baseline["latency_ms"])
+
+
+def prepare(
+    job: ResolvedJob,
+    start_policy: Policy | None = None,
+    progress: bool = True,
+    on_device: bool = True,
+    task: Task | None = None,
+) -> PreparedJob:
+    """Loads and checks the job's task, groups, space and settings.
+
+    Args:
+        job: The resolved job.
+        start_policy: The user's policy (a warm start), checked against the model.
+        progress: Show progress of loading (the built-in tasks train once).
+        on_device: Check the target device (``prunepilot report`` needs no GPU).
+        task: The model and data given as Python objects (``prunepilot.search``); None loads what
+            the job names.
+
+    Raises:
+        UsageError: naming what is wrong.
+    """
+    spec = job.spec
+    if on_device:
+        _check_device(spec.device)
+    if task is None:
+        if spec.python_objects:
+            raise UsageError(
+                f"The run {spec.name!r} searched a model given in Python; continue it from Python "
+                "with prunepilot.search(model, ..., name=..., resume=True)."
+            )
+        task = load_task(
+            spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype
+        )
+    discovered = discover_groups(task.model, task.input_shape)
+    removable = discover_blocks(task.model, task.input_shape)
+    if start_policy is not None:  # a policy may name any group; excluded ones are dropped from it
+        start_policy.check_groups((g.name for g in discovered), f"The policy file {spec.policy!r}")
+        start_policy.check_blocks(removable, f"The policy file {spec.policy!r}")
+    groups, blocks = _searched(discovered, removable if spec.block_removal else [], spec.exclude)
+    criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
+    if spec.round_to_choices:
+        criteria["round_to_choices"] = tuple(spec.round_to_choices)
+    space = SearchSpace(
+        tuple(groups),
+        tuple(blocks),
+        ratio_low=spec.ratio_min,
+        ratio_high=spec.ratio_max,
+        round_to=spec.round_to,
+        **criteria,
+    )
+    builtin = spec.model is None and not spec.python_objects
+    settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
+    _check_metric(task, settings.metric)
+    return PreparedJob(job, task, groups, space, settings)
+
+
+def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
+    """The baseline's validation metric and costs; latency is the median of a few measurements."""
+    task, latency, device = prepared.task, prepared.settings.latency, prepared.spec.device
+    model = on_device(task.model, device)
+    metrics = evaluate_model(
+        model, task.val, task.input_shape, latency, device=device, metric=prepared.settings.metric
+    ).to_dict()
+    repeats = [metrics["latency_ms"]]
+    repeats += [measure_latency(model, task.input_shape, latency, device) for _ in range(BASELINE_ROUNDS - 1)]
+    metrics["latency_ms"] = statistics.median(repeats)
+    return metrics
+
+
+def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLimit) -> None:
+    """Refuses a budget that the smallest model of the space misses (latency: timed alongside the
+    base model, as trials are).
+
+    Raises:
+        UsageError: naming the budget, the smallest model's cost and what to loosen.
+    """
+    task, space, device = prepared.task, prepared.space, prepared.spec.device
+    smallest_policy = replace(space.uniform(space.max_ratio, "l1"), removed_blocks=space.blocks)
+    smallest = apply_policy(task.model, smallest_policy, task.input_shape).model.to(device)
+    reference = (on_device(task.model, device), baseline["latency_ms"])
+    measured = evaluate_model(
+        smallest, task.val, task.input_shape, prepared.settings.latency, device=device, reference=reference,
+        metric=prepared.settings.metric,
+    )  # fmt: skip
+    value = measured.cost(budget.cost)
+    if not budget.fits(value):
+        raise UsageError(
+            f"The budget {budget.text!r} ({format_cost(budget.cost, budget.limit)}) cannot be met: the "
+            f"smallest model in the search space (every group pruned by {space.max_ratio:g}"
+            f"{', every removable block removed' if space.blocks else ''}) "
+            f"measures {format_cost(budget.cost, value)}; loosen the budget or raise --ratio-max "
+            "(at most 0.95)."
+        )
+
+
+def dry_run_lines(prepared: PreparedJob, baseline: dict[str, Any]) -> list[str]:
+    """What ``--dry-run`` prints: the task, baseline, budget, groups and search space."""
+    task, latency, budget = prepared.task, prepared.settings.latency, prepared.job.budget
+    lines = [
+        f"Task: {task.name}, input shape {task.input_shape}",
+        f"Baseline (validation): {prepared.settings.metric.label} {baseline['accuracy']:.4f}, "
+        f"{format_cost('flops', baseline['flops'])}, {baseline['params']:,} params, "
+        f"{format_cost('size_bytes', baseline['size_bytes'])}, latency "
+        f"{baseline['latency_ms']:.3f} ms (batch {latency.batch_size}, {latency.threads} thread(s))",
+    ]
+    if budget is not None:
+        limit = budget.resolve(baseline[budget.cost])
+        lines.append(f"Budget: {budget.text} -> {format_cost(budget.cost, limit.limit)}")
+    lines.append(f"{'group':32} {'channels':>8} {'FLOPs':>7}  layers")
+    for g in prepared.groups:
+        lines.append(f"{g.name:32} {g.channels:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
+    lines.append("Search space:")
+    lines += [f"  {line}" for line in prepared.space.describe()]
+    return lines
+
+
+def _check_device(device: str) -> None:
+    """Refuses a CUDA target on a machine without CUDA (the baseline and the final model are
+    measured here)."""
+    if device != "cpu" and not torch.cuda.is_available():
+        raise UsageError(
+            f"The 'device' parameter of JobSpec (--device) names {device!r} but CUDA is not available "
+            "on this machine; use 'cpu' or run where the target GPU is.",
+            "device",
+        )
+
+
+def _searched(
+    groups: list[GroupInfo], blocks: list[str], exclude: list[str] | None
+) -> tuple[list[GroupInfo], list[str]]:
+    """The groups the search may prune and the blocks it may remove: all but those matching an
+    ``exclude`` name or pattern.
+
+    Raises:
+        UsageError: when a pattern matches no group or block, or no group is left to prune.
+    """
+    patterns = exclude or []
+
+    def excluded(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in [*(g.name for g in groups), *blocks]):
+            also = f" and the removable blocks {blocks}" if blocks else ""
+            raise UsageError(
+                f"The 'exclude' parameter of JobSpec (--exclude) names {pattern!r}, which matches no "
+                f"prunable group{' or removable block' if blocks else ''}; the groups are "
+                f"{[g.name for g in groups]}{also}.",
+                "exclude",
+            )
+    kept = [g for g in groups if not excluded(g.name)]
+    if not kept:
+        raise UsageError(
+            "The 'exclude' parameter of JobSpec (--exclude) leaves no group to prune.", "exclude"
+        )
+    # A block goes with every layer in it: one that holds an excluded group is excluded too.
+    left_alone = [g.name for g in groups if excluded(g.name)]
+    kept_blocks = [
+        b for b in blocks
+        if not (excluded(b) or excluded(b + ".") or any(n.startswith(b + ".") for n in left_alone))
+    ]  # fmt: skip
+    return kept, kept_blocks
+
+
+def _check_metric(task: Task, metric: Metric) -> None:
+    """Scores the base model on the validation split (as every trial will), so that a broken metric
+    is bad input reported now rather than a failure of every trial."""
+    if metric.resolve() is None:
+        return  # top-1 accuracy
+    try:
+        evaluate_metric(task.model, task.val, metric)
+    except Exception as exc:  # noqa: BLE001 - the user's metric failing is bad input
+        raise UsageError(
+            f"The metric {metric.name!r} fails on the model's outputs and the labels of the validation "
+            f"split ({type(exc).__name__}: {exc}); it must map (outputs, labels) to a number.",
+            "metric",
+        ) from exc

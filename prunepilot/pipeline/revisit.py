@@ -1,0 +1,108 @@
+"""Commands on a finished run: re-create its report from the study (``prunepilot report``) and make
+and export another front point (``prunepilot export --trial N``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from prunepilot._version import __version__
+from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
+from prunepilot.export import EXPORT_FORMATS, export_all
+from prunepilot.final import finalize, score_on_test
+from prunepilot.pipeline.finish import job_header
+from prunepilot.pipeline.prepare import prepare
+from prunepilot.pipeline.search import open_run_study
+from prunepilot.policies import Policy
+from prunepilot.report import write_report
+from prunepilot.rundir import RunDir, write_atomically
+from prunepilot.spec import JobSpec, ResolvedJob
+
+__all__ = ["export_trial", "rebuild_report"]
+
+
+def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> int:
+    """Re-creates a run's report files from its study. The final model's measurements come from the
+    run's last report when it has one; nothing is retrained.
+
+    Returns:
+        0 when the budget was met, 3 when not.
+    """
+    log = log or (lambda text: print(text, flush=True))
+    run, job = _open_finished(run_path)
+    spec = job.spec
+    with run:
+        prepared = prepare(job, on_device=False, progress=False)
+        baseline = run.read_json("baseline.json")
+        assert job.budget is not None, "a finished run has a budget"
+        budget = job.budget.resolve(baseline[job.budget.cost])
+        previous = run.read_json("report.json") if run.file("report.json").is_file() else {}
+        study = open_run_study(spec, run)
+        header = {
+            "run": {**previous.get("run", {}), "name": spec.name, "path": str(run.path),
+                    "prunepilot": __version__, "report_rebuilt": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            **job_header(prepared, baseline, budget),
+            "trial_settings": previous.get("trial_settings", prepared.settings.to_dict()),
+            "latency_predictor": previous.get("latency_predictor"),
+        }  # fmt: skip
+        kept = study.user_attrs.get(f"final:{spec.name}") or {
+            "trial": (previous.get("chosen") or {}).get("number"),
+            "final": previous.get("final"),
+        }
+        chosen = next((t for t in study.trials if t.number == kept["trial"]), None)
+        report = write_report(run, study, header, chosen, kept["final"] if chosen else None)
+        log(f"Report re-created from the study: {run.file('report.html')}")
+    return EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
+
+
+def export_trial(
+    run_path: str, number: int, formats: tuple[str, ...], log: Callable[[str], None] | None = None
+) -> int:
+    """Re-creates trial ``number``'s model (its policy on a fresh copy of the base model, the final
+    fine-tune) and exports it into ``RUN/exports/trial-N/``, checked as the run's own exports are."""
+    log = log or (lambda text: print(text, flush=True))
+    run, job = _open_finished(run_path)
+    spec = job.spec
+    with run:
+        study = open_run_study(spec, run)
+        completed = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if number not in completed:
+            raise UsageError(
+                f"Trial {number} is not a completed trial of run {spec.name!r}; completed: {completed}."
+            )
+        trial = next(t for t in study.trials if t.number == number)
+        prepared = prepare(job, progress=False)
+        baseline = run.read_json("baseline.json")
+        settings = replace(prepared.settings, reference_latency_ms=baseline["latency_ms"])
+        policy = Policy.from_dict(trial.user_attrs["policy"])
+        log(f"Final fine-tune of trial {number} ({spec.final_steps} steps) ...")
+        done = finalize(prepared.task, policy, spec.final_settings(settings), spec.device, trial)
+        final = done.final
+        final.update(score_on_test(prepared.task, done.model, settings, spec.device))
+        folder = run.path / "exports" / f"trial-{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        final["export"] = export_all(
+            done.model, done.plan, prepared.source, prepared.task, settings, folder, formats
+        )
+        write_atomically(folder / "policy.json", policy.to_json() + "\n")
+        write_atomically(
+            folder / "export.json", json.dumps({"trial": number, "final": final}, indent=1) + "\n"
+        )
+        files = [f for name in formats for f in EXPORT_FORMATS[name]]
+        log(
+            f"Trial {number}: test {prepared.settings.metric.label} {final['test_accuracy']:.4f}, latency "
+            f"{final['latency_ms']:.3f} ms; exported {', '.join(files)} to {folder}"
+        )
+    return EXIT_OK
+
+
+def _open_finished(run_path: str) -> tuple[RunDir, ResolvedJob]:
+    path = Path(run_path)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{run_path!r} is not a run directory (it has no config.json).")
+    run = RunDir.open(str(path.parent), path.name, resume=True)
+    spec = replace(JobSpec.from_dict(run.read_json("config.json")), name=path.name, out=str(path.parent))
+    return run, spec.resolve()

@@ -1,0 +1,104 @@
+"""``report.json``: everything a run found, as plain data (see ``docs/report-schema.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from prunepilot.search import pareto
+
+__all__ = ["SCHEMA", "build_report", "screening", "speedups", "trial_record"]
+
+SCHEMA = "prunepilot.report/1"
+
+
+def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as plain data."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "feasible": pareto.violation(trial) == 0 if trial.values else None,
+        "policy": trial.user_attrs.get("policy"),
+        "result": trial.user_attrs.get("result"),
+        "error": trial.user_attrs.get("error"),
+        "interrupted": bool(trial.user_attrs.get("interrupted")),
+        "screened": trial.user_attrs.get("screened"),
+        "repaired_from": trial.user_attrs.get("repaired_from"),
+        "filled_from": trial.user_attrs.get("filled_from"),
+        "raised_from": trial.user_attrs.get("raised_from"),
+        "predicted": trial.user_attrs.get("predicted"),
+        "duration_s": trial.duration.total_seconds() if trial.duration else None,
+    }
+
+
+#: A FLOPs cut at least this large with a latency gain below MIN_SPEEDUP "bought no latency".
+NOTABLE_FLOPS_CUT = 0.10
+MIN_SPEEDUP = 1.02
+
+
+def speedups(front: list[FrozenTrial], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each point of ``front``: measured latency speed-up next to the FLOPs cut."""
+    rows = []
+    for trial in front:
+        result = trial.user_attrs["result"]
+        speedup = baseline["latency_ms"] / result["latency_ms"]
+        cut = 1 - result["flops"] / baseline["flops"]
+        rows.append({
+            "number": trial.number,
+            "flops_reduction": cut,
+            "latency_speedup": speedup,
+            "faster": speedup >= MIN_SPEEDUP,
+            "flops_cut_bought_no_latency": cut >= NOTABLE_FLOPS_CUT and speedup < MIN_SPEEDUP,
+        })  # fmt: skip
+    return rows
+
+
+def screening(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Budget-aware sampling in numbers: policies screened out before training, and the share of
+    trained trials that measured over budget anyway."""
+    trained = [t for t in trials if t["state"] == "COMPLETE"]
+    over = sum(t["feasible"] is False for t in trained)
+    return {
+        "screened_out": sum(bool(t["screened"]) for t in trials),
+        "repaired": sum(t["repaired_from"] is not None for t in trials),
+        "filled": sum(t.get("filled_from") is not None for t in trials),
+        "raised": sum(t.get("raised_from") is not None for t in trials),
+        "trained": len(trained),
+        "trained_over_budget": over,
+        "trained_over_budget_share": over / len(trained) if trained else None,
+    }
+
+
+def build_report(
+    study: optuna.Study,
+    header: dict[str, Any],
+    chosen: FrozenTrial | None,
+    final: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Assembles ``report.json``'s content.
+
+    Args:
+        study: The run's study.
+        header: run, job, task, groups, baseline, budget and trial_settings entries (plain data;
+            trial_settings is :meth:`TrialSettings.to_dict`'s, which labels the trials' metric).
+        chosen: The chosen trial, or None when no trial met the budget.
+        final: The final model's measurements, or None.
+    """
+    closest = pareto.closest(study)
+    full_front = pareto.full_front(study)
+    trials = [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    return {
+        "schema": SCHEMA,
+        **header,
+        "trials": trials,
+        "screening": screening(trials),
+        "front": [t.number for t in pareto.feasible_front(study)],
+        "speedups": speedups(full_front, header["baseline"]),
+        "full_front": [t.number for t in full_front],
+        "chosen": trial_record(chosen) if chosen else None,
+        "closest": trial_record(closest) if chosen is None and closest else None,
+        "final": final,
+        "budget_met": bool(final and final.get("budget_met")),
+    }

@@ -1,0 +1,60 @@
+"""Words the report's pages share: what the metric is called, how trials were scored, changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prunepilot.evaluators.metric import Metric
+
+__all__ = [
+    "front_caption",
+    "metric_change",
+    "metric_label",
+    "policy_blocks",
+    "removed_blocks",
+    "trial_score_note",
+]
+
+
+def _metric(report: dict[str, Any]) -> Metric:
+    """The report's metric (top-1 accuracy for reports written before the entry existed)."""
+    return Metric(report.get("metric", {}).get("function"))
+
+
+def metric_label(report: dict[str, Any]) -> str:
+    """What the report calls the job's metric: ``accuracy`` (top-1), else the metric's name."""
+    return _metric(report).label
+
+
+def trial_score_note(report: dict[str, Any]) -> str:
+    """How a trial's score was measured, from the run's trial settings (the plot's axis label)."""
+    steps = report["trial_settings"]["finetune_steps"]
+    if steps == 0:
+        return "after BatchNorm recalibration, no fine-tune"
+    return f"after BatchNorm recalibration and {steps} fine-tune steps"
+
+
+def front_caption(report: dict[str, Any]) -> str:
+    """The sentence above the front's table (report.md and report.html): what its metric is."""
+    return (
+        f"Validation {metric_label(report)} of each trial {trial_score_note(report)}: a ranking "
+        "score, not the final model's (which is fine-tuned in full)."
+    )
+
+
+def metric_change(report: dict[str, Any], before: float, after: float) -> str:
+    """The change of the metric: in points for top-1 accuracy, else as a plain difference."""
+    if _metric(report).function:
+        return f"{after - before:+.4g}"
+    return f"{100 * (after - before):+.2f} pt"
+
+
+def removed_blocks(policy: dict[str, Any]) -> str:
+    """``"; blocks removed: a, b"`` for a policy (as JSON) that removes blocks, else ``""``."""
+    blocks = policy_blocks(policy)
+    return f"; blocks removed: {', '.join(blocks)}" if blocks else ""
+
+
+def policy_blocks(policy: dict[str, Any]) -> list[str]:
+    """The blocks a policy (as JSON) removes; older runs call them ``skip``, the oldest have none."""
+    return list(policy.get("removed_blocks", policy.get("skip", [])))

@@ -1,0 +1,74 @@
+"""``pareto.png``: every trial, the front, the budget, the baseline and the chosen model."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from prunepilot.report.labels import metric_label, trial_score_note  # noqa: E402
+
+__all__ = ["pareto_plot"]
+
+_METRIC_LABEL = {
+    "latency_ms": "measured latency (ms)",
+    "flops": "FLOPs per sample",
+    "params": "parameters",
+    "size_bytes": "size (bytes)",
+}
+
+
+def pareto_plot(report: dict[str, Any]) -> bytes:
+    """The Pareto plot as PNG bytes: every trial, the front, the budget, baseline and choice."""
+    metric = report["budget"]["metric"]
+    limit = report["budget"]["limit"]
+    trials = [t for t in report["trials"] if t["result"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for feasible, colour, label in ((True, "tab:blue", "within budget"), (False, "tab:gray", "over budget")):
+        points = [(t["result"][metric], t["result"]["accuracy"]) for t in trials if t["feasible"] is feasible]
+        if points:
+            ax.scatter(*zip(*points), s=18, c=colour, alpha=0.7, label=f"trial ({label})")
+    by_number = {t["number"]: t for t in trials}
+    front = [by_number[n] for n in report["full_front"] if n in by_number]
+    if front:
+        ax.step(
+            [t["result"][metric] for t in front],
+            [t["result"]["accuracy"] for t in front],
+            where="post",
+            c="tab:orange",
+            lw=1.2,
+            label="Pareto front",
+        )
+    base = report["baseline"]
+    ax.scatter([base[metric]], [base["accuracy"]], marker="*", s=160, c="black", label="baseline")
+    ax.axvline(limit, ls="--", c="tab:red", lw=1, label=f"budget ({report['budget']['text']})")
+    if report["chosen"]:
+        result = report["chosen"]["result"]
+        ax.scatter(
+            [result[metric]],
+            [result["accuracy"]],
+            s=130,
+            facecolors="none",
+            edgecolors="tab:green",
+            linewidths=2,
+            label="chosen",
+        )
+    ax.set_xlabel(_METRIC_LABEL[metric])
+    label = metric_label(report)
+    # Wrapped, so that the whole label fits the figure's height.
+    ax.set_ylabel(
+        "\n".join(textwrap.wrap(f"validation {label} ({trial_score_note(report)})", 44)), fontsize=9
+    )
+    ax.set_title(f"prunepilot: {label} vs cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()

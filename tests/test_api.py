@@ -1,0 +1,107 @@
+"""The Python API: ``prunepilot.search`` runs the same job as the CLI, on objects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import prunepilot
+from prunepilot import UsageError
+from prunepilot.export import load_plan
+from tests import zoo
+
+pytestmark = pytest.mark.slow
+
+#: JobSpec settings that keep a search short (the CLI's FAST_FLAGS, as keywords).
+FAST = dict(
+    finetune_steps=10, final_steps=30, bn_batches=2, latency_repeats=3, latency_batch=8, workers=0,
+    calibration_samples=8, progress=False,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def api_run(trained_tiny, tmp_path_factory):
+    """One search from Python on the tiny model, with a FLOPs budget of 70%."""
+    train, val, test = zoo.small_digits_data()
+    flops = prunepilot.evaluators.count_flops(trained_tiny, torch.zeros(1, 1, 8, 8))
+    out = tmp_path_factory.mktemp("api")
+    lines: list[str] = []
+    result = prunepilot.search(
+        trained_tiny, train=train, val=val, test=test, budget=f"{0.7 * flops:.0f}FLOPs", trials=4,
+        out=str(out), name="py", log=lines.append, **FAST,
+    )  # fmt: skip
+    return result, flops, lines, (train, val, test)
+
+
+def test_search_from_python_returns_the_chosen_model_within_budget_and_the_run_files(api_run, trained_tiny):
+    result, flops, _, (_, _, test) = api_run
+    assert result.exit_code == 0 and result.budget_met
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert report == result.report
+    chosen = result.model
+    assert isinstance(chosen, torch.nn.Module) and chosen is not trained_tiny
+    measured = prunepilot.evaluators.count_flops(chosen, torch.zeros(1, 1, 8, 8))
+    assert measured == report["final"]["flops"] <= 0.7 * flops
+    assert [t["number"] for t in result.front] == report["front"] and result.front
+    for name in ("model.ts.pt", "model.onnx", "plan.json", "weights.pt", "report.html", "config.json"):
+        assert (result.run_dir / name).is_file(), name
+    inputs = torch.stack([test[i][0] for i in range(8)])
+    with torch.no_grad():
+        assert torch.allclose(
+            chosen(inputs), load_plan(result.run_dir, base_model=trained_tiny)(inputs), atol=1e-5
+        )
+
+
+def test_a_python_plan_cannot_be_rebuilt_without_the_base_model(api_run):
+    with pytest.raises(UsageError, match="base_model"):
+        load_plan(api_run[0].run_dir)
+
+
+def test_a_python_run_resumes_from_python_and_is_refused_by_the_cli(api_run, trained_tiny, capsys):
+    result, _, _, (train, val, test) = api_run
+    out, name = str(result.run_dir.parent), result.run_dir.name
+    more = prunepilot.search(
+        trained_tiny, train=train, val=val, test=test, budget="ignored on resume", out=out, name=name,
+        resume=True, trials=5, log=lambda _: None, progress=False,
+    )  # fmt: skip
+    assert len(more.report["trials"]) >= 5 > len(result.report["trials"]) - 1
+    from tests.conftest import run_cli
+
+    code, _, err = run_cli(capsys, "search", "--resume", "--out", out, "--name", name, "--quiet")
+    assert code == 2 and "given in Python" in err
+
+
+def test_a_dry_run_without_a_test_split_says_so_and_writes_nothing(trained_tiny, tmp_path):
+    train, val, _ = zoo.small_digits_data()
+    lines: list[str] = []
+    result = prunepilot.search(
+        trained_tiny, train=train, val=val, budget="2x", dry_run=True, out=str(tmp_path), log=lines.append,
+        **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0 and result.run_dir is None and result.model is None
+    assert any("no test split" in line for line in lines)
+    assert any(line.startswith("Search space:") for line in lines)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tirals": 3}, "Unknown setting(s) ['tirals']"),
+        ({"trials": 0}, "'trials' parameter of JobSpec"),
+        ({"example_input": torch.zeros(1, 3, 8, 8)}, "--input-shape"),
+        ({"budget": "fast"}, "Cannot read the budget"),
+        ({"model": "not a model"}, "must be a torch.nn.Module"),
+        ({"resume": True, "seed": 3, "name": "x"}, "cannot change when a run is resumed"),
+    ],
+)
+def test_bad_arguments_are_refused_with_one_clear_error(trained_tiny, tmp_path, kwargs, message):
+    train, val, test = zoo.small_digits_data()
+    arguments = {"train": train, "val": val, "test": test, "budget": "2x", "out": str(tmp_path), **FAST}
+    model = kwargs.pop("model", trained_tiny)
+    with pytest.raises(UsageError) as caught:
+        prunepilot.search(model, **{**arguments, **kwargs})
+    assert message in str(caught.value)
+    assert not any(tmp_path.iterdir())  # nothing was written
