@@ -53,7 +53,8 @@ from results_file import finish
 from prunepilot.budget import BudgetLimit, parse_budget
 from prunepilot.evaluators import measure_latency
 from prunepilot.final import finalize_candidates
-from prunepilot.pipeline import prepare, run_job
+from prunepilot.api import run
+from prunepilot.pipeline import prepare
 from prunepilot.search import open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
 from prunepilot.search.pareto import best_first, hypervolume, pareto_trials
@@ -103,7 +104,7 @@ def run_prunepilot(
             budget=f"{fraction:.0%}", task=task, trials=trials, seed=seed, out=str(out), name=name,
             ratio_max=ratio_max, finetune_steps=steps, fill=fill,
         )  # fmt: skip
-        run_job(spec, progress=False, log=_quiet)
+        run(spec, progress=False, log=_quiet)
         report = json.loads((out / name / "report.json").read_text())
         base_ms = report["baseline"]["latency_ms"]
         points = [

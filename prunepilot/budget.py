@@ -64,13 +64,6 @@ class Budget:
         limit = self.limit if self.limit is not None else baseline_value * float(self.fraction)  # type: ignore
         return BudgetLimit(self.cost, limit, self.fraction, self.text)
 
-    def describe(self, baseline_value: float | None = None) -> str:
-        """A short human description, e.g. ``latency <= 1.200 ms (2x)``."""
-        if baseline_value is None and self.limit is None:
-            return f"{self.cost} <= {self.fraction:g} x baseline ({self.text})"
-        value = self.resolve(baseline_value or 0.0).limit
-        return f"{format_cost(self.cost, value, short=False)} ({self.text})"
-
     def to_dict(self) -> dict:
         """Plain data for reports (the cost is stored under ``metric``, as run files always had it)."""
         return {"metric": self.cost, "limit": self.limit, "fraction": self.fraction, "text": self.text}
@@ -120,10 +113,9 @@ class BudgetLimit:
             return replace(self, limit=self.fraction * remeasured_baseline)
         return self
 
-    def describe(self) -> str:
-        """``latency <= 1.200 ms (2x)``."""
-        text = format_cost(self.cost, self.limit, short=False)
-        return f"{text} ({self.text})" if self.text else text
+    def to_dict(self) -> dict:
+        """Plain data for reports (the cost under ``metric``, as run files always had it)."""
+        return {"metric": self.cost, "limit": self.limit, "fraction": self.fraction, "text": self.text}
 
 
 def format_cost(cost: str, value: float, short: bool = True) -> str:

@@ -314,8 +314,9 @@ def _job(args: argparse.Namespace):
 
 
 def _search(args: argparse.Namespace) -> int:
+    from prunepilot.api import run
     from prunepilot.errors import UsageError
-    from prunepilot.pipeline import resume_spec, run_job
+    from prunepilot.pipeline import resume_spec
 
     job, given = _job(args)
     if given.get("resume"):
@@ -331,10 +332,10 @@ def _search(args: argparse.Namespace) -> int:
             )
         overrides = {k: given[k] for k in RESUMABLE if k in given}
         spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
-        return run_job(spec, progress=not getattr(args, "quiet", False)).exit_code
+        return run(spec, progress=not getattr(args, "quiet", False)).exit_code
     with _blamed_on(job, given):
         spec = JobSpec(**{**(job.values if job else {}), **given})
-        return run_job(spec, progress=not getattr(args, "quiet", False)).exit_code
+        return run(spec, progress=not getattr(args, "quiet", False)).exit_code
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
-from prunepilot.budget import Budget, parse_budget
+from prunepilot.budget import Budget, BudgetLimit, parse_budget
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.evaluators.metric import DIRECTIONS, Metric
@@ -302,6 +302,16 @@ class ResolvedJob:
 
     spec: JobSpec
     budget: Budget | None
+
+    def budget_limit(self, baseline: dict[str, float]) -> BudgetLimit:
+        """The budget resolved against the baseline's measurements (its one judge from then on).
+
+        Raises:
+            UsageError: when the job has no budget (only a dry run may lack one).
+        """
+        if self.budget is None:
+            raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
+        return self.budget.resolve(baseline[self.budget.cost])
 
 
 def _is_int(value: object) -> bool:

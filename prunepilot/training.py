@@ -37,14 +37,7 @@ def recalibrate_batchnorm(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative moving average
     model.train()
-    generator = torch.Generator().manual_seed(0)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=generator,
-        drop_last=len(dataset) > batch_size,
-    )
+    loader = _shuffled(dataset, batch_size, seed=0)
     gate = gate or NullGate()
     with torch.no_grad():
         for inputs, _ in itertools.islice(_forever(loader), batches):
@@ -73,14 +66,7 @@ def fine_tune(
     """
     if steps <= 0:
         return float("nan")
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=generator,
-        drop_last=len(dataset) > batch_size,
-    )
+    loader = _shuffled(dataset, batch_size, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     loss_fn = nn.CrossEntropyLoss()
@@ -103,3 +89,11 @@ def fine_tune(
 def _forever(loader: DataLoader):
     while True:
         yield from loader
+
+
+def _shuffled(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
+    """Seeded shuffled batches of ``dataset``, full ones only when there is more than one."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=len(dataset) > batch_size
+    )

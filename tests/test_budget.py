@@ -1,6 +1,6 @@
 import pytest
 
-from prunepilot import Budget, UsageError, parse_budget
+from prunepilot import Budget, BudgetLimit, UsageError, parse_budget
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,23 @@ def test_budget_needs_exactly_one_bound():
         Budget("latency_ms", limit=1.0, fraction=0.5)
     with pytest.raises(UsageError, match="accepted"):
         Budget("joules", limit=1.0)
+
+
+def test_a_budget_limit_judges_excess_fit_and_a_remeasured_baseline():
+    relative = parse_budget("2x").resolve(8.0)
+    assert relative.cost == "latency_ms" and relative.limit == pytest.approx(4.0)
+    assert relative.excess(5.0) == pytest.approx(0.25) and relative.excess(3.0) == pytest.approx(-0.25)
+    assert relative.fits(4.0) and not relative.fits(4.01)
+    assert relative.fits(4.2, margin=0.1) and not relative.fits(3.9, margin=-0.1)
+    # A relative latency budget follows the baseline re-timed beside the final model ...
+    assert relative.limit_for(10.0).limit == pytest.approx(5.0) and relative.limit_for(10.0).fits(4.5)
+    # ... an absolute one, or another cost, does not.
+    absolute = parse_budget("3ms").resolve(8.0)
+    assert absolute.limit_for(10.0) == absolute
+    assert parse_budget("120MFLOPs").resolve(1e9).limit_for(2e9).limit == pytest.approx(1.2e8)
+
+
+@pytest.mark.parametrize(("cost", "limit"), [("latency", 1.0), ("flops", 0.0), ("flops", float("nan"))])
+def test_a_budget_limit_refuses_an_unknown_cost_or_a_limit_that_is_not_positive(cost, limit):
+    with pytest.raises(UsageError):
+        BudgetLimit(cost, limit)

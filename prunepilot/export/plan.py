@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import PrunepilotError, UsageError
-from prunepilot.export.compare import TOLERANCE, max_difference
+from prunepilot.export._compare import TOLERANCE, max_difference
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_of
 from prunepilot.policies import Plan, apply_plan
 from prunepilot.rundir import TEMPORARY_PREFIX, write_atomically

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import PrunepilotError
-from prunepilot.export.compare import TOLERANCE, max_difference
+from prunepilot.export._compare import TOLERANCE, max_difference
 from prunepilot.rundir import write_atomically
 
 

@@ -75,8 +75,6 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
     """The report's entries that describe the job: its settings, task, metric, groups, baseline
     and budget."""
     spec, task = prepared.spec, prepared.task
-    parsed = prepared.job.budget
-    assert parsed is not None, "a search always has a budget (JobSpec checks it)"
     return {
         "job": spec.to_dict(),
         "task": {"name": task.name, "input_shape": list(task.input_shape),
@@ -85,7 +83,7 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
         "groups": [g.to_dict() for g in prepared.groups],
         "blocks": list(prepared.space.blocks),
         "baseline": baseline,
-        "budget": {**parsed.to_dict(), "limit": budget.limit, "baseline_value": baseline[budget.cost]},
+        "budget": {**budget.to_dict(), "baseline_value": baseline[budget.cost]},
     }  # fmt: skip
 
 

@@ -99,8 +99,7 @@ def run_job(
     RunDir.check(spec.out, str(spec.name), resume=False)  # before anything slow runs
     prepared = prepare(job, start_policy, progress, task=task)
     baseline = measure_baseline(prepared)
-    assert job.budget is not None, "JobSpec requires a budget unless it is a dry run"
-    check_reachable(prepared, baseline, job.budget.resolve(baseline[job.budget.cost]))
+    check_reachable(prepared, baseline, job.budget_limit(baseline))
     check_shared_study(spec)
     run = RunDir.open(spec.out, str(spec.name), resume=False)
     with run:
@@ -124,7 +123,7 @@ def check_job(spec: JobSpec, log: Callable[[str], None] | None = None, task: Tas
     baseline = measure_baseline(prepared)
     reach = ""
     if job.budget is not None:
-        limit = job.budget.resolve(baseline[job.budget.cost])
+        limit = job.budget_limit(baseline)
         check_reachable(prepared, baseline, limit)
         reach = f"; budget {limit.text} = {format_cost(limit.cost, limit.limit)} is reachable"
     log(
@@ -156,10 +155,9 @@ def _search_and_finish(
     progress: bool,
     log: Callable[[str], None],
 ) -> SearchResult:
-    parsed = prepared.job.budget
-    assert parsed is not None, "JobSpec requires a budget unless it is a dry run"
-    budget = parsed.resolve(baseline[parsed.cost])
+    budget = prepared.job.budget_limit(baseline)
     outcome = search_stage(prepared, run, baseline, budget, start_policy, progress, log)
     report, done = finish_stage(prepared, run, baseline, budget, outcome, log)
     code = EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
-    return SearchResult(code, run.path, report, done.model if done else None)
+    # The report as written (plain JSON types), so that it equals what a reader of the file sees.
+    return SearchResult(code, run.path, run.read_json("report.json"), done.model if done else None)

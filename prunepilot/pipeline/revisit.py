@@ -37,8 +37,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
     with run:
         prepared = prepare(job, on_device=False, progress=False)
         baseline = run.read_json("baseline.json")
-        assert job.budget is not None, "a finished run has a budget"
-        budget = job.budget.resolve(baseline[job.budget.cost])
+        budget = job.budget_limit(baseline)
         previous = run.read_json("report.json") if run.file("report.json").is_file() else {}
         study = open_run_study(spec, run)
         header = {

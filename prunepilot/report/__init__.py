@@ -6,9 +6,9 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from prunepilot.report._labels import metric_label
 from prunepilot.report.build import SCHEMA, build_report
 from prunepilot.report.html import html_report
-from prunepilot.report.labels import metric_label
 from prunepilot.report.markdown import markdown
 from prunepilot.report.plot import pareto_plot
 from prunepilot.rundir import RunDir, write_atomically

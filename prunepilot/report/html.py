@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from prunepilot.budget import format_cost  # noqa: E402
-from prunepilot.report.labels import (  # noqa: E402
+from prunepilot.report._labels import (  # noqa: E402
     front_caption,
     metric_change,
     metric_label,

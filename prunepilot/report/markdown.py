@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prunepilot.budget import format_cost
-from prunepilot.report.labels import front_caption, metric_change, metric_label, removed_blocks
+from prunepilot.report._labels import front_caption, metric_change, metric_label, removed_blocks
 
 __all__ = ["export_lines", "markdown", "screening_sentence"]
 

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from prunepilot.report.labels import metric_label, trial_score_note  # noqa: E402
+from prunepilot.report._labels import metric_label, trial_score_note  # noqa: E402
 
 __all__ = ["pareto_plot"]
 

@@ -5,7 +5,6 @@ Called, the package runs a whole search: ``prunepilot.search(model, train=..., v
 (:mod:`prunepilot.api` makes it callable; this package imports nothing above it).
 """
 
-
 from prunepilot.search.driver import run_search, tell_outcome
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, RaySettings, TrialExecutor
 from prunepilot.search.pareto import choose, closest, feasible_front, full_front, hypervolume, pareto_indices
@@ -35,4 +34,3 @@ __all__ = [
     "tell_outcome",
     "warm_start",
 ]
-

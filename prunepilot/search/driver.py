@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Hashable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -77,7 +78,7 @@ def run_search(
     remaining = max(0, n_trials - finished_count(study))
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = tqdm(total=remaining, desc="trials", unit="trial", disable=not progress, leave=True)
-    in_flight: dict[Hashable, optuna.Trial] = {}
+    in_flight: dict[Hashable, tuple[optuna.Trial, Policy]] = {}
     asking: optuna.Trial | None = None
     submitted = rejected = 0
     try:
@@ -93,10 +94,11 @@ def run_search(
                 # An enqueued policy runs as given, but removes only blocks this space may remove
                 # (another night's run of a shared study may have had others).
                 policy = space.within_blocks(Policy.from_dict(fixed)) if fixed else suggested
-                trial.set_user_attr("policy", policy.to_dict())
+                origin: dict[str, Any] = {}  # where the policy run came from, when not as sampled
                 if screen is not None and not fixed and not screen.fits(policy):
                     raised = screen.repair(policy, space, margin=-screen.tolerance) if fill else None
                     if raised is None or not screen.fits(raised):
+                        trial.set_user_attr("policy", policy.to_dict())
                         _reject(study, trial, screen.predict(policy), budget)
                         asking = None
                         rejected += 1
@@ -105,29 +107,29 @@ def run_search(
                             warm_start(study, space, [repaired], {"repaired_from": trial.number})
                             rejected = 0
                         continue
-                    trial.set_user_attr("raised_from", policy.to_dict())
-                    trial.set_user_attr("policy", raised.to_dict())
+                    origin["raised_from"] = policy.to_dict()
                     policy = raised
                 rejected = 0
                 if screen is not None and fill and not fixed:
                     filled = screen.fill(policy, space)
                     if filled != policy:
-                        trial.set_user_attr("filled_from", policy.to_dict())
-                        trial.set_user_attr("policy", filled.to_dict())
+                        origin["filled_from"] = policy.to_dict()
                         policy = filled
                 if screen is not None:
-                    trial.set_user_attr("predicted", screen.predict(policy))
-                in_flight[executor.submit(policy)] = trial
+                    origin["predicted"] = screen.predict(policy)
+                # The policy is recorded once, as it runs (a dead driver's trial is re-queued from it).
+                for key, value in {"policy": policy.to_dict(), **origin}.items():
+                    trial.set_user_attr(key, value)
+                in_flight[executor.submit(policy)] = (trial, policy)
                 asking = None
                 submitted += 1
             if not in_flight:
                 break
             handle, outcome = executor.wait_any()
-            done = in_flight.pop(handle)
+            done, policy = in_flight.pop(handle)
             tell_outcome(study, done, outcome, budget)
             if screen is not None and outcome.result is not None:
-                measured = outcome.result.cost(budget.cost)
-                screen.observe(Policy.from_dict(done.user_attrs["policy"]), measured)
+                screen.observe(policy, outcome.result.cost(budget.cost))
             bar.update(1)
             bar.set_postfix_str(_progress_text(study, budget), refresh=True)
     except BaseException as exc:
@@ -137,7 +139,7 @@ def run_search(
             if isinstance(exc, KeyboardInterrupt)
             else f"interrupted: the driver failed ({type(exc).__name__}: {exc})"
         )
-        for trial in [*in_flight.values(), *([asking] if asking is not None else [])]:
+        for trial in [*(t for t, _ in in_flight.values()), *([asking] if asking is not None else [])]:
             with contextlib.suppress(Exception):
                 abandon(study, space, trial, reason)
         raise
