@@ -11,21 +11,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import pytest
 import torch
 
-from prunepilot.cli import main
 from prunepilot.evaluators import LatencySettings
 from prunepilot.tasks import digits_datasets
 from prunepilot.training import fine_tune
 from prunepilot.trial import TrialSettings
 from tests import zoo
-
-REPO = Path(__file__).resolve().parent.parent
-
-#: Trials in tests are short: a few fine-tune steps, a few latency repeats.
-FAST_FLAGS = [
-    "--finetune-steps", "10", "--final-steps", "30", "--bn-batches", "2",
-    "--latency-repeats", "3", "--latency-batch", "8", "--quiet", "--workers", "0",
-    "--calibration-samples", "8",
-]  # fmt: skip
+from tests.helpers import FAST_FLAGS, REPO
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,20 +65,3 @@ def tiny_flags(tiny_weights: Path) -> list[str]:
         "--model", "tests.zoo:tiny_resnet", "--weights", str(tiny_weights),
         "--data", "tests.zoo:small_digits_data", *FAST_FLAGS,
     ]  # fmt: skip
-
-
-def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    """Runs the command line in this process; returns the exit code, stdout and stderr."""
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str, *fragments: str) -> None:
-    """``err`` is one ``prunepilot: error:`` line, without a traceback, holding every fragment."""
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("prunepilot: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]

@@ -67,7 +67,7 @@ def test_a_python_run_resumes_from_python_and_is_refused_by_the_cli(api_run, tra
         resume=True, trials=5, log=lambda _: None, progress=False,
     )  # fmt: skip
     assert len(more.report["trials"]) >= 5 > len(result.report["trials"]) - 1
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     code, _, err = run_cli(capsys, "search", "--resume", "--out", out, "--name", name, "--quiet")
     assert code == 2 and "given in Python" in err

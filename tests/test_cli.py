@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from prunepilot.cli import build_parser, main
 from prunepilot.evaluators import count_flops
 from prunepilot.export import load_torchscript
 from prunepilot.spec import JobSpec
-from tests.conftest import FAST_FLAGS, REPO, assert_one_line_error, run_cli
+from tests.helpers import FAST_FLAGS, REPO, assert_one_line_error, run_cli
 from tests.zoo import small_digits_data
 
 
@@ -31,6 +32,7 @@ def default_run(tmp_path_factory) -> tuple[int, Path, str]:
     return code, out / "d", ""
 
 
+@pytest.mark.slow
 def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     code, run, _ = default_run
     assert code == 0
@@ -70,6 +72,7 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     assert f"Chosen: trial {report['chosen']['number']}" in page and "model.onnx" in page
 
 
+@pytest.mark.slow
 def test_the_best_front_points_get_the_final_fine_tune_and_the_best_validation_wins(default_run):
     _, run, _ = default_run
     report = json.loads((run / "report.json").read_text())
@@ -88,6 +91,7 @@ def test_the_best_front_points_get_the_final_fine_tune_and_the_best_validation_w
     assert report["chosen"]["number"] == next(c["number"] for c in fitting if c["val_accuracy"] == best)
 
 
+@pytest.mark.slow
 def test_exported_torchscript_reloads_with_identical_outputs(default_run):
     _, run, _ = default_run
     from prunepilot.tasks import digits_task
@@ -105,6 +109,7 @@ def test_exported_torchscript_reloads_with_identical_outputs(default_run):
     assert torch.equal(scripted(inputs), reloaded_twice(inputs))
 
 
+@pytest.mark.slow
 def test_the_plan_export_recreates_the_model_from_its_class_and_a_state_dict(default_run):
     _, run, _ = default_run
     from prunepilot.export import load_plan
@@ -123,6 +128,7 @@ def test_the_plan_export_recreates_the_model_from_its_class_and_a_state_dict(def
     assert report["final"]["export"]["plan_max_abs_diff"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_the_onnx_export_runs_in_onnx_runtime_like_the_model(default_run):
     import onnxruntime
 
@@ -139,6 +145,7 @@ def test_the_onnx_export_runs_in_onnx_runtime_like_the_model(default_run):
     assert export["onnx_latency_ms"] > 0 and export["torchscript_latency_ms"] > 0
 
 
+@pytest.mark.slow
 def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
     code, _, _ = run_cli(
         capsys, "search", "--budget", "1000ms", "--trials", "3", "--out", tmp_path, "--name", "r", *tiny_flags
@@ -164,6 +171,7 @@ def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
     assert "Latency predictor: fit on 8 measured policies" in out
 
 
+@pytest.mark.slow
 def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
     capsys, tmp_path, tiny_flags, trained_tiny
 ):
@@ -368,6 +376,8 @@ def test_small_digits_fixture_is_small():
     assert (len(train), len(val), len(test)) == (400, 150, 150)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_search_on_a_local_ray_instance_and_ray_is_stopped_after(capsys, tmp_path, tiny_flags):
     import ray
 
@@ -413,6 +423,7 @@ def test_every_default_the_help_states_is_the_job_spec_default():
         assert text == str(getattr(JobSpec, name)), name
 
 
+@pytest.mark.slow
 def test_a_named_study_keeps_each_night_and_starts_from_the_last_front(capsys, tmp_path, tiny_flags):
     import optuna
     from optuna.storages import JournalStorage
@@ -434,6 +445,7 @@ def test_a_named_study_keeps_each_night_and_starts_from_the_last_front(capsys, t
     assert not (tmp_path / "night2" / "study.journal").exists()
 
 
+@pytest.mark.slow
 def test_a_study_in_an_sqlite_storage(capsys, tmp_path, tiny_flags):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--trials", "2", "--out", tmp_path,
@@ -452,8 +464,16 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_the_run_starts(capsys
     assert not (tmp_path / "runs" / "b").exists()
 
 
-def test_report_recreates_every_report_file_from_the_study(capsys, default_run):
+@pytest.fixture()
+def default_run_copy(default_run, tmp_path) -> Path:
+    """A copy of ``default_run``'s directory for a test that changes it (the original is shared)."""
     _, run, _ = default_run
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+@pytest.mark.slow
+def test_report_recreates_every_report_file_from_the_study(capsys, default_run_copy):
+    run = default_run_copy
     before = json.loads((run / "report.json").read_text())
     for name in ("report.json", "report.md", "report.html", "pareto.png"):
         (run / name).unlink()
@@ -467,8 +487,9 @@ def test_report_recreates_every_report_file_from_the_study(capsys, default_run):
     assert "Report re-created" in out
 
 
-def test_export_recreates_a_trial_and_exports_it_checked(capsys, default_run):
-    _, run, _ = default_run
+@pytest.mark.slow
+def test_export_recreates_a_trial_and_exports_it_checked(capsys, default_run_copy):
+    run = default_run_copy
     from prunepilot.export import load_plan
 
     number = json.loads((run / "report.json").read_text())["front"][0]
@@ -481,6 +502,7 @@ def test_export_recreates_a_trial_and_exports_it_checked(capsys, default_run):
     assert load_plan(folder)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_export_of_a_trial_the_run_does_not_have_is_refused(capsys, default_run):
     _, run, _ = default_run
     code, _, err = run_cli(capsys, "export", run, "--trial", 999)

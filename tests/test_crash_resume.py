@@ -11,6 +11,7 @@ import time
 
 import onnxruntime
 import optuna
+import pytest
 import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -18,8 +19,11 @@ from optuna.storages.journal import JournalFileBackend
 from prunepilot.cli import main
 from prunepilot.export import load_plan, load_torchscript
 from prunepilot.rundir import LOCK_FILE, TEMPORARY_PREFIX
-from tests.conftest import FAST_FLAGS, REPO
+from tests.helpers import FAST_FLAGS, REPO
 from tests.zoo import small_digits_data
+
+#: Each test runs searches in processes of their own and kills them: tens of seconds.
+pytestmark = pytest.mark.slow
 
 
 def _trials(run):

@@ -14,7 +14,7 @@ from prunepilot.export import load_plan
 from prunepilot.search.pareto import choose
 from prunepilot.spec import JobSpec
 from tests import zoo
-from tests.conftest import FAST_FLAGS, assert_one_line_error, run_cli
+from tests.helpers import FAST_FLAGS, assert_one_line_error, run_cli
 
 
 def search(capsys, tmp_path, *flags) -> tuple[int, dict, str]:
@@ -24,6 +24,7 @@ def search(capsys, tmp_path, *flags) -> tuple[int, dict, str]:
     return code, json.loads(report_path.read_text()) if report_path.exists() else {}, err
 
 
+@pytest.mark.slow
 def test_a_minimised_metric_is_searched_downwards_and_reported_by_name(capsys, tmp_path, tiny_flags):
     code, report, err = search(
         capsys, tmp_path, *tiny_flags, "--metric", "tests.zoo:error_rate", "--metric-direction", "minimize"
@@ -56,6 +57,7 @@ def test_choose_picks_the_lowest_value_of_a_minimised_metric():
     assert choose(study).values == [0.1, 2.0]
 
 
+@pytest.mark.slow
 def test_a_study_refuses_a_metric_direction_other_than_its_own(capsys, tmp_path, tiny_flags):
     common = ["--study", "s", "--budget", "1000ms", "--trials", "1", "--out", tmp_path, *tiny_flags]
     code, _, err = run_cli(capsys, "search", "--name", "a", *common)
@@ -111,6 +113,7 @@ def test_a_cuda_target_without_cuda_is_refused_before_anything_runs(capsys, tmp_
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 def test_excluded_groups_are_never_pruned_and_ratios_keep_their_bounds(capsys, tmp_path, tiny_flags):
     code, report, err = search(capsys, tmp_path, *tiny_flags, "--exclude", "layer3.*,stem.0",
                                "--ratio-min", "0.3", "--ratio-max", "0.6")  # fmt: skip
@@ -131,6 +134,7 @@ def test_excluded_groups_are_never_pruned_and_ratios_keep_their_bounds(capsys, t
     )
 
 
+@pytest.mark.slow
 def test_a_model_of_token_ids_is_traced_timed_searched_and_exported(capsys, tmp_path):
     code, report, err = search(
         capsys, tmp_path, "--model", "tests.zoo:token_net", "--data", "tests.zoo:token_data",
@@ -170,6 +174,7 @@ def test_an_exclude_that_is_not_a_list_is_refused():
     assert [p.field for p in problems] == ["exclude"]
 
 
+@pytest.mark.slow
 def test_a_policy_file_may_name_an_excluded_group_which_is_left_alone(capsys, tmp_path, tiny_flags):
     policy = tmp_path / "start.json"
     policy.write_text(
@@ -190,6 +195,7 @@ def test_a_policy_file_may_name_an_excluded_group_which_is_left_alone(capsys, tm
     assert "stem.0" not in first and first["layer1.conv1"] == {"ratio": 0.5, "criterion": "l2"}
 
 
+@pytest.mark.slow
 def test_the_report_of_a_cuda_run_is_rebuilt_on_a_machine_without_cuda(capsys, tmp_path, tiny_flags):
     code, _, err = search(capsys, tmp_path, *tiny_flags)
     assert code == 0, err
@@ -201,6 +207,7 @@ def test_the_report_of_a_cuda_run_is_rebuilt_on_a_machine_without_cuda(capsys, t
     assert "Report re-created" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fill", [True, False])
 def test_fill_trains_sampled_policies_just_under_the_budget_and_no_fill_turns_it_off(
     capsys, tmp_path, tiny_flags, fill
@@ -226,6 +233,7 @@ def test_fill_trains_sampled_policies_just_under_the_budget_and_no_fill_turns_it
         assert trial["result"]["flops"] <= limit
 
 
+@pytest.mark.slow
 def test_a_budget_the_baseline_meets_maps_the_whole_trade_off_and_fills_nothing(capsys, tmp_path, tiny_flags):
     from prunepilot.evaluators import count_flops
 
@@ -256,6 +264,7 @@ def _removing(tmp_path, *blocks: str):
     return path
 
 
+@pytest.mark.slow
 def test_a_search_removes_whole_blocks_and_the_export_replays_them(capsys, tmp_path, tiny_flags):
     code, report, err = search(capsys, tmp_path, *tiny_flags, "--policy", _removing(tmp_path, "layer3"))
     assert code == 0, err
@@ -271,6 +280,7 @@ def test_a_search_removes_whole_blocks_and_the_export_replays_them(capsys, tmp_p
     assert json.loads((folder / "policy.json").read_text())["removed_blocks"] == ["layer3"]
 
 
+@pytest.mark.slow
 def test_without_block_removal_no_block_is_removed_not_even_by_a_policy_file(capsys, tmp_path, tiny_flags):
     code, report, err = search(capsys, tmp_path, *tiny_flags, "--policy", _removing(tmp_path, "layer3"),
                                "--no-block-removal")  # fmt: skip
@@ -330,6 +340,7 @@ def _flops_budget(*blocks: str) -> float:
     return count_flops(smallest, torch.zeros(1, 1, 8, 8))
 
 
+@pytest.mark.slow
 def test_a_budget_only_block_removal_reaches_is_searched_and_without_it_refused(capsys, tmp_path, tiny_flags):
     budget = f"{(_flops_budget() + _flops_budget('layer1', 'layer3')) / 2:.0f}FLOPs"
     code, report, err = search(capsys, tmp_path, *tiny_flags, "--budget", budget)
@@ -342,6 +353,7 @@ def test_a_budget_only_block_removal_reaches_is_searched_and_without_it_refused(
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.slow
 def test_removing_blocks_alone_is_a_warm_start_when_it_fits(capsys, tmp_path, tiny_flags, trained_tiny):
     from prunepilot import Policy, apply_policy
     from prunepilot.evaluators import count_flops

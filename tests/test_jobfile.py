@@ -8,7 +8,7 @@ import pytest
 
 from prunepilot.jobfile import KEYS, load_job_file
 from prunepilot.spec import JobSpec
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 EXAMPLE = REPO / "examples" / "digits.toml"
 
@@ -114,6 +114,7 @@ def test_a_missing_job_file_is_named(capsys, tmp_path):
     assert code == 2 and "Cannot read the job file" in err and "nope.toml" in err
 
 
+@pytest.mark.slow
 def test_flags_override_the_job_file_and_the_resolved_job_is_saved(capsys, tmp_path, tiny_weights):
     path = write(
         tmp_path,

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_cluster_file_passes_rays_schema_and_installs_prunepilot():

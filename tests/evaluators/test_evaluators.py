@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 
@@ -42,13 +44,35 @@ def test_accuracy_of_the_trained_model_beats_chance_and_is_a_fraction(trained_ti
     assert top1_accuracy(zoo.tiny_resnet(), digits[1]) < accuracy
 
 
-def test_latency_is_a_positive_median_and_restores_threads(trained_tiny):
-    threads = torch.get_num_threads()
-    latency = measure_latency(
-        trained_tiny, SHAPE, LatencySettings(batch_size=4, threads=1, warmup=1, repeats=5)
-    )
-    assert latency > 0
-    assert torch.get_num_threads() == threads
+class _ScriptedSleeps(torch.nn.Module):
+    """A model whose n-th forward pass sleeps ``sleeps_ms[n]`` milliseconds; it records its calls
+    and the torch thread count each ran with."""
+
+    def __init__(self, sleeps_ms: list[float]) -> None:
+        super().__init__()
+        self.sleeps_ms = sleeps_ms
+        self.threads: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.sleeps_ms[len(self.threads)] / 1e3)
+        self.threads.append(torch.get_num_threads())
+        return x
+
+
+def test_latency_is_the_median_of_the_timed_passes_and_restores_threads():
+    # Without warm-up every pass is timed. A sleep lasts at least as long as asked (longer on a busy
+    # machine), so the median of these five passes is at least 40 ms, while their minimum is about
+    # 5 ms and their mean at least 218 ms: only a median lands in [40, 200).
+    model = _ScriptedSleeps([5, 40, 1000, 5, 40])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)  # not the measurement's count, so that a missed restore shows
+    try:
+        latency = measure_latency(model, SHAPE, LatencySettings(batch_size=4, threads=1, warmup=0, repeats=5))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)
+    assert model.threads == [1] * 5
+    assert 40 <= latency < 200
 
 
 def test_latency_settings_check_their_inputs():

@@ -20,7 +20,10 @@ from prunepilot.search.executors import RayExecutor, RaySettings
 from prunepilot.tasks import TaskData
 from prunepilot.trial import TrialSettings
 from tests import zoo
-from tests.conftest import REPO
+from tests.helpers import REPO
+
+#: Every test runs on a two-node Ray cluster started on this machine.
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 SHAPE = (1, 8, 8)
 STORE = 80 * 1024**2
