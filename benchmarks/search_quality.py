@@ -50,10 +50,10 @@ from pathlib import Path
 import optuna
 from results_file import finish
 
+from prunepilot.api import run
 from prunepilot.budget import BudgetLimit, parse_budget
 from prunepilot.evaluators import measure_latency
 from prunepilot.final import finalize_candidates
-from prunepilot.api import run
 from prunepilot.pipeline import prepare
 from prunepilot.search import open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
