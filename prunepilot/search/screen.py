@@ -182,9 +182,7 @@ class BudgetScreen:
         screening out, so that few trained trials measure over budget."""
         if len(self.observed) < MIN_OBSERVED:
             return 1.0
-        near = [o for o in self.observed if abs(o[0] / self.budget.limit - 1) <= NEAR_BUDGET][
-            -NEAREST_OBSERVED:
-        ]
+        near = [o for o in self.observed if abs(self.budget.excess(o[0])) <= NEAR_BUDGET][-NEAREST_OBSERVED:]
         if len(near) < MIN_OBSERVED:
             near = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.budget.limit)))[
                 :NEAREST_OBSERVED
