@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 # Ray processes started by the tests bind to loopback only (read when ray is first imported).
@@ -13,6 +14,7 @@ import torch
 
 from prunepilot.evaluators import LatencySettings
 from prunepilot.tasks import digits_datasets
+from prunepilot.tasks.builtin import cache_dir
 from prunepilot.training import fine_tune
 from prunepilot.trial import TrialSettings
 from tests import zoo
@@ -21,8 +23,17 @@ from tests.helpers import FAST_FLAGS, REPO
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The default task trains into a cache of the test session's own (unless one is given)."""
-    os.environ.setdefault("PRUNEPILOT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    """The built-in tasks train into a cache of the test session's own (unless one is given).
+
+    Models already in the user's cache are copied in first: a cached model is named by everything
+    its training depends on (seed, steps, rate, split), so the copy is what training would give,
+    and the quick loop (``-m "not slow"``) does not spend minutes training it again.
+    """
+    if "PRUNEPILOT_CACHE" not in os.environ:
+        private = tmp_path_factory.mktemp("cache")
+        for trained in cache_dir().glob("*.pt"):
+            shutil.copy2(trained, private / trained.name)
+        os.environ["PRUNEPILOT_CACHE"] = str(private)
     os.chdir(REPO)  # the CLI imports tests.zoo from the working directory
 
 
