@@ -144,7 +144,7 @@ def run_baseline_method(
     spec = JobSpec(
         budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed, ratio_max=ratio_max,
         finetune_steps=steps,
-    ).validate()  # fmt: skip
+    )  # fmt: skip
     job = prepare(spec.resolve(), progress=False)
     base_ms = statistics.median(
         measure_latency(job.task.model, job.task.input_shape, job.settings.latency) for _ in range(3)
@@ -175,9 +175,9 @@ def run_baseline_method(
     }
     for fraction in FRACTIONS if budgets else ():
         key = f"{fraction:.0%}"
-        within = [t for t in completed if t.values[1] <= fraction * base_ms]
-        ranked = best_first(pareto_trials(within))  # as prunepilot search ranks
         budget = parse_budget(key).resolve(base_ms)  # fraction * base_ms
+        within = [t for t in completed if budget.fits(t.values[1])]
+        ranked = best_first(pareto_trials(within))  # as prunepilot search ranks
         done = finalize_candidates(ranked, job.task, spec.final_settings(settings), budget, _quiet)
         final = done.final if done else None
         result.setdefault("final", {})[key] = final

@@ -7,10 +7,12 @@ result.model, result.budget_met, result.run_dir, result.report
 
 from __future__ import annotations
 
+import copy
+import inspect
 import sys
 import types
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -26,7 +28,7 @@ from prunepilot.tasks.loading import checked_task
 __all__ = ["SearchResult", "run", "search"]
 
 #: JobSpec fields that name the model and data; ``search`` takes objects instead.
-_OBJECT_FIELDS = ("model", "weights", "data", "task", "input_shape", "input_dtype", "python_objects")
+_OBJECT_FIELDS = ("model", "weights", "data", "task", "input_shape", "input_dtype", "python_model")
 
 
 def search(
@@ -35,7 +37,7 @@ def search(
     train: Dataset,
     val: Dataset,
     test: Dataset | None = None,
-    budget: str,
+    budget: str | None = None,
     example_input: torch.Tensor | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -53,6 +55,7 @@ def search(
         val: Pairs that score trials.
         test: Pairs that score the chosen model once; None scores it on ``val`` (said in the log).
         budget: What the model must fit: ``30ms``, ``2x``, ``50%``, ``120MFLOPs``, ``2MB`` ...
+            (required, except for a dry run and when resuming, which keeps the saved one).
         example_input: One batch of inputs; its shape without the batch dimension and its dtype must
             match the data's. None takes them from the first training sample.
         progress: Show progress bars.
@@ -83,20 +86,52 @@ def search(
     if test is None:
         (log or print)("warning: no test split given; the chosen model is scored on the validation split.")
         test = val
-    name = f"{type(model).__module__}.{type(model).__qualname__}"
-    task = checked_task(name, model, (train, val, test), "the datasets given", shape, dtype)
+    model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    # Checked and searched on a copy: the caller's model keeps its mode and gradients.
+    task = checked_task(
+        model_class, copy.deepcopy(model), (train, val, test), "the datasets given", shape, dtype,
+        shape_source="example_input", dtype_source="example_input",
+    )  # fmt: skip
     if settings.get("resume"):
-        ignored = sorted(set(settings) - {"resume", "name", "out", *RESUMABLE})
-        if ignored:
-            raise UsageError(
-                f"Setting(s) {ignored} cannot change when a run is resumed (its saved job is used); "
-                f"accepted with resume=True: {sorted(RESUMABLE)}."
-            )
-        overrides = {k: settings[k] for k in RESUMABLE if k in settings}
-        spec = resume_spec(settings.get("out", JobSpec.out), settings.get("name"), overrides)
+        spec = _resumed(model_class, task.input_shape, budget, settings)
     else:
-        spec = JobSpec(budget=budget, input_shape=task.input_shape, python_objects=True, **settings)
+        spec = JobSpec(budget=budget, input_shape=task.input_shape, python_model=model_class, **settings)
     return run_job(spec, progress=progress, log=log, task=task)
+
+
+def _resumed(model_class: str, input_shape: tuple[int, ...], budget: str | None, settings: dict) -> JobSpec:
+    """The saved job of the run ``settings["name"]``, checked to be a Python run of this model, with
+    the settings that may change on resume applied.
+
+    Raises:
+        UsageError: when the run is not found, is not a Python run of a model of this class and
+            input shape, or a setting that cannot change on resume differs from the saved one.
+    """
+    name = settings.get("name")
+    if not name:
+        raise UsageError("The 'name' parameter of search must name the run to continue when resume=True.")
+    saved = resume_spec(settings.get("out", JobSpec.out), name, {})
+    if saved.python_model is None:
+        raise UsageError(
+            f"The run {name!r} was started from the command line; continue it with "
+            f"'prunepilot search --resume --name {name} --out {saved.out}'."
+        )
+    if saved.python_model != model_class or tuple(saved.input_shape or ()) != tuple(input_shape):
+        raise UsageError(
+            f"The run {name!r} searched a {saved.python_model} with inputs {tuple(saved.input_shape or ())}; "
+            f"got a {model_class} with inputs {tuple(input_shape)}."
+        )
+    may_change = {"resume", "name", "out", *RESUMABLE}
+    given = {"budget": budget, **settings}
+    changed = sorted(
+        k for k, v in given.items() if k not in may_change and v is not None and getattr(saved, k) != v
+    )
+    if changed:
+        raise UsageError(
+            f"Setting(s) {changed} cannot change when a run is resumed (its saved job is used); "
+            f"what may change with resume=True: {sorted(RESUMABLE)}."
+        )
+    return replace(saved, **{key: settings[key] for key in RESUMABLE if key in settings})
 
 
 class _CallableSearch(types.ModuleType):
@@ -107,7 +142,9 @@ class _CallableSearch(types.ModuleType):
         return search(*args, **kwargs)
 
 
-sys.modules["prunepilot.search"].__class__ = _CallableSearch
+_package = sys.modules["prunepilot.search"]
+_package.__class__ = _CallableSearch
+_package.__signature__ = inspect.signature(search)  # help() and IDEs show the API's arguments
 
 
 def run(spec: JobSpec, progress: bool = True, log: Callable[[str], None] | None = None) -> SearchResult:

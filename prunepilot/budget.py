@@ -64,10 +64,6 @@ class Budget:
         limit = self.limit if self.limit is not None else baseline_value * float(self.fraction)  # type: ignore
         return BudgetLimit(self.cost, limit, self.fraction, self.text)
 
-    def to_dict(self) -> dict:
-        """Plain data for reports (the cost is stored under ``metric``, as run files always had it)."""
-        return {"metric": self.cost, "limit": self.limit, "fraction": self.fraction, "text": self.text}
-
 
 @dataclass(frozen=True)
 class BudgetLimit:

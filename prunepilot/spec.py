@@ -95,8 +95,9 @@ class JobSpec:
         max_retries: Times Ray re-runs a trial whose worker process or node died.
         latency_gate: Pause a node's other trials while one measures latency (honest latency at
             some throughput); False lets measurements overlap other trials' compute.
-        python_objects: The model and data were given as Python objects (``prunepilot.search``),
-            not named by ``model`` and ``data``: the run can be continued only from Python.
+        python_model: The class (``module.QualName``) of a model given as a Python object with its
+            data (``prunepilot.search``), not named by ``model`` and ``data``; such a run can be
+            continued only from Python, with a model of that class. None otherwise.
     """
 
     budget: str | None = None
@@ -143,7 +144,7 @@ class JobSpec:
     gpus_per_trial: float = 0.0
     max_retries: int = 2
     latency_gate: bool = True
-    python_objects: bool = False
+    python_model: str | None = None
 
     def validate(self) -> JobSpec:
         """Checks every field; raises ``UsageError`` naming the first one that is wrong."""

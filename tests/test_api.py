@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import prunepilot
 from prunepilot import UsageError
 from prunepilot.export import load_plan
 from tests import zoo
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -59,18 +61,52 @@ def test_a_python_plan_cannot_be_rebuilt_without_the_base_model(api_run):
         load_plan(api_run[0].run_dir)
 
 
-def test_a_python_run_resumes_from_python_and_is_refused_by_the_cli(api_run, trained_tiny, capsys):
-    result, _, _, (train, val, test) = api_run
-    out, name = str(result.run_dir.parent), result.run_dir.name
-    more = prunepilot.search(
-        trained_tiny, train=train, val=val, test=test, budget="ignored on resume", out=out, name=name,
-        resume=True, trials=5, log=lambda _: None, progress=False,
-    )  # fmt: skip
-    assert len(more.report["trials"]) >= 5 > len(result.report["trials"]) - 1
-    from tests.helpers import run_cli
+def _finished(report: dict) -> int:
+    return sum(t["state"] in ("COMPLETE", "FAIL") for t in report["trials"])
 
-    code, _, err = run_cli(capsys, "search", "--resume", "--out", out, "--name", name, "--quiet")
-    assert code == 2 and "given in Python" in err
+
+def test_a_python_run_resumes_from_python_with_its_own_settings_only(api_run, trained_tiny, tmp_path, capsys):
+    result, _, _, (train, val, test) = api_run
+    shutil.copytree(result.run_dir, tmp_path / "py")  # the shared run stays as it was
+    again = dict(
+        train=train, val=val, test=test, out=str(tmp_path), name="py", resume=True, log=lambda _: None
+    )
+    more = prunepilot.search(trained_tiny, **again, trials=5, **FAST)  # the first call's settings: accepted
+    assert (_finished(result.report), _finished(more.report)) == (4, 5)
+    with pytest.raises(UsageError, match=r"\['seed'\] cannot change when a run is resumed"):
+        prunepilot.search(trained_tiny, **again, seed=9)
+    with pytest.raises(UsageError, match="cannot change when a run is resumed"):
+        prunepilot.search(trained_tiny, **again, budget="3x")
+    with pytest.raises(
+        UsageError, match=r"searched a .*SmallResNet .* got a torch\.nn\.modules\.container\.Sequential"
+    ):
+        prunepilot.search(torch.nn.Sequential(trained_tiny), **again)
+    code, _, err = run_cli(capsys, "search", "--resume", "--out", tmp_path, "--name", "py", "--quiet")
+    assert code == 2 and "given in Python" in err and "resume=True" in err
+
+
+def test_a_command_line_run_is_not_resumed_from_python(trained_tiny, tmp_path, tiny_flags, capsys):
+    flags = ["--budget", "100%", "--trials", "1", "--out", tmp_path, "--name", "cli", "--no-screen"]
+    code, _, _ = run_cli(capsys, "search", *flags, *tiny_flags)
+    assert code == 0
+    train, val, test = zoo.small_digits_data()
+    with pytest.raises(
+        UsageError, match="started from the command line; continue it with 'prunepilot search --resume"
+    ):
+        prunepilot.search(
+            trained_tiny, train=train, val=val, test=test, out=str(tmp_path), name="cli", resume=True
+        )
+
+
+def test_the_callers_model_is_left_as_it_was(trained_tiny, tmp_path):
+    train, val, _ = zoo.small_digits_data()
+    model = zoo.tiny_resnet().train()
+    model.load_state_dict(trained_tiny.state_dict())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prunepilot.search(
+        model, train=train, val=val, budget="2x", dry_run=True, out=str(tmp_path), log=lambda _: None
+    )
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_a_dry_run_without_a_test_split_says_so_and_writes_nothing(trained_tiny, tmp_path):
@@ -91,10 +127,10 @@ def test_a_dry_run_without_a_test_split_says_so_and_writes_nothing(trained_tiny,
     [
         ({"tirals": 3}, "Unknown setting(s) ['tirals']"),
         ({"trials": 0}, "'trials' parameter of JobSpec"),
-        ({"example_input": torch.zeros(1, 3, 8, 8)}, "--input-shape"),
+        ({"example_input": torch.zeros(1, 3, 8, 8)}, "but example_input is (3, 8, 8)"),
         ({"budget": "fast"}, "Cannot read the budget"),
         ({"model": "not a model"}, "must be a torch.nn.Module"),
-        ({"resume": True, "seed": 3, "name": "x"}, "cannot change when a run is resumed"),
+        ({"resume": True}, "'name' parameter of search must name the run"),
     ],
 )
 def test_bad_arguments_are_refused_with_one_clear_error(trained_tiny, tmp_path, kwargs, message):

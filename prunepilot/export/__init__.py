@@ -51,7 +51,9 @@ def export_all(
     Args:
         model: The final model.
         plan: What its policy removed (for the plan export).
-        source: Where the base model's class comes from: ``{"task": name}`` or ``{"factory": path}``.
+        source: Where the base model's class comes from: ``{"task": name}``, ``{"factory": path}``
+            or, for a model given in Python, ``{"python": "module.Class"}`` (re-created from
+            ``task.model``).
         task: The task (test inputs for the checks, the input shape).
         settings: The trial settings (how latency is timed).
         folder: Where the files go.

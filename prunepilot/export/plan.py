@@ -39,7 +39,8 @@ def export_plan(
     Args:
         model: The pruned, fine-tuned model.
         plan: What was removed (recorded by ``apply_policy``).
-        source: ``{"task": name}`` for a built-in task or ``{"factory": "pkg.module:factory"}``.
+        source: ``{"task": name}`` for a built-in task, ``{"factory": "pkg.module:factory"}``, or
+            ``{"python": "module.Class"}`` for a model given in Python (see ``base``).
         input_shape: One sample's shape.
         inputs: Real inputs for the check.
         folder: The run directory.

@@ -77,6 +77,7 @@ def run_job(
         Interrupted: on Ctrl-C (finished trials are kept).
     """
     log = log or (lambda text: print(text, flush=True))
+    spec.validate()
     if not spec.resume and not spec.dry_run:
         spec = replace(spec, name=spec.name or default_run_name(spec.out))
     job = spec.resolve()

@@ -63,9 +63,8 @@ class PreparedJob:
     def source(self) -> dict[str, str]:
         """Where the base model's class comes from, for a plan: a built-in task, a factory, or an
         object given in Python."""
-        if self.spec.python_objects:
-            model = self.task.model
-            return {"python": f"{type(model).__module__}.{type(model).__qualname__}"}
+        if self.spec.python_model:
+            return {"python": self.spec.python_model}
         return {"task": self.spec.task} if self.spec.model is None else {"factory": self.spec.model}
 
     def with_reference(self, baseline: dict[str, Any]) -> TrialSettings:
@@ -100,10 +99,12 @@ def prepare(
     if on_device:
         _check_device(spec.device)
     if task is None:
-        if spec.python_objects:
+        if spec.python_model:
             raise UsageError(
-                f"The run {spec.name!r} searched a model given in Python; continue it from Python "
-                "with prunepilot.search(model, ..., name=..., resume=True)."
+                f"The run {spec.name!r} searched a model given in Python ({spec.python_model}), which "
+                "the command line cannot re-create; from Python, prunepilot.search(model, ..., "
+                "name=..., resume=True) continues the run and prunepilot.export.load_plan(run, "
+                "base_model=model) rebuilds its chosen model."
             )
         task = load_task(
             spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype
@@ -125,7 +126,7 @@ def prepare(
         round_to=spec.round_to,
         **criteria,
     )
-    builtin = spec.model is None and not spec.python_objects
+    builtin = spec.model is None and not spec.python_model
     settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
     _check_metric(task, settings.metric)
     return PreparedJob(job, task, groups, space, settings)

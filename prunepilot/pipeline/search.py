@@ -133,9 +133,13 @@ def search_stage(
                 spec.fill and binding,
             )
     except KeyboardInterrupt:
+        again = (
+            f"prunepilot.search(model, ..., name={spec.name!r}, out={spec.out!r}, resume=True)"
+            if spec.python_model
+            else f"'prunepilot search --resume --name {spec.name} --out {spec.out}'"
+        )
         raise Interrupted(
-            f"interrupted; finished trials are saved in {run.path} - continue with "
-            f"'prunepilot search --resume --name {spec.name} --out {spec.out}'."
+            f"interrupted; finished trials are saved in {run.path} - continue with {again}."
         ) from None
     return SearchOutcome(study, screen, settings, ran, time.perf_counter() - started)
 

@@ -103,7 +103,8 @@ def open_study(
         run: The run's name (``run_dir``'s name by default).
         direction: The direction of the job's metric (the first objective) of a new study:
             ``maximize`` or ``minimize``; the second objective, the budget metric, is minimised. An
-            existing study keeps its own (the runner refuses a job whose metric differs).
+            existing study keeps its own (``pipeline.search.open_run_study`` refuses a job whose
+            metric differs).
 
     Raises:
         UsageError: when the storage cannot be opened.

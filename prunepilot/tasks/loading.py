@@ -88,6 +88,8 @@ def checked_task(
     source: str,
     input_shape: tuple[int, ...] | None = None,
     input_dtype: str | None = None,
+    shape_source: str = "--input-shape",
+    dtype_source: str = "--input-dtype",
 ) -> Task:
     """A task of ``model`` and its (train, val, test) ``splits``, checked to work together: the
     splits are datasets of (input tensor, integer label) pairs of one shape, the shape and dtype
@@ -100,6 +102,8 @@ def checked_task(
         source: Where the splits come from, for messages.
         input_shape: One sample's expected shape, or None.
         input_dtype: One sample's expected dtype name, or None.
+        shape_source: What messages call the expected shape (a flag, or the API's parameter).
+        dtype_source: What messages call the expected dtype.
 
     Raises:
         UsageError: one line naming what is wrong.
@@ -109,7 +113,7 @@ def checked_task(
     loaded = Task(name, model.eval(), train, val, test, tuple(train[0][0].shape))
     if input_shape is not None and tuple(input_shape) != loaded.input_shape:
         raise UsageError(
-            f"The data's samples have shape {loaded.input_shape} but --input-shape is "
+            f"The data's samples have shape {loaded.input_shape} but {shape_source} is "
             f"{tuple(input_shape)}; they must match.",
             "input_shape",
         )
@@ -119,7 +123,7 @@ def checked_task(
         raise UsageError(f"The data's inputs have dtype {found}; accepted: {accepted}.", "data")
     if input_dtype is not None and input_dtype != dtype:
         raise UsageError(
-            f"The data's samples are {dtype} but --input-dtype is {input_dtype}; they must match.",
+            f"The data's samples are {dtype} but {dtype_source} is {input_dtype}; they must match.",
             "input_dtype",
         )
     loaded.input_shape = InputShape(loaded.input_shape, dtype)
@@ -153,6 +157,9 @@ def build_base_model(source: dict, base_model: nn.Module | None = None) -> nn.Mo
                 f"This plan is of a model given in Python ({source['python']}); pass an instance of "
                 "that class as base_model to rebuild it."
             )
+        given = f"{type(base_model).__module__}.{type(base_model).__qualname__}"
+        if given != source["python"]:
+            raise UsageError(f"This plan is of a {source['python']}; base_model is a {given}.")
         return copy.deepcopy(base_model).eval()
     if "factory" in source:
         network = _call(import_object(source["factory"], "the plan's factory"), source["factory"], "--model")
