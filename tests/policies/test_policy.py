@@ -81,3 +81,13 @@ def test_unreadable_policy_file_names_the_path(tmp_path):
 )
 def test_kept_channels_rounds_up_and_keeps_one(channels, ratio, round_to, kept):
     assert kept_channels(channels, ratio, round_to) == kept
+
+
+def test_policies_and_plans_written_before_removed_blocks_had_its_name_still_load():
+    from prunepilot.policies import Plan
+
+    old_policy = Policy.from_dict({"groups": {}, "skip": ["layer3", "layer1"]})
+    assert old_policy.removed_blocks == ("layer1", "layer3")
+    old_plan = Plan.from_dict({"skipped": ["layer1"], "removed": {"stem.0": [0, 2]}})
+    assert old_plan == Plan({"stem.0": [0, 2]}, ("layer1",))
+    assert Plan.from_dict(old_plan.to_dict()) == old_plan
