@@ -8,8 +8,11 @@ faster and more accurate than a deeper one pruned thin (as in layer-pruning work
 
 A module counts as a block when, on an example input, zeroing its own parameters turns it into the
 identity: that is the functional meaning of an identity shortcut, whatever the module's class, and
-no tracing is needed. Only the innermost such modules are listed (a stage of two blocks is removed
-by removing both).
+no tracing is needed. "The identity" is judged relative to the input's own scale, so that a layer
+fed tiny activations does not pass for one; normalization layers are never blocks on their own.
+A pre-norm transformer block (``x + attn(norm(x))``) qualifies; a post-norm one
+(``norm(x + attn(x))``) does not. Only the innermost such modules are listed (a stage of two
+blocks is removed by removing both).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from torch import nn
 from prunepilot.errors import UsageError
 from prunepilot.inputs import example_batch
 
-#: Largest difference from the identity accepted of a block whose parameters are zeroed.
+#: Largest difference from the identity accepted of a block whose parameters are zeroed, as a share
+#: of the largest magnitude of its input.
 IDENTITY_TOLERANCE = 1e-6
+#: Layers that are never a block on their own, whatever they compute on an example input.
+NEVER_BLOCKS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
 def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
@@ -65,6 +71,8 @@ def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]
         inputs, output = calls.get(name, []), outputs.get(name, [])
         if len(inputs) != 1 or inputs[0] is None or not any(True for _ in module.parameters()):
             continue
+        if isinstance(module, NEVER_BLOCKS):
+            continue
         x = inputs[0]
         same_shape = isinstance(output[0], torch.Tensor) and output[0].shape == x.shape
         # On an all-zero input every zeroed layer looks like the identity.
@@ -85,8 +93,8 @@ def _identity_when_zeroed(module: nn.Module, inputs: torch.Tensor) -> bool:
             return False
     if not isinstance(output, torch.Tensor) or output.shape != inputs.shape:
         return False
-    scale = max(float(inputs.abs().max()), 1.0)
-    return float((output - inputs).abs().max()) <= IDENTITY_TOLERANCE * scale
+    scale = float(inputs.abs().max())
+    return scale > 0 and float((output - inputs).abs().max()) <= IDENTITY_TOLERANCE * scale
 
 
 def remove_blocks(model: nn.Module, names: Iterable[str]) -> nn.Module:

@@ -154,3 +154,43 @@ def test_remove_blocks_replaces_modules_inside_containers():
     remove_blocks(model, ["stage.1"])
     assert isinstance(model.stage[1], nn.Identity) and isinstance(model.stage[0], _PreActBlock)
     assert model(torch.zeros(2, 8)).shape == (2, 3)
+
+
+class _PostNormBlock(nn.Module):
+    """``norm(x + f(x))``: a shortcut, but the norm after the sum makes removing it no identity."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.linear(x))
+
+
+class _TinyActivations(nn.Module):
+    """A BatchNorm and a 1x1 convolution fed activations around 1e-8 (as in a randomly initialised
+    deep CNN): zeroed, each outputs zeros, within an absolute 1e-6 of such inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.pointwise = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.conv.weight.mul_(1e-8)
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pointwise(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def test_pre_norm_blocks_qualify_and_post_norm_blocks_do_not():
+    model = nn.Sequential(nn.Linear(8, 16), _PreActBlock(16), _PostNormBlock(16), nn.Linear(16, 2))
+    assert discover_blocks(model, (8,)) == ["1"]
+
+
+def test_layers_fed_tiny_activations_are_not_taken_for_the_identity():
+    # The identity is judged relative to the input's scale; a norm layer is never a block alone.
+    assert discover_blocks(_TinyActivations(), SHAPE) == []
