@@ -64,7 +64,7 @@ def promote(job_args: tuple[str, int, dict, int]) -> tuple[float, float]:
     torch.set_num_threads(1)
     job = prepare(JobSpec(task=task_name, seed=seed, dry_run=True).resolve(), progress=False)
     start = time.perf_counter()
-    model = prune_and_train(
+    model, _ = prune_and_train(
         job.task.model,
         job.task.train,
         job.task.input_shape,

@@ -84,7 +84,7 @@ def score_policy(job_args: tuple[str, dict, list[int], int]) -> dict:
     task, policy = job.task, Policy.from_dict(policy_dict)
     scores, losses = {}, {}
     for steps in step_counts:
-        model = prune_and_train(
+        model, _ = prune_and_train(
             task.model, task.train, task.input_shape, policy, replace(job.settings, finetune_steps=steps)
         )
         scores[steps] = top1_accuracy(model, task.val)
@@ -96,7 +96,7 @@ def score_policy(job_args: tuple[str, dict, list[int], int]) -> dict:
             task.input_shape,
             policy,
             replace(job.settings, finetune_steps=FINAL_STEPS, seed=seed),
-        )
+        ).model
         for seed in range(final_seeds)
     ]
     return {
