@@ -47,6 +47,8 @@ def test_search_from_python_returns_the_chosen_model_within_budget_and_the_run_f
     measured = prunepilot.evaluators.count_flops(chosen, torch.zeros(1, 1, 8, 8))
     assert measured == report["final"]["flops"] <= 0.7 * flops
     assert [t["number"] for t in result.front] == report["front"] and result.front
+    assert result.policy == prunepilot.Policy.from_dict(report["chosen"]["policy"])
+    assert result.policy == prunepilot.Policy.load(result.run_dir / "policy.json")
     for name in ("model.ts.pt", "model.onnx", "plan.json", "weights.pt", "report.html", "config.json"):
         assert (result.run_dir / name).is_file(), name
     inputs = torch.stack([test[i][0] for i in range(8)])

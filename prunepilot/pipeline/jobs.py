@@ -33,6 +33,7 @@ class SearchResult:
         run_dir: The run directory (None for a dry run).
         report: The content of ``report.json`` (None for a dry run).
         model: The chosen model, pruned and fine-tuned (on the CPU); None when none was chosen.
+            Its policy is :attr:`policy`; the feasible front's trials are :attr:`front`.
     """
 
     exit_code: int
@@ -44,6 +45,12 @@ class SearchResult:
     def budget_met(self) -> bool:
         """Whether the chosen model meets the budget on re-measurement."""
         return bool(self.report and self.report["budget_met"])
+
+    @property
+    def policy(self) -> Policy | None:
+        """The chosen model's policy (None when none was chosen)."""
+        chosen = self.report and self.report["chosen"]
+        return Policy.from_dict(chosen["policy"]) if chosen else None
 
     @property
     def front(self) -> list[dict[str, Any]]:
