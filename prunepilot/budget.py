@@ -54,8 +54,7 @@ class Budget:
     text: str = ""
 
     def __post_init__(self) -> None:
-        if self.cost not in COSTS:
-            raise UsageError(f"Unknown budget cost {self.cost!r}; accepted: {', '.join(COSTS)}.")
+        _check_cost(self.cost)
         if (self.limit is None) == (self.fraction is None):
             raise UsageError("A budget needs exactly one of an absolute limit and a fraction.")
 
@@ -83,8 +82,7 @@ class BudgetLimit:
     text: str = ""
 
     def __post_init__(self) -> None:
-        if self.cost not in COSTS:
-            raise UsageError(f"Unknown budget cost {self.cost!r}; accepted: {', '.join(COSTS)}.")
+        _check_cost(self.cost)
         if not (isinstance(self.limit, (int, float)) and math.isfinite(self.limit) and self.limit > 0):
             raise UsageError(
                 "The 'limit' parameter of BudgetLimit must be a finite number > 0. "
@@ -112,6 +110,12 @@ class BudgetLimit:
     def to_dict(self) -> dict:
         """Plain data for reports (the cost under ``metric``, as run files always had it)."""
         return {"metric": self.cost, "limit": self.limit, "fraction": self.fraction, "text": self.text}
+
+
+def _check_cost(cost: str) -> None:
+    """Raises ``UsageError`` unless ``cost`` is one of :data:`COSTS`."""
+    if cost not in COSTS:
+        raise UsageError(f"Unknown budget cost {cost!r}; accepted: {', '.join(COSTS)}.")
 
 
 def format_cost(cost: str, value: float, short: bool = True) -> str:

@@ -84,10 +84,10 @@ def run_job(
         Interrupted: on Ctrl-C (finished trials are kept).
     """
     log = log or (lambda text: print(text, flush=True))
-    spec.validate()
-    if not spec.resume and not spec.dry_run:
-        spec = replace(spec, name=spec.name or default_run_name(spec.out))
     job = spec.resolve()
+    if not spec.resume and not spec.dry_run and not spec.name:  # named once the job is valid
+        spec = replace(spec, name=default_run_name(spec.out))
+        job = replace(job, spec=spec)
     # A resumed run's study already holds its warm starts; the policy file is not read again.
     start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
     if spec.dry_run:
