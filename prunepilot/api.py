@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from prunepilot.errors import UsageError
+from prunepilot.imports import callable_name
 from prunepilot.inputs import dtype_name
 from prunepilot.pipeline import SearchResult, resume_spec, run_job
 from prunepilot.spec import RESUMABLE, JobSpec
@@ -34,9 +35,9 @@ _OBJECT_FIELDS = ("model", "weights", "data", "task", "input_shape", "input_dtyp
 def search(
     model: nn.Module,
     *,
-    train: Dataset,
-    val: Dataset,
-    test: Dataset | None = None,
+    train: Dataset | DataLoader,
+    val: Dataset | DataLoader,
+    test: Dataset | DataLoader | None = None,
     budget: str | None = None,
     example_input: torch.Tensor | None = None,
     progress: bool = True,
@@ -51,9 +52,11 @@ def search(
 
     Args:
         model: The trained model (never changed).
-        train: (input tensor, integer label) pairs for BatchNorm recalibration and fine-tuning.
-        val: Pairs that score trials.
-        test: Pairs that score the chosen model once; None scores it on ``val`` (said in the log).
+        train: A Dataset or DataLoader for BatchNorm recalibration and fine-tuning: its batches are
+            (inputs, integer labels) tuples, or dicts holding both (see ``input_key``,
+            ``label_key``). A DataLoader is used as it is (its batch size, its augmentation).
+        val: The same, scoring trials.
+        test: The same, scoring the chosen model once; None scores it on ``val`` (said in the log).
         budget: What the model must fit: ``30ms``, ``2x``, ``50%``, ``120MFLOPs``, ``2MB`` ...
             (required, except for a dry run and when resuming, which keeps the saved one).
         example_input: One batch of inputs; its shape without the batch dimension and its dtype must
@@ -61,7 +64,8 @@ def search(
         progress: Show progress bars.
         log: Where progress lines go (stdout by default).
         **settings: Other :class:`~prunepilot.spec.JobSpec` fields (``trials``, ``seed``,
-            ``finetune_steps``, ``workers``, ``out``, ``name``, ``resume``, ``metric`` ...).
+            ``finetune_steps``, ``workers``, ``out``, ``name``, ``resume``, ``output_key``,
+            ``input_key``, ``label_key`` ...). ``loss`` and ``metric`` may be callables.
 
     Raises:
         UsageError: naming what is wrong (a setting, the data, the model, an unreachable budget).
@@ -87,25 +91,30 @@ def search(
         (log or print)("warning: no test split given; the chosen model is scored on the validation split.")
         test = val
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    if settings.get("resume"):
+        spec = _resumed(model_class, budget, settings)
+    else:
+        spec = JobSpec(budget=budget, python_model=model_class, **settings)
     # Checked and searched on a copy: the caller's model keeps its mode and gradients.
     task = checked_task(
-        model_class, copy.deepcopy(model), (train, val, test), "the datasets given", shape, dtype,
-        shape_source="example_input", dtype_source="example_input",
+        model_class, copy.deepcopy(model), (train, val, test), "the data given", shape, dtype,
+        shape_source="example_input", dtype_source="example_input", **spec.reading(),
     )  # fmt: skip
-    if settings.get("resume"):
-        spec = _resumed(model_class, task.input_shape, budget, settings)
-    else:
-        spec = JobSpec(budget=budget, input_shape=task.input_shape, python_model=model_class, **settings)
-    return run_job(spec, progress=progress, log=log, task=task)
+    if spec.input_shape is not None and tuple(spec.input_shape) != tuple(task.input_shape):
+        raise UsageError(
+            f"The run {spec.name!r} searched inputs of shape {tuple(spec.input_shape)}; "
+            f"the data given has {tuple(task.input_shape)}."
+        )
+    return run_job(replace(spec, input_shape=task.input_shape), progress=progress, log=log, task=task)
 
 
-def _resumed(model_class: str, input_shape: tuple[int, ...], budget: str | None, settings: dict) -> JobSpec:
-    """The saved job of the run ``settings["name"]``, checked to be a Python run of this model, with
-    the settings that may change on resume applied.
+def _resumed(model_class: str, budget: str | None, settings: dict) -> JobSpec:
+    """The saved job of the run ``settings["name"]``, checked to be a Python run of this model's
+    class, with the settings that may change on resume applied (and the callables given again).
 
     Raises:
-        UsageError: when the run is not found, is not a Python run of a model of this class and
-            input shape, or a setting that cannot change on resume differs from the saved one.
+        UsageError: when the run is not found, is not a Python run of a model of this class, or a
+            setting that cannot change on resume differs from the saved one.
     """
     name = settings.get("name")
     if not name:
@@ -116,22 +125,21 @@ def _resumed(model_class: str, input_shape: tuple[int, ...], budget: str | None,
             f"The run {name!r} was started from the command line; continue it with "
             f"'prunepilot search --resume --name {name} --out {saved.out}'."
         )
-    if saved.python_model != model_class or tuple(saved.input_shape or ()) != tuple(input_shape):
-        raise UsageError(
-            f"The run {name!r} searched a {saved.python_model} with inputs {tuple(saved.input_shape or ())}; "
-            f"got a {model_class} with inputs {tuple(input_shape)}."
-        )
+    if saved.python_model != model_class:
+        raise UsageError(f"The run {name!r} searched a {saved.python_model}; got a {model_class}.")
     may_change = {"resume", "name", "out", *RESUMABLE}
     given = {"budget": budget, **settings}
     changed = sorted(
-        k for k, v in given.items() if k not in may_change and v is not None and getattr(saved, k) != v
-    )
+        k for k, v in given.items()
+        if k not in may_change and v is not None and callable_name(getattr(saved, k)) != callable_name(v)
+    )  # fmt: skip
     if changed:
         raise UsageError(
             f"Setting(s) {changed} cannot change when a run is resumed (its saved job is used); "
             f"what may change with resume=True: {sorted(RESUMABLE)}."
         )
-    return replace(saved, **{key: settings[key] for key in RESUMABLE if key in settings})
+    again = [key for key in ("loss", "metric") if callable(settings.get(key))]  # not saved: given again
+    return replace(saved, **{key: settings[key] for key in (*RESUMABLE, *again) if key in settings})
 
 
 class _CallableSearch(types.ModuleType):

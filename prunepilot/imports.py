@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prunepilot.errors import UsageError
 
-__all__ = ["import_object"]
+__all__ = ["callable_name", "import_object", "resolve_callable"]
 
 
 def import_object(path: str, what: str) -> Callable:
@@ -40,3 +40,17 @@ def import_object(path: str, what: str) -> Callable:
     if not callable(obj):
         raise UsageError(f"{path!r} named by {what} is not callable.")
     return obj
+
+
+def resolve_callable(value: str | Callable, what: str) -> Callable:
+    """``value`` itself when it is a callable (given from Python), else :func:`import_object`."""
+    return value if callable(value) else import_object(value, what)
+
+
+def callable_name(value: str | Callable | None) -> str | None:
+    """What records call ``value``: the import path as given, or ``module:qualname`` of a callable
+    given from Python (which may not be importable: a lambda, a function of a script)."""
+    if value is None or isinstance(value, str):
+        return value
+    module = getattr(value, "__module__", None) or "?"
+    return f"{module}:{getattr(value, '__qualname__', type(value).__qualname__)}"

@@ -12,10 +12,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
+from prunepilot.adapters import BatchFormat, Loss
 from prunepilot.budget import Budget, BudgetLimit, parse_budget
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.evaluators.metric import DIRECTIONS, Metric
+from prunepilot.imports import callable_name
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
@@ -53,6 +55,13 @@ class JobSpec:
         metric: ``pkg.module:callable`` scoring ``(outputs, labels) -> float`` over a split; None for
             top-1 accuracy.
         metric_direction: ``maximize`` or ``minimize`` (a loss, an error rate).
+        loss: ``pkg.module:callable`` ``(model, batch) -> loss tensor`` that fine-tuning minimises
+            (the user's model and a batch as the data gives it); None for cross-entropy.
+        input_key: The key of the model's input in dict batches; None tries ``input_ids``,
+            ``pixel_values``, ``input`` ...
+        label_key: The key of the labels in dict batches; None tries ``labels``, ``label`` ...
+        output_key: The key (or attribute) of the class scores in the model's output; None takes
+            a tensor output as is, ``logits`` of a dict or ``ModelOutput``, the first of a tuple.
         device: The target device: where latency is measured and the final model is made
             (``cpu``, ``cuda`` or ``cuda:N``).
         policy: A policy JSON file to evaluate first, as a warm start.
@@ -112,8 +121,12 @@ class JobSpec:
     data: str | None = None
     input_shape: tuple[int, ...] | None = None
     input_dtype: str | None = None
-    metric: str | None = None
+    metric: str | Callable | None = None
     metric_direction: str = "maximize"
+    loss: str | Callable | None = None
+    input_key: str | None = None
+    label_key: str | None = None
+    output_key: str | None = None
     device: str = "cpu"
     policy: str | None = None
     study: str | None = None
@@ -216,6 +229,10 @@ class JobSpec:
                     "exclude", "a list of group names or patterns"),
             require(lambda: self.input_dtype is None or self.input_dtype in INPUT_DTYPES, "input_dtype",
                     f"one of {list(INPUT_DTYPES)}"),
+            *[require(lambda name=name: getattr(self, name) is None or _is_key(getattr(self, name)), name,
+                      "None or a non-empty string") for name in ("input_key", "label_key", "output_key")],
+            require(lambda: self.loss is None or callable(self.loss) or _is_path(self.loss),
+                    "loss", "None or an import path 'package.module:callable'"),
             require(lambda: self.metric_direction in DIRECTIONS, "metric_direction",
                     f"one of {list(DIRECTIONS)}"),
             require(lambda: re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None, "device",
@@ -251,7 +268,16 @@ class JobSpec:
             latency=self.latency_settings(latency_batch),
             seed=self.seed,
             metric=Metric(self.metric, self.metric_direction),
+            loss=Loss(self.loss),
         )
+
+    def reading(self) -> dict[str, object]:
+        """How the model's data, outputs and loss are read (``checked_task``'s keyword arguments)."""
+        return {
+            "batch_format": BatchFormat(self.input_key, self.label_key),
+            "output_key": self.output_key,
+            "loss": Loss(self.loss),
+        }
 
     def executor_settings(self) -> RaySettings | None:
         """Where trials run: Ray settings, or None for this process (``workers == 0``)."""
@@ -279,7 +305,9 @@ class JobSpec:
         )
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain data (``config.json``); a callable given from Python is recorded by its name."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**values, "loss": callable_name(self.loss), "metric": callable_name(self.metric)}
 
     @classmethod
     def from_dict(cls, data: dict) -> JobSpec:
@@ -313,6 +341,14 @@ class ResolvedJob:
         if self.budget is None:
             raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
         return self.budget.resolve(baseline[self.budget.cost])
+
+
+def _is_path(value: str) -> bool:
+    return re.fullmatch(r"[\w.]+:[\w.]+", value) is not None
+
+
+def _is_key(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _is_int(value: object) -> bool:

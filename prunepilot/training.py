@@ -8,17 +8,20 @@ candidates, and a short fine-tune sharpens it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from prunepilot.adapters import Batch, Loss, Split
+from prunepilot.adapters import batches as read_batches
 from prunepilot.gate import NullGate
 
 
 def recalibrate_batchnorm(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset | DataLoader | Split,
     batches: int,
     batch_size: int,
     device: str | torch.device = "cpu",
@@ -37,10 +40,10 @@ def recalibrate_batchnorm(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative moving average
     model.train()
-    loader = _shuffled(dataset, batch_size, seed=0)
     gate = gate or NullGate()
     with torch.no_grad():
-        for inputs, _ in itertools.islice(_forever(loader), batches):
+        shuffled = read_batches(dataset, batch_size, shuffle=True, seed=0)
+        for inputs, _ in itertools.islice(_forever(shuffled), batches):
             with gate.compute():
                 model(inputs.to(device))
     for norm, momentum in zip(norms, momenta):
@@ -51,49 +54,44 @@ def recalibrate_batchnorm(
 
 def fine_tune(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset | DataLoader | Split,
     steps: int,
     batch_size: int,
     lr: float,
     seed: int = 0,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
+    loss: Loss | None = None,
 ) -> float:
-    """Trains ``model`` for ``steps`` mini-batches with AdamW and a cosine-decayed learning rate.
+    """Trains ``model`` for ``steps`` mini-batches of ``loss`` (cross-entropy by default) with AdamW
+    and a cosine-decayed learning rate.
 
     Returns:
         The mean training loss over the last ten steps (nan when ``steps`` is 0).
     """
     if steps <= 0:
         return float("nan")
-    loader = _shuffled(dataset, batch_size, seed)
+    loss_of = (loss or Loss()).bind()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    loss_fn = nn.CrossEntropyLoss()
     model.train()
     losses = []
     gate = gate or NullGate()
-    for inputs, labels in itertools.islice(_forever(loader), steps):
+    shuffled = read_batches(dataset, batch_size, shuffle=True, seed=seed)
+    for batch in itertools.islice(_forever(shuffled), steps):
         with gate.compute():
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs.to(device)), labels.to(device))
-            loss.backward()
+            value = loss_of(model, batch, device)
+            value.backward()
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
+            losses.append(value.item())
     model.eval()
     tail = losses[-10:]
     return sum(tail) / len(tail)
 
 
-def _forever(loader: DataLoader):
+def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """``batches`` epoch after epoch (a shuffled one in a new order each time)."""
     while True:
-        yield from loader
-
-
-def _shuffled(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
-    """Seeded shuffled batches of ``dataset``, full ones only when there is more than one."""
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=len(dataset) > batch_size
-    )
+        yield from batches

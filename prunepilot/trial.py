@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
+from prunepilot.adapters import Loss, batches
 from prunepilot.errors import check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings, evaluate_model
 from prunepilot.evaluators.metric import Metric
@@ -43,6 +43,7 @@ class TrialSettings:
             alongside the base model and reports this times their ratio (steady on a machine whose
             speed drifts). None times the pruned model alone.
         metric: What scores a model on the validation split (top-1 accuracy by default).
+        loss: What fine-tuning minimises (cross-entropy by default).
     """
 
     bn_batches: int = 8
@@ -54,6 +55,7 @@ class TrialSettings:
     seed: int = 0
     reference_latency_ms: float | None = None
     metric: Metric = field(default_factory=Metric)
+    loss: Loss = field(default_factory=Loss)
 
     def __post_init__(self) -> None:
         reference = self.reference_latency_ms
@@ -70,7 +72,7 @@ class TrialSettings:
             raise invalid_parameter("lr", "TrialSettings", "a number > 0", self.lr)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "metric": self.metric.to_dict(), "loss": self.loss.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -125,14 +127,14 @@ def prune_and_train(
     """
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    loader = DataLoader(train, batch_size=settings.batch_size, shuffle=False)
     with (gate or NullGate()).compute():
         pruned, plan = apply_policy(
             model,
             policy,
             input_shape,
-            gradient_batches=itertools.islice(loader, settings.gradient_batches),
+            gradient_batches=itertools.islice(batches(train, settings.batch_size), settings.gradient_batches),
             seed=settings.seed,
+            loss=settings.loss,
         )
         pruned = pruned.to(device)
     timings["apply"] = time.perf_counter() - start
@@ -143,8 +145,9 @@ def prune_and_train(
 
     start = time.perf_counter()
     fine_tune(
-        pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate
-    )
+        pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate,
+        settings.loss,
+    )  # fmt: skip
     timings["fine_tune"] = time.perf_counter() - start
     return PrunedModel(pruned, plan)
 

@@ -73,7 +73,8 @@ def test_grouped_model_searches_end_to_end(capsys, tmp_path):
     [
         ("tests.zoo:float_label_data", "integer class labels"),
         ("tests.zoo:one_hot_label_data", "shape (10,)"),
-        ("tests.zoo:numpy_input_data", "Got ndarray instead"),
+        ("tests.zoo:string_input_data", "Got tuple of 2 str instead"),
+        ("tests.zoo:unlabelled_data", "accepted: an (inputs, labels) tuple"),
     ],
 )
 def test_labels_and_inputs_of_the_wrong_kind_are_bad_input(capsys, tmp_path, data, fragment):

@@ -102,7 +102,7 @@ def one_hot_label_data():
     return _relabelled(lambda y: torch.nn.functional.one_hot(y, 10))
 
 
-class _NumpyInputs(torch.utils.data.Dataset):
+class _StringInputs(torch.utils.data.Dataset):
     def __init__(self, split) -> None:
         self.split = split
 
@@ -111,12 +111,17 @@ class _NumpyInputs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         x, y = self.split[index]
-        return x.numpy(), int(y)
+        return str(x.tolist()), int(y)
 
 
-def numpy_input_data():
-    """Inputs as numpy arrays."""
-    return tuple(_NumpyInputs(split) for split in digits_datasets())
+def string_input_data():
+    """Inputs as strings (text not yet tokenised)."""
+    return tuple(_StringInputs(split) for split in digits_datasets())
+
+
+def unlabelled_data():
+    """Inputs without labels."""
+    return tuple(TensorDataset(split.tensors[0][:100]) for split in digits_datasets())
 
 
 def slow_trial(model, data, policy, settings, **where):

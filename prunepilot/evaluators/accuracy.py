@@ -6,12 +6,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from prunepilot.adapters import Split, batches
 from prunepilot.gate import NullGate
 
 
 def top1_accuracy(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset | DataLoader | Split,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
@@ -29,7 +30,7 @@ def top1_accuracy(
     model.eval()
     correct = total = 0
     with torch.inference_mode():
-        for inputs, labels in DataLoader(dataset, batch_size=batch_size):
+        for inputs, labels in batches(dataset, batch_size):
             with gate.compute():
                 predicted = model(inputs.to(device)).argmax(dim=1).cpu()
             correct += int((predicted == labels.reshape(predicted.shape)).sum())

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from prunepilot.adapters import Split, batches
 from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.evaluators.accuracy import top1_accuracy
 from prunepilot.gate import NullGate
-from prunepilot.imports import import_object
+from prunepilot.imports import callable_name, resolve_callable
 
 DIRECTIONS = ("maximize", "minimize")
 DEFAULT_METRIC_NAME = "top1_accuracy"
@@ -29,11 +30,12 @@ class Metric:
     ``lambda out, y: f1_score(y, out.argmax(1), average="macro")`` fits).
 
     Attributes:
-        function: ``package.module:callable`` of the metric; None for top-1 accuracy.
+        function: ``package.module:callable`` of the metric, or the callable itself (from Python);
+            None for top-1 accuracy.
         direction: ``maximize`` (accuracy, F1) or ``minimize`` (a loss, an error rate).
     """
 
-    function: str | None = None
+    function: str | Callable | None = None
     direction: str = "maximize"
 
     def __post_init__(self) -> None:
@@ -43,12 +45,12 @@ class Metric:
     @property
     def name(self) -> str:
         """A short name for reports: the callable's import path, or ``top1_accuracy``."""
-        return self.function or DEFAULT_METRIC_NAME
+        return callable_name(self.function) or DEFAULT_METRIC_NAME
 
     @property
     def label(self) -> str:
         """What reports and logs call it: ``accuracy`` for top-1 accuracy, else :attr:`name`."""
-        return "accuracy" if self.function is None else self.function
+        return "accuracy" if self.function is None else self.name
 
     @property
     def maximize(self) -> bool:
@@ -63,17 +65,17 @@ class Metric:
         if self.function is None:
             return None
         try:
-            return import_object(self.function, "--metric")
+            return resolve_callable(self.function, "--metric")
         except UsageError as exc:
             raise UsageError(str(exc), "metric") from None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "function": self.function, "direction": self.direction}
+        return {"name": self.name, "function": callable_name(self.function), "direction": self.direction}
 
 
 def evaluate_metric(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset | DataLoader | Split,
     metric: Metric | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -91,7 +93,7 @@ def evaluate_metric(
     model.eval()
     outputs, labels = [], []
     with torch.inference_mode():
-        for inputs, targets in DataLoader(dataset, batch_size=batch_size):
+        for inputs, targets in batches(dataset, batch_size):
             with gate.compute():
                 outputs.append(model(inputs.to(device)).float().cpu())
             labels.append(torch.as_tensor(targets))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from prunepilot.adapters import samples
 from prunepilot.evaluators import measure_latency
 from prunepilot.export.onnx import export_onnx
 from prunepilot.export.plan import build_from_plan, export_plan, load_plan
@@ -62,7 +62,7 @@ def export_all(
     Returns:
         The ``export`` entry of the report.
     """
-    inputs = torch.stack([task.test[i][0] for i in range(min(64, len(task.test)))])
+    inputs = samples(task.test, 64)
     export: dict[str, Any] = {"policy": "policy.json"}
     if "torchscript" in formats:
         export["torchscript"] = "model.ts.pt"

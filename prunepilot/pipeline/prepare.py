@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from prunepilot.adapters import LogitsModel
 from prunepilot.budget import BudgetLimit, format_cost
 from prunepilot.errors import UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
@@ -60,12 +61,18 @@ class PreparedJob:
         return self.job.spec
 
     @property
-    def source(self) -> dict[str, str]:
+    def source(self) -> dict[str, Any]:
         """Where the base model's class comes from, for a plan: a built-in task, a factory, or an
-        object given in Python."""
+        object given in Python; and, when its class scores are read from its output, where."""
         if self.spec.python_model:
-            return {"python": self.spec.python_model}
-        return {"task": self.spec.task} if self.spec.model is None else {"factory": self.spec.model}
+            source: dict[str, Any] = {"python": self.spec.python_model}
+        elif self.spec.model is None:
+            source = {"task": self.spec.task}
+        else:
+            source = {"factory": self.spec.model}
+        if isinstance(self.task.model, LogitsModel):
+            source.update(logits_model=True, output_key=self.task.model.output_key)
+        return source
 
     def with_reference(self, baseline: dict[str, Any]) -> TrialSettings:
         """The trial settings of a latency budget's run: trials time their pruned model alongside
@@ -107,8 +114,9 @@ def prepare(
                 "base_model=model) rebuilds its chosen model."
             )
         task = load_task(
-            spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype
-        )
+            spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype,
+            **spec.reading(),
+        )  # fmt: skip
     discovered = discover_groups(task.model, task.input_shape)
     removable = discover_blocks(task.model, task.input_shape)
     if start_policy is not None:  # a policy may name any group; excluded ones are dropped from it

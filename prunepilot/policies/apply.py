@@ -12,6 +12,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunepilot.adapters import Batch, Loss
 from prunepilot.errors import UsageError
 from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
@@ -58,8 +59,9 @@ def apply_policy(
     policy: Policy,
     input_shape: tuple[int, ...],
     *,
-    gradient_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = (),
+    gradient_batches: Iterable[Batch] = (),
     seed: int = 0,
+    loss: Loss | None = None,
 ) -> PrunedModel:
     """Returns a pruned copy of ``model`` and its plan; ``model`` itself is never changed.
 
@@ -73,8 +75,9 @@ def apply_policy(
         model: The model to prune.
         policy: Group name -> (ratio, criterion), channel rounding, and the blocks removed.
         input_shape: Shape of one input sample, without the batch dimension.
-        gradient_batches: (inputs, labels) batches for criteria that need gradients (taylor).
+        gradient_batches: Training batches for criteria that need gradients (taylor).
         seed: Seeds the random criterion.
+        loss: What those gradients are of (cross-entropy by default).
 
     Returns:
         The pruned model (in eval mode) and its :class:`Plan` (:func:`apply_plan` replays it).
@@ -88,7 +91,7 @@ def apply_policy(
     policy.check_groups([*groups, *gone])
     active = {name: s for name, s in policy.groups.items() if s.ratio > 0 and name not in gone}
     if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
-        _accumulate_gradients(pruned, gradient_batches)
+        _accumulate_gradients(pruned, gradient_batches, loss or Loss())
 
     removals = []
     with torch.random.fork_rng(devices=[]):
@@ -195,13 +198,13 @@ def _remove(graph, groups: dict, removals: list[tuple[str, list[int]]]) -> None:
         graph.get_pruning_group(root, groups[name][0].dep.handler, drop).prune()
 
 
-def _accumulate_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+def _accumulate_gradients(model: nn.Module, batches: Iterable[Batch], loss: Loss) -> None:
     model.zero_grad(set_to_none=True)
     seen = 0
-    loss_fn = nn.CrossEntropyLoss()
+    loss_of = loss.bind()
     with torch.enable_grad():
-        for inputs, labels in batches:
-            loss_fn(model(inputs), labels).backward()
+        for batch in batches:
+            loss_of(model, batch, "cpu").backward()
             seen += 1
     if seen == 0:
         raise UsageError("The taylor criterion needs training batches to compute gradients.")

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from prunepilot.adapters import (
+    Batch,
+    BatchFormat,
+    LogitsModel,
+    Loss,
+    Split,
+    as_logits_model,
+    first_batch,
+    user_model,
+)
 from prunepilot.errors import UsageError
 from prunepilot.imports import import_object
 from prunepilot.inputs import INPUT_DTYPES, InputShape, dtype_name
@@ -43,8 +52,11 @@ def load_task(
     progress: bool = True,
     task: str = DEFAULT_TASK,
     input_dtype: str | None = None,
+    **reading: object,
 ) -> Task:
     """A built-in task (``task``), or the user's model and data, checked to work together.
+
+    ``reading`` is passed to :func:`checked_task` (``batch_format``, ``output_key``, ``loss``).
 
     Raises:
         UsageError: one line naming what is wrong (import, factory, checkpoint, data, shapes).
@@ -75,10 +87,10 @@ def load_task(
                 digits_datasets() if data is None else _call(import_object(data, "--data"), data, "--data")
             )
         return checked_task(
-            model, network, splits, data or "the built-in digits data", input_shape, input_dtype
+            model, network, splits, data or "the built-in digits data", input_shape, input_dtype, **reading
         )
     return checked_task(loaded.name, loaded.model, (loaded.train, loaded.val, loaded.test), task,
-                        input_shape, input_dtype)  # fmt: skip
+                        input_shape, input_dtype, **reading)  # fmt: skip
 
 
 def checked_task(
@@ -90,45 +102,58 @@ def checked_task(
     input_dtype: str | None = None,
     shape_source: str = "--input-shape",
     dtype_source: str = "--input-dtype",
+    *,
+    batch_format: BatchFormat | None = None,
+    output_key: str | None = None,
+    loss: Loss | None = None,
 ) -> Task:
-    """A task of ``model`` and its (train, val, test) ``splits``, checked to work together: the
-    splits are datasets of (input tensor, integer label) pairs of one shape, the shape and dtype
-    are those given (when given), and the model runs and trains on a batch.
+    """A task of ``model`` and its (train, val, test) ``splits``, checked to work together: each
+    split is a Dataset or a DataLoader whose batches (tensors, tuples or dicts, read through
+    ``batch_format``) hold inputs of one shape and integer class labels, the shape and dtype are
+    those given (when given), and the model runs on a batch, its output holds class scores (read
+    through ``output_key``) and it trains on ``loss``.
 
     Args:
         name: What reports call the task.
-        model: The model to prune.
-        splits: (train, val, test) datasets.
+        model: The model to prune (wrapped in a :class:`~prunepilot.adapters.LogitsModel` when its
+            output is not the tensor of class scores).
+        splits: (train, val, test) Datasets or DataLoaders.
         source: Where the splits come from, for messages.
         input_shape: One sample's expected shape, or None.
         input_dtype: One sample's expected dtype name, or None.
         shape_source: What messages call the expected shape (a flag, or the API's parameter).
         dtype_source: What messages call the expected dtype.
+        batch_format: Where dict batches keep the input and the labels.
+        output_key: Where the model's output keeps the class scores.
+        loss: What fine-tuning minimises (checked on one batch).
 
     Raises:
         UsageError: one line naming what is wrong.
     """
     with _blame("data"):
-        train, val, test = _check_splits(splits, source)
-    loaded = Task(name, model.eval(), train, val, test, tuple(train[0][0].shape))
-    if input_shape is not None and tuple(input_shape) != loaded.input_shape:
+        train, val, test = _check_splits(splits, source, batch_format or BatchFormat())
+        first = first_batch(train, 2)
+    shape = tuple(first[0].shape[1:])
+    if input_shape is not None and tuple(input_shape) != shape:
         raise UsageError(
-            f"The data's samples have shape {loaded.input_shape} but {shape_source} is "
+            f"The data's samples have shape {shape} but {shape_source} is "
             f"{tuple(input_shape)}; they must match.",
             "input_shape",
         )
-    dtype = dtype_name(loaded.train[0][0].dtype)
+    dtype = dtype_name(first[0].dtype)
     if dtype is None:
-        found, accepted = loaded.train[0][0].dtype, list(INPUT_DTYPES)
+        found, accepted = first[0].dtype, list(INPUT_DTYPES)
         raise UsageError(f"The data's inputs have dtype {found}; accepted: {accepted}.", "data")
     if input_dtype is not None and input_dtype != dtype:
         raise UsageError(
             f"The data's samples are {dtype} but {dtype_source} is {input_dtype}; they must match.",
             "input_dtype",
         )
-    loaded.input_shape = InputShape(loaded.input_shape, dtype)
     with _blame("model"):
-        _check_forward(loaded)
+        model = as_logits_model(model.eval(), first[0][:2], output_key)
+    loaded = Task(name, model, train, val, test, InputShape(shape, dtype))
+    with _blame("model"):
+        _check_forward(loaded, first, loss or Loss())
     return loaded
 
 
@@ -146,7 +171,8 @@ def _blame(field: str) -> Iterator[None]:
 def build_base_model(source: dict, base_model: nn.Module | None = None) -> nn.Module:
     """An untrained model of the base architecture: ``{"task": name}`` (a built-in task),
     ``{"factory": "pkg.module:factory"}``, or ``{"python": "module.Class"}`` (a model given in
-    Python, re-created by copying ``base_model``).
+    Python, re-created by copying ``base_model``); in a :class:`~prunepilot.adapters.LogitsModel`
+    when ``source`` says its class scores are read from its output (``logits_model``).
 
     Raises:
         UsageError: when the factory fails, or a Python model's plan comes without ``base_model``.
@@ -157,16 +183,19 @@ def build_base_model(source: dict, base_model: nn.Module | None = None) -> nn.Mo
                 f"This plan is of a model given in Python ({source['python']}); pass an instance of "
                 "that class as base_model to rebuild it."
             )
-        given = f"{type(base_model).__module__}.{type(base_model).__qualname__}"
+        own = user_model(base_model)
+        given = f"{type(own).__module__}.{type(own).__qualname__}"
         if given != source["python"]:
             raise UsageError(f"This plan is of a {source['python']}; base_model is a {given}.")
-        return copy.deepcopy(base_model).eval()
-    if "factory" in source:
+        network = copy.deepcopy(own)
+    elif "factory" in source:
         network = _call(import_object(source["factory"], "the plan's factory"), source["factory"], "--model")
     else:
         network = get_builtin(source.get("task", DEFAULT_TASK)).model()
     if not isinstance(network, nn.Module):
         raise UsageError(f"The factory {source['factory']!r} must return a torch.nn.Module.")
+    if source.get("logits_model"):
+        network = LogitsModel(network, source.get("output_key"))
     return network.eval()
 
 
@@ -202,58 +231,43 @@ def _load_weights(network: nn.Module, path: str) -> None:
         ) from exc
 
 
-def _check_splits(splits: object, source: str) -> tuple[Dataset, Dataset, Dataset]:
+def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tuple[Split, Split, Split]:
     if not isinstance(splits, (tuple, list)) or len(splits) != 3:
         raise UsageError(
-            f"The data factory ({source}) must return (train, val, test) datasets. "
+            f"The data factory ({source}) must return (train, val, test) datasets or data loaders. "
             f"Got {type(splits).__name__} instead."
         )
-    for name, split in zip(("train", "val", "test"), splits):
+    checked, shapes = [], set()
+    for name, data in zip(("train", "val", "test"), splits):
+        split = data if isinstance(data, Split) else Split(data, batch_format)
         try:
-            size = len(split)
-            sample = split[0] if size else None
+            inputs, labels = first_batch(split, 2)
+        except UsageError as exc:
+            raise UsageError(f"The {name} split of {source}: {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise UsageError(
-                f"The {name} split of {source} is not a dataset of (input, label) pairs "
-                f"({type(exc).__name__}: {exc})."
+                f"The {name} split of {source} is not a dataset or data loader of (input, label) "
+                f"batches ({type(exc).__name__}: {exc})."
             ) from exc
-        if size == 0:
-            raise UsageError(f"The {name} split of {source} is empty.")
-        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+        if labels.is_floating_point() or labels.dim() != 1 or len(labels) != len(inputs):
             raise UsageError(
-                f"The {name} split of {source} must yield (input tensor, label) pairs. "
-                f"Got {type(sample).__name__} instead."
+                f"The {name} split of {source} must yield integer class labels, one number per "
+                f"sample. Got {labels.dtype} labels of shape {tuple(labels.shape[1:])} per sample instead."
             )
-        if not isinstance(sample[0], torch.Tensor):
-            raise UsageError(
-                f"The {name} split of {source} must yield inputs as torch tensors. "
-                f"Got {type(sample[0]).__name__} instead."
-            )
-        label = sample[1]
-        if not (
-            (isinstance(label, int) and not isinstance(label, bool))
-            or (isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point())
-        ):
-            shown = (
-                f"a tensor of shape {tuple(label.shape)} and dtype {label.dtype}"
-                if isinstance(label, torch.Tensor)
-                else type(label).__name__
-            )
-            raise UsageError(
-                f"The {name} split of {source} must yield integer class labels (an int or a 0-d "
-                f"integer tensor). Got {shown} instead."
-            )
-    shapes = {tuple(split[0][0].shape) for split in splits}
+        shapes.add(tuple(inputs.shape[1:]))
+        checked.append(split)
     if len(shapes) != 1:
         raise UsageError(f"The splits of {source} have samples of different shapes: {sorted(shapes)}.")
-    return tuple(splits)  # type: ignore[return-value]
+    return tuple(checked)  # type: ignore[return-value]
 
 
-def _check_forward(task: Task) -> None:
-    inputs = torch.stack([task.train[i][0] for i in range(min(2, len(task.train)))])
+def _check_forward(task: Task, first: Batch, loss: Loss) -> None:
+    inputs = first[0]
     try:
         with torch.enable_grad():  # one pass serves the shape checks and the training check
             outputs = task.model.eval()(inputs)
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UsageError(
             f"The model fails on a batch of the data of shape {tuple(inputs.shape)} "
@@ -261,18 +275,25 @@ def _check_forward(task: Task) -> None:
         ) from exc
     if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-        raise UsageError(f"The model must return class scores of shape (batch, classes); got {shape}.")
-    labels = [int(task.train[i][1]) for i in range(min(64, len(task.train)))]
-    if max(labels) >= outputs.shape[1] or min(labels) < 0:
         raise UsageError(
-            f"The data's labels reach {max(labels)} but the model outputs {outputs.shape[1]} classes."
+            f"The model must return class scores of shape (batch, classes); got {shape} "
+            "(set output_key to the part of the output that holds them)."
+        )
+    labels = first_batch(task.train, 64)[1]
+    if int(labels.max()) >= outputs.shape[1] or int(labels.min()) < 0:
+        raise UsageError(
+            f"The data's labels reach {int(labels.max())} but the model outputs {outputs.shape[1]} classes."
         )
     if not any(p.requires_grad for p in task.model.parameters()):
         return
     try:
-        loss = nn.functional.cross_entropy(outputs, torch.tensor(labels[: len(inputs)]))
-        loss.backward()
+        loss.bind()(task.model, first, "cpu").backward()
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"The model cannot be trained on the data ({type(exc).__name__}: {exc}).") from exc
+        raise UsageError(
+            f"The model cannot be trained on the data with the loss {loss.name!r} "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
     finally:
         task.model.zero_grad(set_to_none=True)

@@ -1,0 +1,95 @@
+"""Reading the user's model outputs: tensors, tuples, dicts or ``ModelOutput`` objects.
+
+Everything after loading sees a model whose output is the tensor of class scores:
+:func:`as_logits_model` wraps a model whose outputs hold them (a Hugging Face model's ``.logits``)
+in :class:`LogitsModel`, which is what is pruned, measured and exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from prunepilot.errors import UsageError
+
+#: The key (or attribute) read from dict-like outputs when no ``output_key`` is set.
+DEFAULT_OUTPUT_KEY = "logits"
+
+
+def logits_of(output: object, key: str | None = None) -> torch.Tensor:
+    """The class scores in ``output``: ``output[key]`` (or ``output.key``) when ``key`` is set; else
+    the tensor itself, ``logits`` of a dict or ``ModelOutput``, or the first element of a tuple.
+
+    Raises:
+        UsageError: when ``output`` holds no such tensor.
+    """
+    if key is None and isinstance(output, torch.Tensor):
+        return output
+    wanted = key or DEFAULT_OUTPUT_KEY
+    if isinstance(output, Mapping):  # dicts and ModelOutput (an OrderedDict)
+        found = output.get(wanted)
+        if found is None and key is None and len(output):
+            found = next(iter(output.values()))
+        where = f"keys {list(output)}"
+    elif isinstance(output, (tuple, list)) and output:
+        found = getattr(output, wanted, None) if key else output[0]
+        where = f"a {type(output).__name__} of {len(output)}"
+    else:
+        found = getattr(output, wanted, None)
+        where = type(output).__name__
+    if not isinstance(found, torch.Tensor):
+        raise UsageError(
+            f"Cannot find the class scores in the model's output ({where}); "
+            f"set output_key to the key that holds them{' (got ' + repr(key) + ')' if key else ''}.",
+            "output_key",
+        )
+    return found
+
+
+class LogitsModel(nn.Module):
+    """A user's model whose forward returns only the class scores its output holds.
+
+    Attributes:
+        model: The user's model (its modules are this one's, under ``model.``).
+        output_key: See :func:`logits_of`.
+    """
+
+    def __init__(self, model: nn.Module, output_key: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.output_key = output_key
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        return logits_of(self.model(*args, **kwargs), self.output_key)
+
+
+def as_logits_model(model: nn.Module, inputs: torch.Tensor, output_key: str | None = None) -> nn.Module:
+    """``model`` itself when it returns a tensor on ``inputs`` and no ``output_key`` is set, else
+    ``model`` in a :class:`LogitsModel`.
+
+    Raises:
+        UsageError: when the model fails on ``inputs`` or its output holds no class scores.
+    """
+    if isinstance(model, LogitsModel):
+        return model
+    if output_key is None:
+        try:
+            with torch.no_grad():
+                output = model.eval()(inputs)
+        except Exception as exc:  # noqa: BLE001 - the user's model failing is bad input
+            raise UsageError(
+                f"The model fails on a batch of the data of shape {tuple(inputs.shape)} "
+                f"({type(exc).__name__}: {exc}).",
+                "model",
+            ) from exc
+        if isinstance(output, torch.Tensor):
+            return model
+        logits_of(output)
+    return LogitsModel(model, output_key)
+
+
+def user_model(model: nn.Module) -> nn.Module:
+    """The user's own model inside ``model`` (``model`` itself unless it is a :class:`LogitsModel`)."""
+    return model.model if isinstance(model, LogitsModel) else model
