@@ -124,6 +124,28 @@ def test_a_dry_run_without_a_test_split_says_so_and_writes_nothing(trained_tiny,
     assert not any(tmp_path.iterdir())
 
 
+def test_data_loaders_of_dicts_a_dict_output_and_a_python_loss_are_searched_and_exported(tmp_path):
+    net = zoo.dict_output_net()
+    train, val, test = zoo.dict_batch_loaders()
+    zoo.LOSS_CALLS.clear()
+    result = prunepilot.search(
+        net, train=train, val=val, test=test, budget="6k params", trials=3, output_key="scores",
+        loss=zoo.recording_loss, out=str(tmp_path), log=lambda _: None, **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0 and result.budget_met
+    assert zoo.LOSS_CALLS and all(isinstance(model, zoo.DictOutputNet) for model, _ in zoo.LOSS_CALLS)
+    sizes = {len(batch["labels"]) for _, batch in zoo.LOSS_CALLS}
+    assert sizes == {32, 400 % 32}  # the loader's own batches (400 samples, batches of 32)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["loss"] == "tests.zoo:recording_loss" and config["output_key"] == "scores"
+    inputs = next(iter(test))["pixel_values"][:8]
+    rebuilt = load_plan(result.run_dir, base_model=net)
+    with torch.no_grad():
+        assert rebuilt(inputs).shape == (8, 10)
+        assert torch.allclose(rebuilt(inputs), result.model(inputs), atol=1e-5)
+    assert result.report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -133,6 +155,9 @@ def test_a_dry_run_without_a_test_split_says_so_and_writes_nothing(trained_tiny,
         ({"budget": "fast"}, "Cannot read the budget"),
         ({"model": "not a model"}, "must be a torch.nn.Module"),
         ({"resume": True}, "'name' parameter of search must name the run"),
+        ({"model": zoo.DictOutputNet(), "output_key": "logits"}, "['hidden', 'scores']); set output_key"),
+        ({"loss": "tests.zoo:float_loss"}, "must return a scalar tensor that carries gradients"),
+        ({"label_key": ""}, "'label_key' parameter of JobSpec"),
     ],
 )
 def test_bad_arguments_are_refused_with_one_clear_error(trained_tiny, tmp_path, kwargs, message):

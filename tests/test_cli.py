@@ -511,3 +511,14 @@ def test_export_of_a_trial_the_run_does_not_have_is_refused(capsys, default_run)
     code, _, err = run_cli(capsys, "report", run.parent / "nope")
     assert code == 2
     assert_one_line_error(err, "is not a run directory")
+
+
+def test_dict_batches_and_a_dict_output_are_read_through_the_key_flags(capsys, tmp_path):
+    base = ["search", "--model", "tests.zoo:dict_output_net", "--data", "tests.zoo:dict_batch_loaders",
+            "--dry-run", "--out", tmp_path, "--quiet"]  # fmt: skip
+    code, out, err = run_cli(capsys, *base, "--output-key", "scores", "--loss", "tests.zoo:recording_loss")
+    assert code == 0, err
+    assert "Search space:" in out
+    code, _, err = run_cli(capsys, *base, "--input-key", "pixels")
+    assert code == 2
+    assert_one_line_error(err, "no key 'pixels' (set by input_key)", "['id', 'labels', 'pixel_values']")

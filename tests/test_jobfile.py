@@ -94,6 +94,11 @@ def test_the_example_job_file_loads_and_validates():
         ('budget = "2x"\n[space]\nexclude = "stem.0"', ["space.exclude: must be a list of strings"]),
         ('budget = "2x"\n[space]\nexclude = ["nope.*"]', ["job.toml: space.exclude:", "matches no"]),
         ('budget = "2x"\n[space]\nratio_min = 0.9', ["job.toml: space.ratio_min:", "Got 0.9"]),
+        ('budget = "2x"\n[model]\nfactory = "tests.zoo:dict_output_net"\n[data]\nfactory = '
+         '"tests.zoo:dict_batch_loaders"\ninput_key = "image"', ["data.input_key:", "no key 'image'"]),
+        ('budget = "2x"\n[model]\nfactory = "tests.zoo:dict_output_net"\noutput_key = "logit"\n[data]\n'
+         'factory = "tests.zoo:dict_batch_loaders"', ["model.output_key:", "got 'logit'"]),
+        ('budget = "2x"\n[finetune]\nloss = "tests.zoo:float_loss"', ["finetune.loss:", "scalar tensor"]),
     ],
 )
 def test_a_malformed_job_file_gets_one_line_naming_the_key_and_exit_2(capsys, tmp_path, text, fragments):

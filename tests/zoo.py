@@ -197,3 +197,55 @@ def token_data():
 def accuracy_share(outputs: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy written as a user's metric (maximised)."""
     return float((outputs.argmax(dim=1) == labels).float().mean())
+
+
+class DictOutputNet(nn.Module):
+    """``tiny_resnet`` returning a dict (as a Hugging Face model returns a ``ModelOutput``)."""
+
+    def __init__(self, net: nn.Module | None = None) -> None:
+        super().__init__()
+        self.net = net or tiny_resnet()
+
+    def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(pixel_values)
+        return {"hidden": logits.detach() * 0, "scores": logits}
+
+
+def dict_output_net() -> nn.Module:
+    torch.manual_seed(0)
+    return DictOutputNet()
+
+
+class _DictSamples(torch.utils.data.Dataset):
+    def __init__(self, split: TensorDataset) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> dict:
+        x, y = self.split[index]
+        return {"pixel_values": x, "labels": y, "id": index}
+
+
+def dict_batch_loaders(batch_size: int = 32):
+    """(train, val, test) DataLoaders of the small digits whose batches are dicts."""
+    return tuple(
+        torch.utils.data.DataLoader(_DictSamples(split), batch_size=batch_size, shuffle=shuffle)
+        for split, shuffle in zip(small_digits_data(), (True, False, False))
+    )
+
+
+#: (model, batch) pairs the recording loss was called with (its test reads them).
+LOSS_CALLS: list[tuple[nn.Module, object]] = []
+
+
+def recording_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Cross-entropy of ``DictOutputNet``'s scores, recording what it was called with."""
+    LOSS_CALLS.append((model, batch))
+    return nn.functional.cross_entropy(model(batch["pixel_values"])["scores"], batch["labels"])
+
+
+def float_loss(model: nn.Module, batch: dict) -> float:
+    """A loss that returns a plain number (refused: no gradients)."""
+    return 1.0

@@ -20,7 +20,8 @@ DEFAULT_OUTPUT_KEY = "logits"
 
 def logits_of(output: object, key: str | None = None) -> torch.Tensor:
     """The class scores in ``output``: ``output[key]`` (or ``output.key``) when ``key`` is set; else
-    the tensor itself, ``logits`` of a dict or ``ModelOutput``, or the first element of a tuple.
+    the tensor itself, ``logits`` (else the first tensor that is not a scalar) of a dict or
+    ``ModelOutput``, or the first element of a tuple.
 
     Raises:
         UsageError: when ``output`` holds no such tensor.
@@ -30,8 +31,8 @@ def logits_of(output: object, key: str | None = None) -> torch.Tensor:
     wanted = key or DEFAULT_OUTPUT_KEY
     if isinstance(output, Mapping):  # dicts and ModelOutput (an OrderedDict)
         found = output.get(wanted)
-        if found is None and key is None and len(output):
-            found = next(iter(output.values()))
+        if found is None and key is None:  # the first batch of scores (not a scalar loss)
+            found = next((v for v in output.values() if isinstance(v, torch.Tensor) and v.dim()), None)
         where = f"keys {list(output)}"
     elif isinstance(output, (tuple, list)) and output:
         found = getattr(output, wanted, None) if key else output[0]
@@ -61,8 +62,8 @@ class LogitsModel(nn.Module):
         self.model = model
         self.output_key = output_key
 
-    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
-        return logits_of(self.model(*args, **kwargs), self.output_key)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(inputs), self.output_key)
 
 
 def as_logits_model(model: nn.Module, inputs: torch.Tensor, output_key: str | None = None) -> nn.Module:

@@ -243,7 +243,7 @@ def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tup
         try:
             inputs, labels = first_batch(split, 2)
         except UsageError as exc:
-            raise UsageError(f"The {name} split of {source}: {exc}") from None
+            raise UsageError(f"The {name} split of {source}: {exc}", exc.field) from None
         except Exception as exc:  # noqa: BLE001
             raise UsageError(
                 f"The {name} split of {source} is not a dataset or data loader of (input, label) "
