@@ -16,7 +16,8 @@ from prunepilot.adapters import Batch, Loss
 from prunepilot.errors import UsageError
 from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
-from prunepilot.policies.groups import build_graph, example_inputs, named_groups
+from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
+from prunepilot.policies.heads import find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
 
 
@@ -93,14 +94,18 @@ def apply_policy(
     if any(get_criterion(s.criterion).needs_gradients for s in active.values()):
         _accumulate_gradients(pruned, gradient_batches, loss or Loss())
 
+    attention = find_attention(pruned)
     removals = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for name, setting in active.items():
             group = groups[name]
-            channels = len(group[0].idxs)
-            keep = kept_channels(channels, setting.ratio, policy.round_to)
-            if keep >= channels:
+            heads = attention_of(graph, group, attention)
+            # An attention group loses whole heads: its units are heads of head_dim channels.
+            size = heads.head_dim if heads else 1
+            units = len(group[0].idxs) // size
+            keep = kept_channels(units, setting.ratio, 1 if heads else policy.round_to)
+            if keep >= units:
                 continue
             scores = get_criterion(setting.criterion).make()(group)
             if scores is None:
@@ -108,9 +113,10 @@ def apply_policy(
                     f"The criterion {setting.criterion!r} cannot score group {name!r} "
                     "(it has no layer that criterion reads)."
                 )
-            order = torch.argsort(scores.detach().flatten().cpu(), stable=True)
-            drop = sorted(int(group[0].idxs[i]) for i in order[: channels - keep])
-            removals.append((name, drop))
+            per_unit = scores.detach().flatten().cpu().reshape(units, size).sum(dim=1)
+            order = torch.argsort(per_unit, stable=True)
+            channels = [int(u) * size + j for u in order[: units - keep] for j in range(size)]
+            removals.append((name, sorted(int(group[0].idxs[c]) for c in channels)))
 
     _remove(graph, groups, removals)
     pruned.zero_grad(set_to_none=True)
@@ -193,9 +199,16 @@ def _output_shape(model: nn.Module, inputs: torch.Tensor) -> tuple:
 
 
 def _remove(graph, groups: dict, removals: list[tuple[str, list[int]]]) -> None:
+    """Removes each group's channels; an attention group's are whole heads, and its module's head
+    count and per-head parameters follow (see :func:`~prunepilot.policies.heads.heads_removed`)."""
+    attention = find_attention(graph.model)
+    owners = [(attention_of(graph, groups[name], attention), drop) for name, drop in removals]
     for name, drop in removals:
         root = groups[name][0].dep.target.module
         graph.get_pruning_group(root, groups[name][0].dep.handler, drop).prune()
+    for owner, drop in owners:
+        if owner is not None:
+            heads_removed(owner, drop)
 
 
 def _accumulate_gradients(model: nn.Module, batches: Iterable[Batch], loss: Loss) -> None:

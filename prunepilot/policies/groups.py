@@ -16,6 +16,7 @@ from torch import nn
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.cost import flops_by_module
 from prunepilot.inputs import example_batch
+from prunepilot.policies.heads import Attention, find_attention, head_tables
 
 #: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
 TRACE_BATCH = 2
@@ -31,6 +32,8 @@ class GroupInfo:
         modules: Qualified names of the layers whose output channels shrink with the group.
         has_batchnorm: Whether a BatchNorm belongs to the group (``bn_scale`` needs one).
         flops_share: Share of the model's FLOPs spent in ``modules`` (0..1).
+        heads: The attention heads the group's channels make up (pruned whole heads at a time);
+            0 when the group is not an attention module's.
     """
 
     name: str
@@ -38,6 +41,7 @@ class GroupInfo:
     modules: tuple[str, ...]
     has_batchnorm: bool
     flops_share: float
+    heads: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,10 +58,11 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
     Raises:
         UsageError: when the model cannot be traced.
     """
+    tables = head_tables(find_attention(model))  # per-head parameters are sliced by heads_removed
     try:
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(
-                model, example_inputs=inputs, ignored_layers=[], verbose=False
+                model, example_inputs=inputs, ignored_layers=[], ignored_params=tables, verbose=False
             )
     except Exception as exc:  # noqa: BLE001 - any tracing failure is the model's, reported as one line
         raise UsageError(
@@ -97,20 +102,46 @@ def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:
 def named_groups(
     model: nn.Module, graph: tp.DependencyGraph, inputs: torch.Tensor
 ) -> dict[str, tp.dependency.Group]:
-    """Every prunable group of ``model``, keyed by its root module's qualified name.
+    """Every prunable group of ``model``, keyed by its root module's qualified name (see
+    :func:`left_whole` for the groups left out)."""
+    return {name: group for name, group, reason in _classified(model, graph, inputs) if reason is None}
 
-    Groups that touch a grouped convolution (``1 < groups < in_channels``) are left out: their
-    channels cannot be removed one by one.
+
+def left_whole(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
+    """The groups of ``model`` that are never pruned, with the reason (besides the output layers').
+
+    - a grouped convolution (``1 < groups < in_channels``): its channels cannot go one by one;
+    - the width that feeds attention projections (a transformer's residual stream and embeddings):
+      positions, heads and every layer norm are sized by it.
     """
+    work = copy.deepcopy(model).eval()
+    inputs = example_inputs(input_shape)
+    graph = build_graph(work, inputs)
+    return {name: reason for name, _, reason in _classified(work, graph, inputs) if reason is not None}
+
+
+def attention_of(
+    graph: tp.DependencyGraph, group: tp.dependency.Group, attention: list[Attention]
+) -> Attention | None:
+    """The attention module whose heads ``group``'s channels are (None for other groups)."""
+    by_projection = {p: a for a in attention for p in a.projections}
+    return next((by_projection[d.target.module] for d, _ in group if d.target.module in by_projection
+                 and graph.is_out_channel_pruning_fn(d.handler)), None)  # fmt: skip
+
+
+def _classified(model: nn.Module, graph: tp.DependencyGraph, inputs: torch.Tensor):
+    """(name, group, reason it is left whole or None) for every group but the output layers'."""
     names = {module: name for name, module in model.named_modules()}
     ignored = output_layers(model, inputs)
-    groups: dict[str, tp.dependency.Group] = {}
+    projections = {p for a in find_attention(model) for p in a.projections}
     for group in graph.get_all_groups(ignored_layers=list(ignored)):
+        reason = None
         if any(_is_grouped_conv(dep.target.module) for dep, _ in group):
-            continue
-        root = group[0].dep.target.module
-        groups[names[root]] = group
-    return groups
+            reason = "a grouped convolution (channels cannot be removed one by one)"
+        elif any(d.target.module in projections and not graph.is_out_channel_pruning_fn(d.handler)
+                 for d, _ in group):  # fmt: skip
+            reason = "the width feeding attention (residual stream, embeddings, layer norms)"
+        yield names[group[0].dep.target.module], group, reason
 
 
 def _is_grouped_conv(module: nn.Module) -> bool:
@@ -127,6 +158,7 @@ def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[Grou
     inputs = example_inputs(input_shape)
     graph = build_graph(work, inputs)
     names = {module: name for name, module in work.named_modules()}
+    attention = find_attention(work)
     per_module = flops_by_module(work, inputs[:1])
     total = max(sum(per_module.values()), 1)
     infos = []
@@ -143,7 +175,9 @@ def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[Grou
                 layers.append(names[module])
         layers = sorted(set(layers), key=list(names.values()).index)
         share = sum(per_module.get(layer, 0) for layer in layers) / total
-        infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share))
+        owner = attention_of(graph, group, attention)
+        heads = owner.heads if owner else 0
+        infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share, heads))
     order = list(names.values())
     infos.sort(key=lambda info: order.index(info.name))
     if not infos:

@@ -1,0 +1,105 @@
+"""Attention heads: found in a model's modules, pruned whole.
+
+An attention module is one holding query, key and value projections (``nn.Linear`` under the names
+Hugging Face models and PyTorch ports use) and a head count. Torch-Pruning's dependency graph
+couples the three projections' output channels with the output projection's input channels in one
+group; :mod:`prunepilot.policies.apply` removes whole heads from it (channel ``c`` belongs to head
+``c // head_dim``), and :func:`heads_removed` then updates the module's head count and slices its
+per-head parameters (a Swin relative-position bias table), which the graph cannot map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+#: Attribute names of the query, key and value projections.
+QUERY_NAMES = ("q_proj", "query", "q_lin", "q")
+KEY_NAMES = ("k_proj", "key", "k_lin", "k")
+VALUE_NAMES = ("v_proj", "value", "v_lin", "v")
+#: Attribute names of the head count, updated when heads are removed.
+HEAD_COUNT_NAMES = ("num_attention_heads", "n_heads", "num_heads", "num_attention_heads_per_partition")
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One attention module of a model.
+
+    Attributes:
+        name: Its qualified name.
+        module: The module.
+        projections: Its query, key and value ``nn.Linear`` layers.
+        heads: Its head count.
+        head_dim: Channels per head.
+        tables: Per-head parameters as (owner module, attribute name): tensors whose last dimension
+            is the head count.
+    """
+
+    name: str
+    module: nn.Module
+    projections: tuple[nn.Linear, nn.Linear, nn.Linear]
+    heads: int
+    head_dim: int
+    tables: tuple[tuple[nn.Module, str], ...] = ()
+
+
+def find_attention(model: nn.Module) -> list[Attention]:
+    """Every attention module of ``model`` whose projections split evenly into its heads."""
+    found = []
+    for name, module in model.named_modules():
+        projections = tuple(_linear(module, names) for names in (QUERY_NAMES, KEY_NAMES, VALUE_NAMES))
+        counts = (getattr(module, a, None) for a in HEAD_COUNT_NAMES)
+        heads = next((c for c in counts if isinstance(c, int) and not isinstance(c, bool)), 0)
+        if None in projections or heads < 1:
+            continue
+        width = projections[0].out_features
+        if width % heads or any(p.out_features != width for p in projections):
+            continue
+        found.append(Attention(name, module, projections, heads, width // heads, _tables(module, heads)))
+    return found
+
+
+def head_tables(attention: list[Attention]) -> list[nn.Parameter]:
+    """The per-head parameters of ``attention`` (left out of the dependency graph)."""
+    return [getattr(owner, attr) for a in attention for owner, attr in a.tables]
+
+
+def heads_removed(attention: Attention, channels: list[int]) -> int:
+    """Records that ``channels`` of ``attention``'s projections (whole heads) were removed: its head
+    count attributes are lowered and its per-head parameters lose those heads' columns.
+
+    Returns:
+        The heads left.
+    """
+    removed = sorted({c // attention.head_dim for c in channels})
+    left = attention.heads - len(removed)
+    module = attention.module
+    for name in HEAD_COUNT_NAMES:
+        if isinstance(getattr(module, name, None), int):
+            setattr(module, name, left)
+    if isinstance(getattr(module, "all_head_size", None), int):
+        module.all_head_size = left * attention.head_dim
+    keep = [h for h in range(attention.heads) if h not in set(removed)]
+    for owner, attr in attention.tables:
+        table = getattr(owner, attr)
+        with torch.no_grad():
+            setattr(owner, attr, nn.Parameter(table[..., keep].clone(), requires_grad=table.requires_grad))
+    return left
+
+
+def _linear(module: nn.Module, names: tuple[str, ...]) -> nn.Linear | None:
+    return next((getattr(module, n) for n in names if isinstance(getattr(module, n, None), nn.Linear)), None)
+
+
+def _tables(module: nn.Module, heads: int) -> tuple[tuple[nn.Module, str], ...]:
+    """Parameters of ``module`` and its non-Linear children whose last dimension is the head count."""
+    tables = []
+    for owner in (module, *module.children()):
+        if isinstance(owner, (nn.Linear, nn.LayerNorm)):
+            continue
+        for attr, parameter in owner.named_parameters(recurse=False):
+            if parameter.dim() >= 2 and parameter.shape[-1] == heads:
+                tables.append((owner, attr))
+    return tuple(tables)
