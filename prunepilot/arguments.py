@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="policies measured to calibrate the latency predictor that screens a latency budget "
         f"({_default('calibration_samples')}; 0: no latency screen)",
     )
+    tuning.add_argument("--discovery-timeout", type=_positive_float,
+                        help=f"seconds each discovery step may take ({_default('discovery_timeout')})")
+    tuning.add_argument("--discovery-memory-gb", type=_positive_float,
+                        help="GiB each discovery step may add (default: half the machine's memory)")
     latency = search.add_argument_group("latency measurement")
     latency.add_argument(
         "--latency-batch",

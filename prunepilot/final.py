@@ -22,6 +22,7 @@ from prunepilot.evaluators import (
 from prunepilot.evaluators.metric import evaluate_metric
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Plan, Policy
+from prunepilot.policies.heads import head_counts
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings, prune_and_train
 
@@ -160,6 +161,10 @@ def finalize(
         "finetune_steps": settings.finetune_steps,
         "timings": timings,
     }
+    heads = head_counts(model)
+    if heads:  # attention heads kept per layer, of the baseline's
+        final["heads"] = {name: {"kept": kept, "baseline": count} for (name, count), kept
+                          in zip(head_counts(task.model).items(), heads.values())}  # fmt: skip
     final["wall_s"] = time.perf_counter() - start
     return Finalized(trial, final, model, policy, plan)
 

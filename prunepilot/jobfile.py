@@ -71,6 +71,8 @@ KEYS = (
     Key("finetune.lr", "lr", "float", "peak learning rate (AdamW, cosine decay)"),
     Key("finetune.batch_size", "batch_size", "int", "fine-tune and recalibration batch size"),
     Key("finetune.bn_batches", "bn_batches", "int", "batches for BatchNorm recalibration"),
+    Key("discovery.timeout", "discovery_timeout", "float", "seconds each discovery step may take"),
+    Key("discovery.memory_gb", "discovery_memory_gb", "float", "GiB each discovery step may add"),
     Key("screen.enabled", "screen", "bool", "predict each policy's budget metric and skip those over budget"),
     Key("screen.fill", "fill", "bool", "lower or raise a sampled policy's ratios until just under budget"),
     Key("screen.calibration_samples", "calibration_samples", "int", "pruned models timed for the predictor"),

@@ -95,6 +95,9 @@ class JobSpec:
             never with a budget the baseline already meets.
         calibration_samples: Policies measured to calibrate the latency predictor of a latency
             budget's screen; 0 screens no latency budget.
+        discovery_timeout: Seconds each discovery step (tracing, blocks, trying groups) may take.
+        discovery_memory_gb: GiB each discovery step may add to the process; None for half the
+            machine's memory.
         dry_run: Print groups, baseline and space; run no trial.
         workers: Trials in flight on Ray; None sizes it to the cluster; 0 runs trials one at a
             time in this process, without Ray.
@@ -150,6 +153,8 @@ class JobSpec:
     screen: bool = True
     fill: bool = True
     calibration_samples: int = CALIBRATION_SAMPLES
+    discovery_timeout: float = 120.0
+    discovery_memory_gb: float | None = None
     dry_run: bool = False
     workers: int | None = None
     ray_address: str | None = None
@@ -221,6 +226,9 @@ class JobSpec:
             require(lambda: self.timeout is None or (math.isfinite(self.timeout) and self.timeout > 0),
                     "timeout", "a number of seconds > 0"),
             require(lambda: math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
+            require(lambda: self.discovery_timeout > 0, "discovery_timeout", "a number of seconds > 0"),
+            require(lambda: self.discovery_memory_gb is None or self.discovery_memory_gb > 0,
+                    "discovery_memory_gb", "None or a number of GiB > 0"),
             require(lambda: 0 < self.ratio_max <= MAX_RATIO, "ratio_max", f"in (0, {MAX_RATIO}]"),
             require(lambda: 0 <= self.ratio_min <= self.ratio_max, "ratio_min",
                     f"in [0, ratio_max={self.ratio_max}]"),

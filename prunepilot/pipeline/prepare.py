@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from prunepilot.errors import UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.metric import Metric, evaluate_metric
 from prunepilot.inputs import on_device
-from prunepilot.policies import GroupInfo, Policy, apply_policy, discover_blocks, discover_groups
+from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
 from prunepilot.search import SearchSpace
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
@@ -47,6 +47,7 @@ class PreparedJob:
         groups: The groups the search may prune.
         space: The search space.
         settings: How trials are trained and measured.
+        left_whole: Groups never pruned -> why (listed by ``--dry-run``).
     """
 
     job: ResolvedJob
@@ -54,6 +55,7 @@ class PreparedJob:
     groups: list[GroupInfo]
     space: SearchSpace
     settings: TrialSettings
+    left_whole: dict[str, str] = field(default_factory=dict)
 
     @property
     def spec(self):
@@ -117,8 +119,9 @@ def prepare(
             spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype,
             **spec.reading(),
         )  # fmt: skip
-    discovered = discover_groups(task.model, task.input_shape)
-    removable = discover_blocks(task.model, task.input_shape)
+    bounds = DiscoveryBounds(spec.discovery_timeout, spec.discovery_memory_gb)
+    found = discover(task.model, task.input_shape, bounds)
+    discovered, removable = list(found.groups), list(found.blocks)
     if start_policy is not None:  # a policy may name any group; excluded ones are dropped from it
         start_policy.check_groups((g.name for g in discovered), f"The policy file {spec.policy!r}")
         start_policy.check_blocks(removable, f"The policy file {spec.policy!r}")
@@ -137,7 +140,7 @@ def prepare(
     builtin = spec.model is None and not spec.python_model
     settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
     _check_metric(task, settings.metric)
-    return PreparedJob(job, task, groups, space, settings)
+    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole))
 
 
 def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
@@ -194,7 +197,11 @@ def dry_run_lines(prepared: PreparedJob, baseline: dict[str, Any]) -> list[str]:
         lines.append(f"Budget: {budget.text} -> {format_cost(budget.cost, limit.limit)}")
     lines.append(f"{'group':32} {'channels':>8} {'FLOPs':>7}  layers")
     for g in prepared.groups:
-        lines.append(f"{g.name:32} {g.channels:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
+        size = f"{g.heads} heads" if g.heads else g.channels
+        lines.append(f"{g.name:32} {size:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
+    if prepared.left_whole:
+        lines.append("Left whole (never pruned):")
+        lines += [f"  {name}: {reason}" for name, reason in prepared.left_whole.items()]
     lines.append("Search space:")
     lines += [f"  {line}" for line in prepared.space.describe()]
     return lines

@@ -9,7 +9,9 @@ from prunepilot.policies.criteria import (
     get_criterion,
     register_criterion,
 )
-from prunepilot.policies.groups import GroupInfo, discover_groups
+from prunepilot.policies.discovery import Discovery, DiscoveryBounds, discover
+from prunepilot.policies.groups import GroupInfo, discover_groups, survey_groups
+from prunepilot.policies.heads import head_counts
 from prunepilot.policies.policy import MAX_RATIO, GroupSetting, Policy, kept_channels
 
 __all__ = [
@@ -17,16 +19,21 @@ __all__ = [
     "Plan",
     "PrunedModel",
     "Criterion",
+    "Discovery",
+    "DiscoveryBounds",
     "GroupInfo",
     "GroupSetting",
     "Policy",
     "apply_plan",
     "apply_policy",
     "criterion_names",
+    "discover",
     "discover_blocks",
     "discover_groups",
     "get_criterion",
+    "head_counts",
     "kept_channels",
     "register_criterion",
     "remove_blocks",
+    "survey_groups",
 ]

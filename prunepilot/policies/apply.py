@@ -145,6 +145,36 @@ def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn
     return pruned.eval()
 
 
+def unprunable_groups(model: nn.Module, names: Iterable[str], input_shape: tuple[int, ...]) -> dict[str, str]:
+    """The groups among ``names`` that cannot be pruned, with the reason: taking one channel (one
+    head) out of them breaks the model's forward pass or changes its output shape. All groups are
+    tried at once first, then one by one only when that fails.
+    """
+    names = list(names)
+    inputs = example_inputs(input_shape)
+    shape = _output_shape(copy.deepcopy(model).eval(), inputs)
+
+    def attempt(selected: list[str]) -> str | None:
+        try:
+            pruned, graph, groups, _ = _without_blocks(model, (), input_shape)
+            attention = find_attention(pruned)
+            removals = []
+            for name in selected:
+                heads = attention_of(graph, groups[name], attention)
+                size = heads.head_dim if heads else 1
+                if len(groups[name][0].idxs) > size:
+                    removals.append((name, [int(i) for i in groups[name][0].idxs[:size]]))
+            _remove(graph, groups, removals)
+            after = _output_shape(pruned, inputs)
+        except Exception as exc:  # noqa: BLE001 - any failure is the group's reason to stay whole
+            return f"pruning it breaks the model ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        return None if after == shape else f"pruning it changes the output shape from {shape} to {after}"
+
+    if attempt(names) is None:
+        return {}
+    return {name: reason for name in names if (reason := attempt([name])) is not None}
+
+
 def _without_blocks(
     model: nn.Module, blocks: tuple[str, ...], input_shape: tuple[int, ...]
 ) -> tuple[nn.Module, tp.DependencyGraph, dict[str, tp.dependency.Group], set[str]]:

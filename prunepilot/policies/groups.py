@@ -103,21 +103,8 @@ def named_groups(
     model: nn.Module, graph: tp.DependencyGraph, inputs: torch.Tensor
 ) -> dict[str, tp.dependency.Group]:
     """Every prunable group of ``model``, keyed by its root module's qualified name (see
-    :func:`left_whole` for the groups left out)."""
+    :func:`survey_groups` for the groups left out)."""
     return {name: group for name, group, reason in _classified(model, graph, inputs) if reason is None}
-
-
-def left_whole(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
-    """The groups of ``model`` that are never pruned, with the reason (besides the output layers').
-
-    - a grouped convolution (``1 < groups < in_channels``): its channels cannot go one by one;
-    - the width that feeds attention projections (a transformer's residual stream and embeddings):
-      positions, heads and every layer norm are sized by it.
-    """
-    work = copy.deepcopy(model).eval()
-    inputs = example_inputs(input_shape)
-    graph = build_graph(work, inputs)
-    return {name: reason for name, _, reason in _classified(work, graph, inputs) if reason is not None}
 
 
 def attention_of(
@@ -154,6 +141,26 @@ def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[Grou
     Raises:
         UsageError: when the model cannot be traced or has nothing to prune.
     """
+    groups, _ = survey_groups(model, input_shape)
+    if not groups:
+        raise UsageError(
+            "The model has no prunable group: prunepilot prunes the output channels of "
+            "Conv and Linear layers that do not produce the model's output."
+        )
+    return groups
+
+
+def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[GroupInfo], dict[str, str]]:
+    """The prunable groups of ``model`` (perhaps none), and the groups left whole with the reason
+    (besides the output layers'), from one trace; ``model`` is not changed.
+
+    Left whole are a grouped convolution (``1 < groups < in_channels``), whose channels cannot go one
+    by one, and the width that feeds attention projections (a transformer's residual stream and
+    embeddings), by which positions, heads and every layer norm are sized.
+
+    Raises:
+        UsageError: when the model cannot be traced.
+    """
     work = copy.deepcopy(model).eval()
     inputs = example_inputs(input_shape)
     graph = build_graph(work, inputs)
@@ -161,8 +168,11 @@ def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[Grou
     attention = find_attention(work)
     per_module = flops_by_module(work, inputs[:1])
     total = max(sum(per_module.values()), 1)
-    infos = []
-    for name, group in named_groups(work, graph, inputs).items():
+    infos, left = [], {}
+    for name, group, reason in _classified(work, graph, inputs):
+        if reason is not None:
+            left[name] = reason
+            continue
         layers = []
         has_bn = False
         for dep, _ in group:
@@ -180,12 +190,7 @@ def discover_groups(model: nn.Module, input_shape: tuple[int, ...]) -> list[Grou
         infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share, heads))
     order = list(names.values())
     infos.sort(key=lambda info: order.index(info.name))
-    if not infos:
-        raise UsageError(
-            "The model has no prunable group: prunepilot prunes the output channels of "
-            "Conv and Linear layers that do not produce the model's output."
-        )
-    return infos
+    return infos, left
 
 
 def _flatten(obj: object) -> list:

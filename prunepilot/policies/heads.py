@@ -61,6 +61,11 @@ def find_attention(model: nn.Module) -> list[Attention]:
     return found
 
 
+def head_counts(model: nn.Module) -> dict[str, int]:
+    """Attention module name -> its head count (empty for a model without attention)."""
+    return {a.name: a.heads for a in find_attention(model)}
+
+
 def head_tables(attention: list[Attention]) -> list[nn.Parameter]:
     """The per-head parameters of ``attention`` (left out of the dependency graph)."""
     return [getattr(owner, attr) for a in attention for owner, attr in a.tables]

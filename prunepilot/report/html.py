@@ -7,21 +7,16 @@ import html
 import io
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from prunepilot.budget import format_cost  # noqa: E402
-from prunepilot.report._labels import (  # noqa: E402
+from prunepilot.budget import format_cost
+from prunepilot.report._labels import (
     front_caption,
     metric_change,
     metric_label,
     policy_blocks,
     removed_blocks,
 )
-from prunepilot.report.markdown import export_lines, screening_sentence  # noqa: E402
-from prunepilot.report.plot import pareto_plot  # noqa: E402
+from prunepilot.report.markdown import export_lines, screening_sentence
+from prunepilot.report.plot import pareto_plot, pyplot
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -124,6 +119,7 @@ def _ratio_chart(report: dict[str, Any]) -> bytes:
         bool(blocks) and all(any(m.startswith(b + ".") for b in blocks) for m in layers.get(n, [n]))
         for n in names
     ]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), dpi=110)
     ratios = [1.0 if out else groups[n]["ratio"] for n, out in zip(names, gone)]
     ax.barh(names, ratios, color=["tab:gray" if out else "tab:blue" for out in gone])
@@ -152,3 +148,4 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _e(text: object) -> str:
     return html.escape(str(text))
+

@@ -54,6 +54,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
             "",
             f"Chosen: trial {report['chosen']['number']}.",
             "",
+            *_head_lines(final.get("heads", {})),
             *export_lines(final["export"]),
             "",
         ]
@@ -139,3 +140,11 @@ def screening_sentence(numbers: dict[str, Any]) -> str:
 
 def _screening_line(numbers: dict[str, Any]) -> str:
     return "- " + screening_sentence(numbers)
+
+
+def _head_lines(heads: dict[str, dict[str, int]]) -> list[str]:
+    """Attention heads kept per layer (none for a model without attention)."""
+    if not heads:
+        return []
+    kept = ", ".join(f"`{name}` {h['kept']}/{h['baseline']}" for name, h in heads.items())
+    return [f"Attention heads kept (whole heads removed): {kept}.", ""]

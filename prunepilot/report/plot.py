@@ -6,12 +6,7 @@ import io
 import textwrap
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from prunepilot.report._labels import metric_label, trial_score_note  # noqa: E402
+from prunepilot.report._labels import metric_label, trial_score_note
 
 __all__ = ["pareto_plot"]
 
@@ -28,6 +23,7 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
     metric = report["budget"]["metric"]
     limit = report["budget"]["limit"]
     trials = [t for t in report["trials"] if t["result"]]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for feasible, colour, label in ((True, "tab:blue", "within budget"), (False, "tab:gray", "over budget")):
         points = [(t["result"][metric], t["result"]["accuracy"]) for t in trials if t["feasible"] is feasible]
@@ -72,3 +68,13 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported when a plot is drawn (not on every start)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -35,15 +35,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.linear_model import LinearRegression, Ridge
-from sklearn.model_selection import KFold, cross_val_predict
 from torch import nn
 
 from prunepilot.errors import invalid_parameter
 from prunepilot.evaluators.cost import flops_by_module
 from prunepilot.inputs import example_batch
+
+if TYPE_CHECKING:  # scikit-learn is imported when a predictor is fitted (a second off every start)
+    from sklearn.linear_model import LinearRegression, Ridge
 
 #: Vector widths tried by cross-validation (1: plain FLOPs).
 VECTOR_WIDTHS = (1, 4, 8, 16, 32)
@@ -131,6 +133,8 @@ class LatencyPredictor:
         target = np.asarray(ratios, dtype=float)
         if not np.all(np.isfinite(target) & (target > 0)):
             raise invalid_parameter("ratios", "LatencyPredictor", "finite numbers > 0", list(ratios))
+        from sklearn.model_selection import KFold, cross_val_predict
+
         folds = KFold(n_splits=min(5, len(tables)), shuffle=True, random_state=0)
         layer_term = any(name not in table for table in tables for name in base)
         # Relative least squares: each squared residual is weighted by 1 / ratio^2, so the fit
@@ -185,6 +189,8 @@ class LatencyPredictor:
 
 def _regression(alpha: float) -> LinearRegression | Ridge:
     """A non-negative linear regression, shrunk by ``alpha`` (0: plain least squares)."""
+    from sklearn.linear_model import LinearRegression, Ridge
+
     return LinearRegression(positive=True) if alpha == 0 else Ridge(alpha=alpha, positive=True)
 
 

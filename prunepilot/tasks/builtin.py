@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
 from prunepilot.errors import UsageError
@@ -29,6 +29,7 @@ SPLIT_SEED = 0
 TRAIN_SEED = 0
 TRAIN_LR = 3e-3
 TRAIN_BATCH = 64
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,23 @@ class BuiltinTask:
         return SmallResNet(self.width, 10, self.stem_stride)
 
     def datasets(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
-        """Fixed stratified 60/20/20 train/val/test split."""
+        """Fixed stratified 60/20/20 train/val/test split, cached beside the model (loading the data
+        and scikit-learn takes longer than the whole dry run of a small model)."""
+        path = cache_dir() / f"{self.name}_splits_s{SPLIT_SEED}.pt"
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return tuple(TensorDataset(saved[f"{split}_x"], saved[f"{split}_y"]) for split in SPLITS)
+        except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError):
+            pass  # not cached yet (or damaged): made again
+        splits = self._split()
+        tensors = {f"{name}_{part}": t for name, split in zip(SPLITS, splits)
+                   for part, t in zip("xy", split.tensors)}  # fmt: skip
+        _save_atomically(tensors, path)
+        return splits
+
+    def _split(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+        from sklearn.model_selection import train_test_split
+
         images, labels = self.load_arrays()
         x_train, x_rest, y_train, y_rest = train_test_split(
             images, labels, test_size=0.4, random_state=SPLIT_SEED, stratify=labels

@@ -1,0 +1,131 @@
+"""Running a step under a time and memory bound, so that a model whose tracing runs away ends with
+one line instead of taking the machine down.
+
+The time bound is a ``SIGALRM`` timer (in the main thread only: elsewhere no time bound applies);
+the memory bound lowers this process's address-space limit (``RLIMIT_AS``) to what it uses now
+plus the bound, so an allocation past it fails inside the step. Both are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+from prunepilot.errors import UsageError
+
+try:
+    import resource
+except ImportError:  # not on POSIX: no memory bound
+    resource = None  # type: ignore[assignment]
+
+#: The share of the machine's memory a bounded step may add to the process by default.
+DEFAULT_MEMORY_SHARE = 0.5
+GIB = 1024**3
+
+
+class _OutOfTime(BaseException):
+    """Raised by the timer inside the step (a BaseException, so the step's own handlers let it by)."""
+
+
+def machine_memory() -> int | None:
+    """The machine's physical memory in bytes, or None when it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_memory_bound() -> int | None:
+    """:data:`DEFAULT_MEMORY_SHARE` of the machine's memory (None when it cannot be read)."""
+    total = machine_memory()
+    return int(total * DEFAULT_MEMORY_SHARE) if total else None
+
+
+@contextlib.contextmanager
+def bounded(what: str, seconds: float | None, memory_bytes: int | None, setting: str) -> Iterator[None]:
+    """Runs the ``with`` body under the bounds; ``what`` names the step in the error.
+
+    Args:
+        what: The step, as the error names it (``tracing the model``).
+        seconds: Wall-clock bound; None for none.
+        memory_bytes: Memory the step may add to the process; None for none.
+        setting: What the user sets to raise the bounds (named in the error).
+
+    Raises:
+        UsageError: when the step runs past either bound.
+    """
+    with _memory_bound(memory_bytes), _time_bound(seconds):
+        try:
+            yield
+        except _OutOfTime:
+            raise UsageError(
+                f"{what} took longer than its bound of {seconds:g} s; the model is too large or its "
+                f"tracing runs away (raise {setting}_timeout to allow more).",
+                f"{setting}_timeout",
+            ) from None
+        except MemoryError:
+            raise _memory_error(what, memory_bytes, setting) from None
+        except RuntimeError as exc:
+            if "memory" not in str(exc).lower() or memory_bytes is None:
+                raise
+            raise _memory_error(what, memory_bytes, setting) from None
+
+
+def _memory_error(what: str, memory_bytes: int | None, setting: str) -> UsageError:
+    return UsageError(
+        f"{what} needed more than its memory bound of {(memory_bytes or 0) / GIB:.1f} GiB; the model is "
+        f"too large or its tracing runs away (raise {setting}_memory_gb to allow more).",
+        f"{setting}_memory_gb",
+    )
+
+
+@contextlib.contextmanager
+def _time_bound(seconds: float | None) -> Iterator[None]:
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _memory_bound(memory_bytes: int | None) -> Iterator[None]:
+    used = _address_space()
+    if memory_bytes is None or resource is None or used is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = used + memory_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _address_space() -> int | None:
+    """This process's virtual memory size in bytes (Linux), or None."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

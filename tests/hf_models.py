@@ -1,0 +1,79 @@
+"""Tiny Hugging Face models built from ``transformers`` configs (nothing downloaded), and data they
+fit: the digits as 32x32 images, and a token task (the label is the first token modulo 3).
+
+Shared by the tests and ``benchmarks/zoo.py``; importing this module needs ``prunepilot[hf]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import transformers as hf
+from torch.utils.data import TensorDataset
+
+from prunepilot.tasks.builtin import digits_datasets
+
+#: Token sequence length and vocabulary of the text task.
+SEQUENCE, VOCAB, TEXT_LABELS = 32, 100, 3
+
+
+def _build(config: Callable[[], object], model: type) -> Callable[[], torch.nn.Module]:
+    return lambda: model(config())
+
+
+#: name -> factory of a randomly initialised model, and whether it reads text (token ids).
+TEXT = {
+    "distilbert": _build(lambda: hf.DistilBertConfig(
+        n_layers=2, n_heads=4, dim=64, hidden_dim=128, vocab_size=VOCAB, max_position_embeddings=SEQUENCE,
+        num_labels=TEXT_LABELS), hf.DistilBertForSequenceClassification),
+    "bert": _build(lambda: hf.BertConfig(
+        num_hidden_layers=2, num_attention_heads=4, hidden_size=64, intermediate_size=128, vocab_size=VOCAB,
+        max_position_embeddings=SEQUENCE, num_labels=TEXT_LABELS), hf.BertForSequenceClassification),
+}  # fmt: skip
+VISION = {
+    "resnet": _build(lambda: hf.ResNetConfig(
+        num_channels=1, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], num_labels=10),
+        hf.ResNetForImageClassification),
+    "mobilenet_v2": _build(lambda: hf.MobileNetV2Config(
+        num_channels=1, image_size=32, depth_multiplier=0.35, num_labels=10),
+        hf.MobileNetV2ForImageClassification),
+    "convnext": _build(lambda: hf.ConvNextConfig(
+        num_channels=1, num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], num_labels=10),
+        hf.ConvNextForImageClassification),
+    "vit": _build(lambda: hf.ViTConfig(
+        num_channels=1, image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=128, num_labels=10), hf.ViTForImageClassification),
+    "swin": _build(lambda: hf.SwinConfig(
+        num_channels=1, image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 4],
+        window_size=4, num_labels=10, attn_implementation="eager"), hf.SwinForImageClassification),
+}  # fmt: skip
+
+
+def model(name: str) -> torch.nn.Module:
+    """A randomly initialised model of ``name`` (seeded), in eval mode."""
+    torch.manual_seed(0)
+    return {**TEXT, **VISION}[name]().eval()
+
+
+def image_data(limit: int = 400) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+    """The digits as 1x32x32 images: (train, val, test), at most ``limit`` samples each."""
+    splits = []
+    for split in digits_datasets():
+        images = torch.nn.functional.interpolate(split.tensors[0][:limit], size=32, mode="nearest")
+        splits.append(TensorDataset(images, split.tensors[1][:limit]))
+    return tuple(splits)
+
+
+def text_data(sizes: tuple[int, int, int] = (400, 150, 150)) -> tuple[TensorDataset, ...]:
+    """Token ids of length :data:`SEQUENCE`; the label is the first token modulo 3."""
+    splits = []
+    for seed, size in enumerate(sizes):
+        tokens = torch.randint(1, VOCAB, (size, SEQUENCE), generator=torch.Generator().manual_seed(seed))
+        splits.append(TensorDataset(tokens, tokens[:, 0] % TEXT_LABELS))
+    return tuple(splits)
+
+
+def data(name: str) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+    """The data ``name``'s model reads."""
+    return text_data() if name in TEXT else image_data()
