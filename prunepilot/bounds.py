@@ -66,12 +66,18 @@ def bounded(what: str, seconds: float | None, memory_bytes: int | None, setting:
                 f"tracing runs away (raise {setting}_timeout to allow more).",
                 f"{setting}_timeout",
             ) from None
-        except MemoryError:
-            raise _memory_error(what, memory_bytes, setting) from None
-        except RuntimeError as exc:
-            if "memory" not in str(exc).lower() or memory_bytes is None:
+        except Exception as exc:
+            # An allocation past the bound fails as MemoryError or torch's RuntimeError, perhaps
+            # wrapped in the step's own error (an untraceable model's UsageError).
+            if memory_bytes is None or not any(_out_of_memory(e) for e in (exc, exc.__cause__)):
                 raise
             raise _memory_error(what, memory_bytes, setting) from None
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "allocate memory" in str(exc).lower()
+    )
 
 
 def _memory_error(what: str, memory_bytes: int | None, setting: str) -> UsageError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -249,3 +251,53 @@ def recording_loss(model: nn.Module, batch: dict) -> torch.Tensor:
 def float_loss(model: nn.Module, batch: dict) -> float:
     """A loss that returns a plain number (refused: no gradients)."""
     return 1.0
+
+
+class _SlowNet(nn.Module):
+    """A tiny net whose forward pass sleeps (a tracing that runs away, in time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.5)
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def slow_net() -> nn.Module:
+    return _SlowNet()
+
+
+class _HungryNet(nn.Module):
+    """A tiny net whose forward pass allocates 4 GiB (a tracing that runs away, in memory); use it
+    only under a memory bound."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + torch.empty(2**30, dtype=torch.float32).fill_(0).sum()  # 4 GiB
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def hungry_net() -> nn.Module:
+    return _HungryNet()
+
+
+class _FixedWidthNet(nn.Module):
+    """A net that reshapes its hidden layer by a fixed width: pruning that layer breaks it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(64, 32), nn.Linear(32, 16), nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.fc2(torch.relu(self.fc1(x.flatten(1)))))
+        return self.fc3(hidden.view(-1, 2, 8).mean(1))
+
+
+def fixed_width_net() -> nn.Module:
+    torch.manual_seed(0)
+    return _FixedWidthNet()
