@@ -11,7 +11,7 @@ install: $(STAMP)
 # torch is installed through constraints.txt, which pins the CPU build.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,hf]'
 	touch $(STAMP)
 
 # The built-in default task, with a latency budget of half the baseline's.

@@ -77,3 +77,8 @@ def text_data(sizes: tuple[int, int, int] = (400, 150, 150)) -> tuple[TensorData
 def data(name: str) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
     """The data ``name``'s model reads."""
     return text_data() if name in TEXT else image_data()
+
+
+def distilbert() -> torch.nn.Module:
+    """The DistilBERT-style text classifier (a ``--model`` factory)."""
+    return model("distilbert")

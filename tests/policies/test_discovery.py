@@ -15,15 +15,15 @@ SHAPE = (1, 8, 8)
 
 
 def test_a_step_past_its_memory_bound_is_one_error_and_the_bound_is_lifted_after():
-    with pytest.raises(UsageError, match=r"Building needed more than its memory bound of 0\.2 GiB") as caught:
-        with bounded("Building", None, 256 * 2**20, "discovery"):
-            torch.empty(2**30, dtype=torch.float32).fill_(0)  # 4 GiB
+    expected, bound = r"Building needed more than its memory bound of 0\.2 GiB", 256 * 2**20
+    with pytest.raises(UsageError, match=expected) as caught, bounded("Building", None, bound, "discovery"):
+        torch.empty(2**30, dtype=torch.float32).fill_(0)  # 4 GiB
     assert caught.value.field == "discovery_memory_gb"
     assert torch.empty(2**28, dtype=torch.uint8).fill_(1).sum() == 2**28  # 256 MiB, no bound any more
 
 
 def test_a_model_whose_tracing_takes_too_much_memory_is_refused_naming_the_step():
-    with pytest.raises(UsageError, match=r"^Tracing the model's dependency graph needed more than its memory"):
+    with pytest.raises(UsageError, match=r"^Tracing the model's dependency graph needed more than"):
         discover(zoo.hungry_net(), SHAPE, DiscoveryBounds(memory_gb=0.25))
 
 
@@ -38,7 +38,7 @@ def test_a_model_whose_tracing_takes_too_long_is_refused_in_one_line(capsys, tmp
 def test_a_group_whose_pruning_breaks_the_model_is_left_whole_and_listed(capsys, tmp_path):
     found = discover(zoo.fixed_width_net(), SHAPE)
     assert [g.name for g in found.groups] == ["fc1"]
-    assert "fc2" in found.left_whole and "pruning it breaks the model (RuntimeError" in found.left_whole["fc2"]
+    assert "pruning it breaks the model (RuntimeError" in found.left_whole["fc2"]
     code, out, err = run_cli(capsys, "search", "--model", "tests.zoo:fixed_width_net", "--dry-run",
                              "--out", tmp_path, "--quiet")  # fmt: skip
     assert code == 0, err
