@@ -131,7 +131,7 @@ def _resumed(model_class: str, budget: str | None, settings: dict) -> JobSpec:
     given = {"budget": budget, **settings}
     changed = sorted(
         k for k, v in given.items()
-        if k not in may_change and v is not None and callable_name(getattr(saved, k)) != callable_name(v)
+        if k not in may_change and v is not None and _named(getattr(saved, k)) != _named(v)
     )  # fmt: skip
     if changed:
         raise UsageError(
@@ -140,6 +140,11 @@ def _resumed(model_class: str, budget: str | None, settings: dict) -> JobSpec:
         )
     again = [key for key in ("loss", "metric") if callable(settings.get(key))]  # not saved: given again
     return replace(saved, **{key: settings[key] for key in (*RESUMABLE, *again) if key in settings})
+
+
+def _named(value: object) -> object:
+    """``value``, or the name a callable is saved by (a callable given again matches its record)."""
+    return callable_name(value) if callable(value) else value
 
 
 class _CallableSearch(types.ModuleType):

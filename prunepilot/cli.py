@@ -14,7 +14,14 @@ import traceback
 from collections.abc import Iterator, Sequence
 
 from prunepilot.arguments import build_parser
-from prunepilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PrunepilotError
+from prunepilot.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Interrupted,
+    PrunepilotError,
+)
 from prunepilot.spec import RESUMABLE, JobSpec
 
 
@@ -110,7 +117,8 @@ def _export(args: argparse.Namespace) -> int:
     from prunepilot.pipeline import export_trial
 
     formats = tuple(dict.fromkeys(args.format or EXPORT_FORMATS))
-    return export_trial(args.run, args.trial, formats)
+    export_trial(args.run, args.trial, formats)
+    return EXIT_OK
 
 
 _COMMANDS = {"search": _search, "validate": _validate, "report": _report, "export": _export}

@@ -80,7 +80,7 @@ def test_a_python_run_resumes_from_python_with_its_own_settings_only(api_run, tr
     with pytest.raises(UsageError, match="cannot change when a run is resumed"):
         prunepilot.search(trained_tiny, **again, budget="3x")
     with pytest.raises(
-        UsageError, match=r"searched a .*SmallResNet .* got a torch\.nn\.modules\.container\.Sequential"
+        UsageError, match=r"searched a .*SmallResNet; got a torch\.nn\.modules\.container\.Sequential"
     ):
         prunepilot.search(torch.nn.Sequential(trained_tiny), **again)
     code, _, err = run_cli(capsys, "search", "--resume", "--out", tmp_path, "--name", "py", "--quiet")

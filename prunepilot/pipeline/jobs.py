@@ -3,8 +3,8 @@ and resumption."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,10 @@ from torch import nn
 
 from prunepilot.budget import format_cost
 from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
+from prunepilot.export import EXPORT_FORMATS
 from prunepilot.pipeline.finish import finish_stage
 from prunepilot.pipeline.prepare import PreparedJob, check_reachable, dry_run_lines, measure_baseline, prepare
+from prunepilot.pipeline.revisit import export_trial
 from prunepilot.pipeline.search import check_shared_study, search_stage
 from prunepilot.policies import Policy
 from prunepilot.rundir import RunDir, default_run_name
@@ -34,12 +36,40 @@ class SearchResult:
         report: The content of ``report.json`` (None for a dry run).
         model: The chosen model, pruned and fine-tuned (on the CPU); None when none was chosen.
             Its policy is :attr:`policy`; the feasible front's trials are :attr:`front`.
+        task: The model and data searched, when given from Python (:meth:`export` re-uses them).
     """
 
     exit_code: int
     run_dir: Path | None = None
     report: dict[str, Any] | None = None
     model: nn.Module | None = None
+    task: Task | None = field(default=None, repr=False, compare=False)
+
+    def export(
+        self, trial: int, formats: Sequence[str] | None = None, log: Callable[[str], None] | None = None
+    ) -> Path:
+        """Re-creates trial ``trial``'s model (a point of :attr:`front`, say) with the final
+        fine-tune and exports it, checked, into ``run_dir/exports/trial-N/`` (as ``prunepilot
+        export RUN --trial N`` does); the chosen model's exports are already in :attr:`run_dir`.
+
+        Args:
+            trial: A completed trial's number.
+            formats: Keys of :data:`~prunepilot.export.EXPORT_FORMATS`; None for all.
+            log: Where progress lines go (stdout by default).
+
+        Returns:
+            The folder holding the exports.
+
+        Raises:
+            UsageError: for a dry run's result, or a trial that is not a completed one of the run.
+        """
+        if self.run_dir is None:
+            raise UsageError("A dry run has no trials to export.")
+        chosen = tuple(dict.fromkeys(formats or EXPORT_FORMATS))
+        unknown = sorted(set(chosen) - set(EXPORT_FORMATS))
+        if unknown:
+            raise UsageError(f"Unknown export format(s) {unknown}; accepted: {sorted(EXPORT_FORMATS)}.")
+        return export_trial(self.run_dir, trial, chosen, log, self.task)
 
     @property
     def budget_met(self) -> bool:
@@ -168,4 +198,5 @@ def _search_and_finish(
     report, done = finish_stage(prepared, run, baseline, budget, outcome, log)
     code = EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
     # The report as written (plain JSON types), so that it equals what a reader of the file sees.
-    return SearchResult(code, run.path, run.read_json("report.json"), done.model if done else None)
+    chosen = done.model if done else None
+    return SearchResult(code, run.path, run.read_json("report.json"), chosen, prepared.task)

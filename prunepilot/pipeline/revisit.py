@@ -20,6 +20,7 @@ from prunepilot.policies import Policy
 from prunepilot.report import write_report
 from prunepilot.rundir import RunDir, write_atomically
 from prunepilot.spec import JobSpec, ResolvedJob
+from prunepilot.tasks import Task
 
 __all__ = ["export_trial", "rebuild_report"]
 
@@ -58,10 +59,26 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
 
 
 def export_trial(
-    run_path: str, number: int, formats: tuple[str, ...], log: Callable[[str], None] | None = None
-) -> int:
+    run_path: str | Path,
+    number: int,
+    formats: tuple[str, ...],
+    log: Callable[[str], None] | None = None,
+    task: Task | None = None,
+) -> Path:
     """Re-creates trial ``number``'s model (its policy on a fresh copy of the base model, the final
-    fine-tune) and exports it into ``RUN/exports/trial-N/``, checked as the run's own exports are."""
+    fine-tune) and exports it into ``RUN/exports/trial-N/``, checked as the run's own exports are.
+
+    Args:
+        run_path: The run directory.
+        number: A completed trial of the run.
+        formats: Keys of :data:`~prunepilot.export.EXPORT_FORMATS`.
+        log: Where progress lines go (stdout by default).
+        task: The model and data, for a run searched from Python (the command line re-creates the
+            others from the job).
+
+    Returns:
+        The folder holding the exports.
+    """
     log = log or (lambda text: print(text, flush=True))
     run, job = _open_finished(run_path)
     spec = job.spec
@@ -73,7 +90,7 @@ def export_trial(
                 f"Trial {number} is not a completed trial of run {spec.name!r}; completed: {completed}."
             )
         trial = next(t for t in study.trials if t.number == number)
-        prepared = prepare(job, progress=False)
+        prepared = prepare(job, progress=False, task=task)
         baseline = run.read_json("baseline.json")
         settings = replace(prepared.settings, reference_latency_ms=baseline["latency_ms"])
         policy = Policy.from_dict(trial.user_attrs["policy"])
@@ -95,10 +112,10 @@ def export_trial(
             f"Trial {number}: test {prepared.settings.metric.label} {final['test_accuracy']:.4f}, latency "
             f"{final['latency_ms']:.3f} ms; exported {', '.join(files)} to {folder}"
         )
-    return EXIT_OK
+    return folder
 
 
-def _open_finished(run_path: str) -> tuple[RunDir, ResolvedJob]:
+def _open_finished(run_path: str | Path) -> tuple[RunDir, ResolvedJob]:
     path = Path(run_path)
     if not (path / "config.json").is_file():
         raise UsageError(f"{run_path!r} is not a run directory (it has no config.json).")
