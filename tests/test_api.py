@@ -146,6 +146,22 @@ def test_data_loaders_of_dicts_a_dict_output_and_a_python_loss_are_searched_and_
     assert result.report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_python_search_of_dict_loaders_and_a_lambda_loss_runs_on_ray(tmp_path):
+    net = zoo.dict_output_net()
+    train, val, test = zoo.dict_batch_loaders()
+    result = prunepilot.search(
+        net, train=train, val=val, test=test, budget="6k params", trials=3, output_key="scores",
+        loss=lambda model, batch: torch.nn.functional.cross_entropy(
+            model(batch["pixel_values"])["scores"], batch["labels"]
+        ), out=str(tmp_path), log=lambda _: None, **{**FAST, "workers": 2},
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert [t["state"] for t in result.report["trials"]] == ["COMPLETE"] * 3
+    assert result.report["trial_settings"]["loss"]["name"].endswith("_runs_on_ray.<locals>.<lambda>")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
