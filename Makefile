@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate
+	$(BIN)/python benchmarks/zoo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

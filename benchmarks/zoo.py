@@ -55,7 +55,9 @@ MARK = "ZOO-ROW "
 
 _VISION = dict(num_channels=1, num_labels=10)
 _TEXT = dict(
-    vocab_size=hf_models.VOCAB, max_position_embeddings=hf_models.SEQUENCE + 8, num_labels=hf_models.TEXT_LABELS
+    vocab_size=hf_models.VOCAB,
+    max_position_embeddings=hf_models.SEQUENCE + 8,
+    num_labels=hf_models.TEXT_LABELS,
 )
 _VIT = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4)
 _ENCODER = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=64, intermediate_size=128)
@@ -63,8 +65,12 @@ _ENCODER = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=64, inte
 #: Architectures beyond ``tests/hf_models.py``: name -> factory of a randomly initialised model.
 EXTRA_TEXT: dict[str, Callable[[], torch.nn.Module]] = {
     "roberta": lambda: hf.RobertaForSequenceClassification(hf.RobertaConfig(**_ENCODER, **_TEXT)),
-    "albert": lambda: hf.AlbertForSequenceClassification(hf.AlbertConfig(embedding_size=32, **_ENCODER, **_TEXT)),
-    "electra": lambda: hf.ElectraForSequenceClassification(hf.ElectraConfig(embedding_size=32, **_ENCODER, **_TEXT)),
+    "albert": lambda: hf.AlbertForSequenceClassification(
+        hf.AlbertConfig(embedding_size=32, **_ENCODER, **_TEXT)
+    ),
+    "electra": lambda: hf.ElectraForSequenceClassification(
+        hf.ElectraConfig(embedding_size=32, **_ENCODER, **_TEXT)
+    ),
 }
 EXTRA_VISION: dict[str, Callable[[], torch.nn.Module]] = {
     "deit": lambda: hf.DeiTForImageClassification(hf.DeiTConfig(intermediate_size=128, **_VIT, **_VISION)),
@@ -143,13 +149,17 @@ def one(name: str, out: str) -> dict:
         row["search_s"] = time.perf_counter() - start
     except prunepilot.UsageError as error:
         row[f"{stage.replace(' ', '_')}_s"] = time.perf_counter() - start
-        row["status"], row["result"] = "refused", f"refused ({stage}): {error}"
+        row["status"], row["stage"], row["result"] = "refused", stage, f"refused: {error}"
         return row
     except Exception as error:  # a crash of prunepilot (or the model): the row says which
         traceback.print_exc()
         row[f"{stage.replace(' ', '_')}_s"] = time.perf_counter() - start
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        row["status"], row["result"] = "crashed", f"crashed ({stage}): {type(error).__name__}: {message}"[:300]
+        row["status"], row["stage"], row["result"] = (
+            "crashed",
+            stage,
+            f"crashed in the {stage}: {type(error).__name__}: {message}"[:300],
+        )
         return row
     final = (result.report or {}).get("final") or {}
     row["exit_code"] = result.exit_code
@@ -203,7 +213,7 @@ def run_child(name: str, timeout: float, memory_bytes: int, folder: Path) -> dic
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     peak = usage.ru_maxrss * 1024  # KiB on Linux
-    rows = [line[len(MARK):] for line in stdout.read_text().splitlines() if line.startswith(MARK)]
+    rows = [line[len(MARK) :] for line in stdout.read_text().splitlines() if line.startswith(MARK)]
     if rows and not killed:
         row = json.loads(rows[-1])
     else:
@@ -224,7 +234,7 @@ def table(rows: list[dict]) -> list[str]:
     """The markdown table of ``rows``."""
 
     def seconds(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f}"
+        return "-" if value is None else f"{value:.1f}"
 
     lines = [
         "| architecture | kind | params | groups (heads) | blocks | left whole | dry run s | search s | "
@@ -263,13 +273,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
             row = run_child(name, args.timeout, int(args.memory_gb * 2**30), Path(folder))
-            print(f"{name}: {row['result']} ({row['wall_s']:.0f} s, {row['peak_memory_bytes'] / 2**20:.0f} MiB)",
-                  flush=True)  # fmt: skip
+            memory = row["peak_memory_bytes"] / 2**20
+            print(f"{name}: {row['result']} ({row['wall_s']:.0f} s, {memory:.0f} MiB)", flush=True)
             rows.append(row)
+    date = datetime.date.today().isoformat()
     command = "benchmarks/zoo.py" + "".join(f" {a}" for a in sys.argv[1:])
     searched = sum(row["status"] == "searched" for row in rows)
     heading = [
-        f"# Architecture zoo: `.venv/bin/python {command}`, {datetime.date.today().isoformat()}",
+        f"# Architecture zoo: `.venv/bin/python {command}`, {date}",
         "",
         f"{searched} of {len(rows)} searched end to end with exports checked (2 trials, budget 80% of "
         f"the baseline's FLOPs; time limit {args.timeout:.0f} s, memory bound {args.memory_gb:g} GiB each). "
@@ -281,9 +292,14 @@ def main() -> None:
     print("\n" + "\n".join(markdown))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "zoo.md").write_text("\n".join(markdown) + "\n")
-    settings = {"timeout_s": args.timeout, "memory_gb": args.memory_gb, "search": QUICK, "tolerance": TOLERANCE}
-    finish(str(RESULTS / "zoo.json"), {"command": command, "date": datetime.date.today().isoformat(),
-                                       "settings": settings, "searched": searched, "rows": rows})  # fmt: skip
+    settings = {
+        "timeout_s": args.timeout,
+        "memory_gb": args.memory_gb,
+        "search": QUICK,
+        "tolerance": TOLERANCE,
+    }
+    results = {"command": command, "date": date, "settings": settings, "searched": searched, "rows": rows}
+    finish(str(RESULTS / "zoo.json"), results, started)
 
 
 if __name__ == "__main__":

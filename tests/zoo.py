@@ -301,3 +301,4 @@ class _FixedWidthNet(nn.Module):
 def fixed_width_net() -> nn.Module:
     torch.manual_seed(0)
     return _FixedWidthNet()
+

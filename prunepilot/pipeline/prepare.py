@@ -165,7 +165,16 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     """
     task, space, device = prepared.task, prepared.space, prepared.spec.device
     smallest_policy = replace(space.uniform(space.max_ratio, "l1"), removed_blocks=space.blocks)
-    smallest = apply_policy(task.model, smallest_policy, task.input_shape).model.to(device)
+    try:
+        smallest = apply_policy(task.model, smallest_policy, task.input_shape).model.to(device)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a layer Torch-Pruning does not handle, at this ratio
+        raise UsageError(
+            f"Pruning every group by {space.max_ratio:g} breaks the model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160]}); lower --ratio-max or --exclude the group that breaks it.",
+            "ratio_max",
+        ) from exc
     reference = (on_device(task.model, device), baseline["latency_ms"])
     measured = evaluate_model(
         smallest, task.val, task.input_shape, prepared.settings.latency, device=device, reference=reference,

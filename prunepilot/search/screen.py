@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from prunepilot.budget import BudgetLimit
-from prunepilot.errors import check_integer
+from prunepilot.errors import UsageError, check_integer
 from prunepilot.evaluators import (
     LatencySettings,
     count_flops,
@@ -108,6 +108,17 @@ def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> lis
     return policies[:samples]
 
 
+def _pruned_or_none(model: nn.Module, policy: Policy, input_shape: tuple[int, ...]) -> nn.Module | None:
+    """The structure of ``policy`` applied to ``model``, or None when pruning breaks the model (a
+    layer Torch-Pruning does not handle, at this ratio)."""
+    try:
+        return apply_policy(model, _structure_only(policy), input_shape).model
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001 - such a policy is screened out, not a crash of the search
+        return None
+
+
 def calibrate_latency(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -124,7 +135,9 @@ def calibrate_latency(
     tables, ratios = [], []
     reference = on_device(model, device)
     for policy in policies:
-        pruned = apply_policy(model, _structure_only(policy), input_shape).model
+        pruned = _pruned_or_none(model, policy, input_shape)
+        if pruned is None:  # its pruning breaks the model: nothing to time
+            continue
         tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
         pruned = pruned.to(device)
         timed = [relative_latency(pruned, reference, input_shape, settings, device) for _ in range(timings)]
@@ -217,14 +230,18 @@ class BudgetScreen:
         counts: its layer table for latency, else the exact cost."""
         key = _structure_only(policy).to_json()
         if key not in self._cache:
-            pruned = apply_policy(self.model, _structure_only(policy), self.input_shape).model
-            if self.budget.cost == "latency_ms":
+            pruned = _pruned_or_none(self.model, policy, self.input_shape)
+            if pruned is None:
+                self._cache[key] = None
+            elif self.budget.cost == "latency_ms":
                 self._cache[key] = layer_table(pruned, self.input_shape)
             else:
                 self._cache[key] = _static_metric(pruned, self.input_shape, self.budget.cost)
         return self._cache[key]
 
     def _predicted(self, policy: Policy) -> float:
+        if self._structure(policy) is None:
+            return math.inf  # a policy whose pruning breaks the model never fits
         if self.budget.cost == "latency_ms":
             assert self.predictor is not None and self.baseline_ms is not None
             return self.baseline_ms * self.predictor.predict(self._structure(policy))
