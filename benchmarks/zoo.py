@@ -85,14 +85,8 @@ EXTRA_VISION: dict[str, Callable[[], torch.nn.Module]] = {
     "mobilevit": lambda: hf.MobileViTForImageClassification(hf.MobileViTConfig(
         image_size=32, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 16, 24, 32, 40, 48, 96],
         expand_ratio=2.0, num_attention_heads=2, **_VISION)),
-    "levit": lambda: hf.LevitForImageClassification(hf.LevitConfig(
-        image_size=32, hidden_sizes=[32, 48, 64], num_attention_heads=[1, 2, 2], depths=[1, 1, 1],
-        key_dim=[8, 8, 8], **_VISION)),
     "poolformer": lambda: hf.PoolFormerForImageClassification(hf.PoolFormerConfig(
         depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 48, 64], **_VISION)),
-    "swinv2": lambda: hf.Swinv2ForImageClassification(hf.Swinv2Config(
-        image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=4,
-        attn_implementation="eager", **_VISION)),
 }  # fmt: skip
 TEXT = {**hf_models.TEXT, **EXTRA_TEXT}
 ARCHITECTURES = {**TEXT, **hf_models.VISION, **EXTRA_VISION}

@@ -65,6 +65,14 @@ def example_batch(
     return torch.zeros(batch, *input_shape, dtype=dtype, device=device)
 
 
+def eval_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode (not ``copy.deepcopy(m).eval()``: a module may override
+    ``train()`` and return None, as some Hugging Face attention layers do)."""
+    copied = copy.deepcopy(model)
+    copied.eval()
+    return copied
+
+
 def on_device(model: nn.Module, device: str | torch.device) -> nn.Module:
     """``model`` itself on the CPU, else a copy of it moved to ``device`` (the original stays put)."""
     return model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)

@@ -47,6 +47,15 @@ VISION = {
     "swin": _build(lambda: hf.SwinConfig(
         num_channels=1, image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 4],
         window_size=4, num_labels=10, attn_implementation="eager"), hf.SwinForImageClassification),
+    # Attention layers whose train() returns None and cache biases in eval mode; groups that break
+    # when pruned beyond one channel.
+    "levit": _build(lambda: hf.LevitConfig(
+        num_channels=1, image_size=32, hidden_sizes=[32, 48, 64], num_attention_heads=[1, 2, 2],
+        depths=[1, 1, 1], key_dim=[8, 8, 8], num_labels=10), hf.LevitForImageClassification),
+    # Heads coupled to a position-bias MLP: attention groups left whole, never scored.
+    "swinv2": _build(lambda: hf.Swinv2Config(
+        num_channels=1, image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 4],
+        window_size=4, num_labels=10, attn_implementation="eager"), hf.Swinv2ForImageClassification),
 }  # fmt: skip
 
 

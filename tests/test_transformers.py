@@ -63,7 +63,7 @@ def test_a_hugging_face_model_is_searched_end_to_end_and_its_exports_are_checked
     with torch.no_grad():
         assert torch.allclose(rebuilt(inputs), result.model(inputs), atol=1e-5)
     heads = final.get("heads", {})
-    assert bool(heads) == (name in ("distilbert", "bert", "vit", "swin"))
+    assert bool(heads) == (name in ("distilbert", "bert", "vit", "swin", "swinv2"))
     kept = head_counts(result.model)
     assert {name: h["kept"] for name, h in heads.items()} == kept
     assert all(h["kept"] <= h["baseline"] for h in heads.values())

@@ -99,4 +99,6 @@ def build_from_plan(plan: dict[str, Any], weights: Path, base_model: nn.Module |
     shape = InputShape(plan["input_shape"], plan.get("input_dtype", DEFAULT_DTYPE))
     model = apply_plan(base, Plan.from_dict(plan), shape)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return model.eval()
+    model.train()  # then eval(): layers that cache values derived from their weights when put in
+    model.eval()  # eval mode (LeViT's attention biases) derive them from the loaded weights
+    return model

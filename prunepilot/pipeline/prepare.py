@@ -120,7 +120,7 @@ def prepare(
             **spec.reading(),
         )  # fmt: skip
     bounds = DiscoveryBounds(spec.discovery_timeout, spec.discovery_memory_gb)
-    found = discover(task.model, task.input_shape, bounds)
+    found = discover(task.model, task.input_shape, bounds, spec.ratio_max)
     discovered, removable = list(found.groups), list(found.blocks)
     if start_policy is not None:  # a policy may name any group; excluded ones are dropped from it
         start_policy.check_groups((g.name for g in discovered), f"The policy file {spec.policy!r}")
@@ -165,21 +165,21 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     """
     task, space, device = prepared.task, prepared.space, prepared.spec.device
     smallest_policy = replace(space.uniform(space.max_ratio, "l1"), removed_blocks=space.blocks)
+    reference = (on_device(task.model, device), baseline["latency_ms"])
     try:
         smallest = apply_policy(task.model, smallest_policy, task.input_shape).model.to(device)
+        measured = evaluate_model(
+            smallest, task.val, task.input_shape, prepared.settings.latency, device=device,
+            reference=reference, metric=prepared.settings.metric,
+        )  # fmt: skip
     except UsageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a layer Torch-Pruning does not handle, at this ratio
+    except Exception as exc:  # noqa: BLE001 - layers Torch-Pruning does not handle, pruned together
         raise UsageError(
             f"Pruning every group by {space.max_ratio:g} breaks the model ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:160]}); lower --ratio-max or --exclude the group that breaks it.",
             "ratio_max",
         ) from exc
-    reference = (on_device(task.model, device), baseline["latency_ms"])
-    measured = evaluate_model(
-        smallest, task.val, task.input_shape, prepared.settings.latency, device=device, reference=reference,
-        metric=prepared.settings.metric,
-    )  # fmt: skip
     value = measured.cost(budget.cost)
     if not budget.fits(value):
         raise UsageError(

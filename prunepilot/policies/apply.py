@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -14,6 +13,7 @@ from torch import nn
 
 from prunepilot.adapters import Batch, Loss
 from prunepilot.errors import UsageError
+from prunepilot.inputs import eval_copy
 from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
@@ -145,16 +145,18 @@ def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn
     return pruned.eval()
 
 
-def unprunable_groups(model: nn.Module, names: Iterable[str], input_shape: tuple[int, ...]) -> dict[str, str]:
+def unprunable_groups(
+    model: nn.Module, names: Iterable[str], input_shape: tuple[int, ...], ratio: float | None = None
+) -> dict[str, str]:
     """The groups among ``names`` that cannot be pruned, with the reason: taking one channel (one
-    head) out of them breaks the model's forward pass or changes its output shape. All groups are
-    tried at once first, then one by one only when that fails.
+    head) out of them, or ``ratio`` of them, breaks the model's forward pass or changes its output
+    shape. All groups are tried at once first, then one by one only when that fails.
     """
     names = list(names)
     inputs = example_inputs(input_shape)
-    shape = _output_shape(copy.deepcopy(model).eval(), inputs)
+    shape = _output_shape(eval_copy(model), inputs)
 
-    def attempt(selected: list[str]) -> str | None:
+    def attempt(selected: list[str], share: float | None) -> str | None:
         try:
             pruned, graph, groups, _ = _without_blocks(model, (), input_shape)
             attention = find_attention(pruned)
@@ -162,17 +164,23 @@ def unprunable_groups(model: nn.Module, names: Iterable[str], input_shape: tuple
             for name in selected:
                 heads = attention_of(graph, groups[name], attention)
                 size = heads.head_dim if heads else 1
-                if len(groups[name][0].idxs) > size:
-                    removals.append((name, [int(i) for i in groups[name][0].idxs[:size]]))
+                units = len(groups[name][0].idxs) // size
+                drop = 1 if share is None else units - kept_channels(units, share, 1)
+                if 0 < drop < units:
+                    removals.append((name, [int(i) for i in groups[name][0].idxs[: drop * size]]))
             _remove(graph, groups, removals)
             after = _output_shape(pruned, inputs)
         except Exception as exc:  # noqa: BLE001 - any failure is the group's reason to stay whole
             return f"pruning it breaks the model ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
         return None if after == shape else f"pruning it changes the output shape from {shape} to {after}"
 
-    if attempt(names) is None:
-        return {}
-    return {name: reason for name in names if (reason := attempt([name])) is not None}
+    broken: dict[str, str] = {}
+    for share in (None, ratio) if ratio is not None else (None,):
+        if attempt([n for n in names if n not in broken], share) is not None:
+            for name in names:
+                if name not in broken and (reason := attempt([name], share)) is not None:
+                    broken[name] = reason if share is None else f"{reason} at a ratio of {share:g}"
+    return broken
 
 
 def _without_blocks(
@@ -191,11 +199,11 @@ def _without_blocks(
             model's output shape (only blocks with an identity shortcut can be removed).
     """
     inputs = example_inputs(input_shape)
-    pruned = copy.deepcopy(model).eval()
+    pruned = eval_copy(model)
     if not blocks:
         graph = build_graph(pruned, inputs)
         return pruned, graph, named_groups(pruned, graph, inputs), set()
-    whole = copy.deepcopy(model).eval()
+    whole = eval_copy(model)
     whole_graph = build_graph(whole, inputs)
     before = {name: _layers(whole, group) for name, group in named_groups(whole, whole_graph, inputs).items()}
     shape = _output_shape(pruned, inputs)

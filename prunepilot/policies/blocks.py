@@ -17,14 +17,13 @@ blocks is removed by removing both).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
-from prunepilot.inputs import example_batch
+from prunepilot.inputs import eval_copy, example_batch
 
 #: Largest difference from the identity accepted of a block whose parameters are zeroed, as a share
 #: of the largest magnitude of its input.
@@ -46,7 +45,7 @@ def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]
     Raises:
         Whatever the model raises on an example input (``input_shape``'s dtype, batch of 2).
     """
-    work = copy.deepcopy(model).eval()
+    work = eval_copy(model)
     names = {module: name for name, module in work.named_modules() if name}
     calls: dict[str, list[torch.Tensor | None]] = {}
     outputs: dict[str, list[object]] = {}
@@ -83,7 +82,7 @@ def discover_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]
 
 def _identity_when_zeroed(module: nn.Module, inputs: torch.Tensor) -> bool:
     """Whether a copy of ``module`` with every parameter zeroed returns ``inputs`` unchanged."""
-    zeroed = copy.deepcopy(module).eval()
+    zeroed = eval_copy(module)
     with torch.no_grad():
         for parameter in zeroed.parameters():
             parameter.zero_()

@@ -66,9 +66,13 @@ class Discovery:
 
 
 def discover(
-    model: nn.Module, input_shape: tuple[int, ...], bounds: DiscoveryBounds | None = None
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    bounds: DiscoveryBounds | None = None,
+    ratio_max: float | None = None,
 ) -> Discovery:
-    """Traces ``model`` (not changed) and lists what a search may prune, each step under ``bounds``.
+    """Traces ``model`` (not changed) and lists what a search may prune, each step under ``bounds``;
+    a group is tried with one channel (one head) taken out, and with ``ratio_max`` of them.
 
     Raises:
         UsageError: when the model cannot be traced, has nothing to prune, or a step runs past a
@@ -84,7 +88,7 @@ def discover(
     with step("Finding removable blocks"):
         blocks = discover_blocks(model, input_shape)
     with step("Trying each group's pruning"):
-        broken = unprunable_groups(model, [g.name for g in groups], input_shape)
+        broken = unprunable_groups(model, [g.name for g in groups], input_shape, ratio_max)
     kept = tuple(g for g in groups if g.name not in broken)
     if not kept:
         raise UsageError(

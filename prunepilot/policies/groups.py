@@ -6,7 +6,6 @@ channels it removes), which is stable for a given model class.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -15,7 +14,7 @@ from torch import nn
 
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.cost import flops_by_module
-from prunepilot.inputs import example_batch
+from prunepilot.inputs import eval_copy, example_batch
 from prunepilot.policies.heads import Attention, find_attention, head_tables
 
 #: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
@@ -161,7 +160,7 @@ def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[
     Raises:
         UsageError: when the model cannot be traced.
     """
-    work = copy.deepcopy(model).eval()
+    work = eval_copy(model)
     inputs = example_inputs(input_shape)
     graph = build_graph(work, inputs)
     names = {module: name for name, module in work.named_modules()}

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from prunepilot.inputs import eval_copy
 from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import build_graph, example_inputs, named_groups
 
 
 def group_scores(
-    model: nn.Module, input_shape: tuple[int, ...], criterion: str = "lamp"
+    model: nn.Module, input_shape: tuple[int, ...], names: Iterable[str], criterion: str = "lamp"
 ) -> dict[str, torch.Tensor]:
-    """Every group's per-channel scores by ``criterion`` (``model`` is not changed).
+    """The per-channel scores by ``criterion`` of the groups ``names`` (the searched ones: a group
+    left whole may not be scorable); ``model`` is not changed.
 
     LAMP scores compare across groups (each group's strongest channel scores 1), so that one
     threshold over all of them ranks channels globally.
     """
-    work = copy.deepcopy(model).eval()
+    work = eval_copy(model)
     inputs = example_inputs(input_shape)
     groups = named_groups(work, build_graph(work, inputs), inputs)
     importance = get_criterion(criterion).make()
-    return {name: importance(group).detach().flatten().cpu() for name, group in groups.items()}
+    wanted = set(names)
+    return {name: importance(group).detach().flatten().cpu() for name, group in groups.items()
+            if name in wanted}  # fmt: skip
 
 
 def global_ratios(scores: dict[str, torch.Tensor], threshold: float) -> dict[str, float]:

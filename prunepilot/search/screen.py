@@ -285,8 +285,7 @@ class BudgetScreen:
 
     def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
         """A global-importance policy that fits: one threshold on LAMP scores across all groups."""
-        scores = group_scores(self.model, self.input_shape, criterion)
-        scores = {g.name: scores[g.name] for g in space.groups if g.name in scores}
+        scores = group_scores(self.model, self.input_shape, [g.name for g in space.groups], criterion)
         if not scores:
             return None
         thresholds = torch.cat(list(scores.values())).sort().values.tolist()
