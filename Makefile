@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate
 	$(BIN)/python benchmarks/zoo.py
+	$(BIN)/python benchmarks/transformer_heads.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks
