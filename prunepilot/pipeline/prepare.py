@@ -204,10 +204,11 @@ def dry_run_lines(prepared: PreparedJob, baseline: dict[str, Any]) -> list[str]:
     if budget is not None:
         limit = budget.resolve(baseline[budget.cost])
         lines.append(f"Budget: {budget.text} -> {format_cost(budget.cost, limit.limit)}")
-    lines.append(f"{'group':32} {'channels':>8} {'FLOPs':>7}  layers")
+    width = max([32, *(len(g.name) for g in prepared.groups)])  # Hugging Face names run long
+    lines.append(f"{'group':{width}} {'channels':>8} {'FLOPs':>7}  layers")
     for g in prepared.groups:
         size = f"{g.heads} heads" if g.heads else g.channels
-        lines.append(f"{g.name:32} {size:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
+        lines.append(f"{g.name:{width}} {size:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
     if prepared.left_whole:
         lines.append("Left whole (never pruned):")
         lines += [f"  {name}: {reason}" for name, reason in prepared.left_whole.items()]
