@@ -66,28 +66,16 @@ class LogitsModel(nn.Module):
         return logits_of(self.model(inputs), self.output_key)
 
 
-def as_logits_model(model: nn.Module, inputs: torch.Tensor, output_key: str | None = None) -> nn.Module:
-    """``model`` itself when it returns a tensor on ``inputs`` and no ``output_key`` is set, else
-    ``model`` in a :class:`LogitsModel`.
+def as_logits_model(model: nn.Module, output: object, output_key: str | None = None) -> nn.Module:
+    """``model`` itself when its ``output`` (on a batch) is a tensor and no ``output_key`` is set,
+    else ``model`` in a :class:`LogitsModel`.
 
     Raises:
-        UsageError: when the model fails on ``inputs`` or its output holds no class scores.
+        UsageError: when ``output`` holds no class scores.
     """
-    if isinstance(model, LogitsModel):
+    if isinstance(model, LogitsModel) or (output_key is None and isinstance(output, torch.Tensor)):
         return model
-    if output_key is None:
-        try:
-            with torch.no_grad():
-                output = model.eval()(inputs)
-        except Exception as exc:  # noqa: BLE001 - the user's model failing is bad input
-            raise UsageError(
-                f"The model fails on a batch of the data of shape {tuple(inputs.shape)} "
-                f"({type(exc).__name__}: {exc}).",
-                "model",
-            ) from exc
-        if isinstance(output, torch.Tensor):
-            return model
-        logits_of(output)
+    logits_of(output, output_key)
     return LogitsModel(model, output_key)
 
 

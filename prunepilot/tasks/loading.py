@@ -20,6 +20,7 @@ from prunepilot.adapters import (
     Split,
     as_logits_model,
     first_batch,
+    logits_of,
     user_model,
 )
 from prunepilot.errors import UsageError
@@ -150,10 +151,11 @@ def checked_task(
             "input_dtype",
         )
     with _blame("model"):
-        model = as_logits_model(model.eval(), first[0][:2], output_key)
+        outputs = _forward(model.eval(), first[0])  # one pass: the wrapping and the shape checks
+        model = as_logits_model(model, outputs, output_key)
     loaded = Task(name, model, train, val, test, InputShape(shape, dtype))
     with _blame("model"):
-        _check_forward(loaded, first, loss or Loss())
+        _check_forward(loaded, first, logits_of(outputs, output_key), loss or Loss())
     return loaded
 
 
@@ -261,18 +263,20 @@ def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tup
     return tuple(checked)  # type: ignore[return-value]
 
 
-def _check_forward(task: Task, first: Batch, loss: Loss) -> None:
-    inputs = first[0]
+def _forward(model: nn.Module, inputs: torch.Tensor) -> object:
     try:
-        with torch.enable_grad():  # one pass serves the shape checks and the training check
-            outputs = task.model.eval()(inputs)
-    except UsageError:
-        raise
-    except Exception as exc:  # noqa: BLE001
+        with torch.no_grad():
+            return model(inputs)
+    except Exception as exc:  # noqa: BLE001 - the user's model failing is bad input
         raise UsageError(
             f"The model fails on a batch of the data of shape {tuple(inputs.shape)} "
             f"({type(exc).__name__}: {exc})."
         ) from exc
+
+
+def _check_forward(task: Task, first: Batch, outputs: object, loss: Loss) -> None:
+    """Checks the class scores ``outputs`` of the first batch against its labels, and that the model
+    trains on ``loss``."""
     if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
         raise UsageError(

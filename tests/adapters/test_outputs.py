@@ -48,8 +48,9 @@ def test_an_output_without_scores_is_refused_naming_what_it_holds():
 def test_a_model_returning_a_tensor_is_not_wrapped_and_one_returning_a_dict_is():
     net = zoo.tiny_resnet().eval()
     inputs = torch.randn(2, 1, 8, 8)
-    assert as_logits_model(net, inputs) is net
-    wrapped = as_logits_model(zoo.DictOutputNet(net), inputs, "scores")
+    with torch.no_grad():
+        assert as_logits_model(net, net(inputs)) is net
+        wrapped = as_logits_model(zoo.DictOutputNet(net), zoo.DictOutputNet(net)(inputs), "scores")
     assert isinstance(wrapped, LogitsModel) and user_model(wrapped).net is net
     with torch.no_grad():
         assert torch.equal(wrapped(inputs), net(inputs))
@@ -59,4 +60,4 @@ def test_a_dict_output_without_the_default_key_takes_its_first_value():
     net = zoo.dict_output_net().eval()
     inputs = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
-        assert torch.equal(as_logits_model(net, inputs)(inputs), net(inputs)["hidden"])
+        assert torch.equal(as_logits_model(net, net(inputs))(inputs), net(inputs)["hidden"])
