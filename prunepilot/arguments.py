@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         help="what the model must fit: "
         + ACCEPTED_FORMS.replace("%", "%%")
-        + "; one the baseline already meets ('100%%') maps the whole trade-off",
+        + "; one the baseline already meets ('100%%') maps the whole trade-off. Latency is measured in "
+        "--runtime; a size counts int8 weights as stored; FLOPs are the same in int8 and fp32",
     )
     search.add_argument("--trials", type=int, help=f"trials to finish ({_default('trials')})")
     search.add_argument("--timeout", type=_positive_float, help="seconds after which no new trial starts")
@@ -111,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         help="the target device, where latency is measured and the final model is made: cpu, cuda or cuda:N "
         f"({_default('device')})",
+    )
+    deploy = search.add_argument_group("where the model will run")
+    deploy.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime"],
+        help="where every latency and score of the run is measured: PyTorch eager, or the model exported "
+        "to ONNX and run in ONNX Runtime on the CPU (default: torch; onnxruntime with --quantize)",
+    )
+    deploy.add_argument(
+        "--quantize",
+        choices=["none", "int8", "search"],
+        help="int8 quantization by ONNX Runtime (static with per-channel weights; dynamic for Linear-heavy "
+        "models) after each policy's fine-tune: none, int8 (every policy), search (the search chooses "
+        f"per policy; a model that cannot be quantized runs fp32) ({_default('quantize')})",
     )
     tuning = search.add_argument_group("search and trials")
     tuning.add_argument("--policy", help="a policy JSON file to evaluate first (warm start)")
@@ -265,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--format",
         action="append",
-        choices=["torchscript", "onnx", "plan"],
-        help="export format; repeat for several (default: all three)",
+        choices=["torchscript", "onnx", "plan", "int8"],
+        help="export format; repeat for several (default: all; int8, model.int8.onnx, for an int8 trial)",
     )
     for sub in (search, validate, report, export):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -16,15 +16,15 @@ from prunepilot.evaluators import (
     LatencySettings,
     count_flops,
     count_params,
-    serialized_size,
     time_models,
 )
 from prunepilot.evaluators.metric import evaluate_metric
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Plan, Policy
 from prunepilot.policies.heads import head_counts
+from prunepilot.runtimes import Deployed
 from prunepilot.tasks.base import Task
-from prunepilot.trial import TrialSettings, prune_and_train
+from prunepilot.trial import TrialSettings, deploy, prune_and_train
 
 __all__ = ["FINAL_CANDIDATES", "Finalized", "finalize", "finalize_candidates", "score_on_test"]
 
@@ -45,6 +45,7 @@ class Finalized:
         model: The fine-tuned pruned model.
         policy: The policy.
         plan: What the policy removed (see ``apply_policy``).
+        deployed: The model as it runs in the job's runtime (what was timed and scored).
     """
 
     trial: FrozenTrial | None
@@ -52,6 +53,7 @@ class Finalized:
     model: nn.Module
     policy: Policy
     plan: Plan
+    deployed: Deployed | None = None
 
 
 def finalize_candidates(
@@ -105,7 +107,7 @@ def finalize_candidates(
          budget.cost: done.final[budget.cost], "budget_met": done.final["budget_met"]}
         for done in finished
     ]  # fmt: skip
-    chosen.final.update(score_on_test(task, chosen.model, settings, device))
+    chosen.final.update(score_on_test(task, chosen.model, settings, device, chosen.deployed))
     return chosen
 
 
@@ -141,14 +143,18 @@ def finalize(
         trial: The trial whose policy it is, when it is one.
 
     Returns:
-        The final model (on the CPU, for export), its plan and its measurements.
+        The final model (on the CPU, for export), its plan, what runs in the job's runtime and its
+        measurements there (int8 when the policy says so).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
     model, plan = prune_and_train(task.model, task.train, task.input_shape, policy, settings, timings, device)
-    base = on_device(task.model, device)
-    base_latency, latency = compare_latency(base, model, task.input_shape, settings.latency, device)
-    val_accuracy = evaluate_metric(model, task.val, settings.metric, device=device)
+    base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
+    shipped = deploy(model, task.train, task.input_shape, settings, policy.int8)
+    base_latency, latency = compare_latency(
+        base.module, shipped.module, task.input_shape, settings.latency, device
+    )
+    val_accuracy = evaluate_metric(shipped.module, task.val, settings.metric, device=device)
     model = model.cpu()
     sample = example_batch(task.input_shape)
     final = {
@@ -157,26 +163,43 @@ def finalize(
         "baseline_latency_ms": base_latency,
         "flops": count_flops(model, sample),
         "params": count_params(model),
-        "size_bytes": serialized_size(model),
+        "size_bytes": shipped.size_bytes,
+        "runtime": settings.runtime,
+        "int8": shipped.quantized,
         "finetune_steps": settings.finetune_steps,
         "timings": timings,
     }
+    if shipped.fallback:
+        final["int8_fallback"] = shipped.fallback
     heads = head_counts(model)
     if heads:  # attention heads kept per layer, of the baseline's
         final["heads"] = {name: {"kept": kept, "baseline": count} for (name, count), kept
                           in zip(head_counts(task.model).items(), heads.values())}  # fmt: skip
     final["wall_s"] = time.perf_counter() - start
-    return Finalized(trial, final, model, policy, plan)
+    # PyTorch's deployed model is the model itself, moved to the CPU above: test scoring moves it back.
+    return Finalized(trial, final, model, policy, plan, None if settings.runtime == "torch" else shipped)
 
 
 def score_on_test(
-    task: Task, model: nn.Module, settings: TrialSettings, device: str = "cpu"
+    task: Task,
+    model: nn.Module,
+    settings: TrialSettings,
+    device: str = "cpu",
+    deployed: Deployed | None = None,
 ) -> dict[str, float]:
-    """The job's metric on the test split for ``model`` and the baseline. The test split is used
-    here, and only here: for the chosen model (it decides nothing)."""
-    return {
-        "test_accuracy": evaluate_metric(on_device(model, device), task.test, settings.metric, device=device),
-        "baseline_test_accuracy": evaluate_metric(
-            on_device(task.model, device), task.test, settings.metric, device=device
-        ),
+    """The job's metric on the test split for ``model`` and the baseline, as they run in the job's
+    runtime (``deployed``: ``model`` there, made when None); for an int8 model, its fp32 form's as
+    well (``fp32_test_accuracy``). The test split is used here, and only here: for the chosen model
+    (it decides nothing)."""
+    model = on_device(model, device)
+    if deployed is None:
+        deployed = deploy(model, task.train, task.input_shape, settings)
+    base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
+    scores = {
+        "test_accuracy": evaluate_metric(deployed.module, task.test, settings.metric, device=device),
+        "baseline_test_accuracy": evaluate_metric(base.module, task.test, settings.metric, device=device),
     }
+    if deployed.quantized:
+        fp32 = deploy(model, task.train, task.input_shape, settings)
+        scores["fp32_test_accuracy"] = evaluate_metric(fp32.module, task.test, settings.metric, device=device)
+    return scores

@@ -56,6 +56,8 @@ KEYS = (
     Key("data.input_key", "input_key", "str", "key of the model's input in dict batches"),
     Key("data.label_key", "label_key", "str", "key of the labels in dict batches"),
     Key("finetune.loss", "loss", "str", "pkg.module:callable (model, batch) -> loss tensor"),
+    Key("deploy.runtime", "runtime", "str", "where latency and scores are measured: torch or onnxruntime"),
+    Key("deploy.quantize", "quantize", "str", "int8 by ONNX Runtime: none, int8, or search (per policy)"),
     Key("latency.batch_size", "latency_batch", "int", "samples per timed forward pass"),
     Key("latency.threads", "threads", "int", "torch threads while timing"),
     Key("latency.repeats", "latency_repeats", "int", "timed passes per measurement"),

@@ -20,6 +20,7 @@ from prunepilot.evaluators.metric import DIRECTIONS, Metric
 from prunepilot.imports import callable_name
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
+from prunepilot.runtimes import QUANTIZE_MODES, runtime_names
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
 from prunepilot.search.latency_model import MIN_SAMPLES
 from prunepilot.search.screen import CALIBRATION_SAMPLES
@@ -64,6 +65,11 @@ class JobSpec:
             a tensor output as is, ``logits`` of a dict or ``ModelOutput``, the first of a tuple.
         device: The target device: where latency is measured and the final model is made
             (``cpu``, ``cuda`` or ``cuda:N``).
+        runtime: Where every latency and score is measured: ``torch`` or ``onnxruntime`` (the model
+            exported to ONNX, run on the CPU); None: ``torch``, or ``onnxruntime`` when ``quantize``
+            asks for int8.
+        quantize: ``none``, ``int8`` (every policy's model quantized by ONNX Runtime after its
+            fine-tune) or ``search`` (the search chooses per policy).
         policy: A policy JSON file to evaluate first, as a warm start.
         study: A study name shared by runs (nightly): each run adds its trials to it and starts from
             the front of the earlier runs. None: the run has a study of its own.
@@ -131,6 +137,8 @@ class JobSpec:
     label_key: str | None = None
     output_key: str | None = None
     device: str = "cpu"
+    runtime: str | None = None
+    quantize: str = "none"
     policy: str | None = None
     study: str | None = None
     storage: str | None = None
@@ -210,7 +218,8 @@ class JobSpec:
             *integers("trials", low=1),
             *integers("seed", "finetune_steps", "final_steps", "bn_batches", "max_retries", low=0),
             *integers("batch_size", "threads", "latency_repeats", "round_to", low=1),
-            *([] if self.calibration_samples == 0 else integers("calibration_samples", low=MIN_SAMPLES)),
+            *([] if self.calibration_samples == 0 else integers(
+                "calibration_samples", low=MIN_SAMPLES * (2 if self.quantize == "search" else 1))),
             *([] if self.latency_batch is None else integers("latency_batch", low=1)),
             *([] if self.workers is None else integers("workers", low=0)),
             require(
@@ -249,6 +258,14 @@ class JobSpec:
                     or self.dry_run, "device", "'cpu' unless trials get a GPU (--gpus-per-trial > 0)"),
             require(lambda: self.device != "cpu" or self.gpus_per_trial == 0, "gpus_per_trial",
                     "0 when the target device is 'cpu' (a trial given a GPU is timed on it)"),
+            require(lambda: self.runtime is None or self.runtime in runtime_names(), "runtime",
+                    f"one of {runtime_names()}"),
+            require(lambda: self.quantize in QUANTIZE_MODES, "quantize", f"one of {list(QUANTIZE_MODES)}"),
+            require(lambda: self.quantize == "none" or self.runtime != "torch", "quantize",
+                    "'none' with --runtime torch (int8 runs in ONNX Runtime: --runtime onnxruntime, or no "
+                    "--runtime)"),
+            require(lambda: self.device == "cpu" or self.deploy_runtime == "torch", "device",
+                    "'cpu' with --runtime onnxruntime (it runs on the CPU)"),
             require(
                 lambda: self.criteria is None
                 or (bool(self.criteria) and all(c in criterion_names() for c in self.criteria)),
@@ -267,8 +284,15 @@ class JobSpec:
             except UsageError as exc:
                 raise UsageError(str(exc), "budget") from None
 
+    @property
+    def deploy_runtime(self) -> str:
+        """The runtime the run measures in: ``runtime``, else ``onnxruntime`` when quantizing."""
+        return self.runtime or ("torch" if self.quantize == "none" else "onnxruntime")
+
     def trial_settings(self, latency_batch: int) -> TrialSettings:
         return TrialSettings(
+            runtime=self.deploy_runtime,
+            quantize=self.quantize,
             bn_batches=self.bn_batches,
             finetune_steps=self.finetune_steps,
             batch_size=self.batch_size,

@@ -13,18 +13,20 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from prunepilot.adapters import Loss, batches
+from prunepilot.adapters import Loss, batches, samples
 from prunepilot.errors import check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings, evaluate_model
 from prunepilot.evaluators.metric import Metric
 from prunepilot.gate import NullGate
-from prunepilot.inputs import on_device
+from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Policy, PrunedModel, apply_policy
+from prunepilot.runtimes import QUANTIZE_MODES, Deployed, get_runtime, runtime_names
+from prunepilot.runtimes.int8 import CALIBRATION_SAMPLES
 from prunepilot.tasks.base import TaskData
 from prunepilot.training import fine_tune, recalibrate_batchnorm
 
 #: Trial phases, in order, as keys of :attr:`TrialResult.timings`.
-PHASES = ("apply", "bn_recalibration", "fine_tune", "evaluation", "latency")
+PHASES = ("apply", "bn_recalibration", "fine_tune", "deploy", "evaluation", "latency")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class TrialSettings:
             speed drifts). None times the pruned model alone.
         metric: What scores a model on the validation split (top-1 accuracy by default).
         loss: What fine-tuning minimises (cross-entropy by default).
+        runtime: Where models are timed and scored (a registered runtime: ``torch``,
+            ``onnxruntime``).
+        quantize: ``none``, ``int8`` or ``search``: with ``search``, a policy's model that the
+            runtime cannot quantize runs in fp32 (the reason recorded); with ``int8`` it fails.
     """
 
     bn_batches: int = 8
@@ -56,8 +62,16 @@ class TrialSettings:
     reference_latency_ms: float | None = None
     metric: Metric = field(default_factory=Metric)
     loss: Loss = field(default_factory=Loss)
+    runtime: str = "torch"
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
+        if self.runtime not in runtime_names():
+            raise invalid_parameter("runtime", "TrialSettings", f"one of {runtime_names()}", self.runtime)
+        if self.quantize not in QUANTIZE_MODES:
+            raise invalid_parameter(
+                "quantize", "TrialSettings", f"one of {list(QUANTIZE_MODES)}", self.quantize
+            )
         reference = self.reference_latency_ms
         if reference is not None and (
             isinstance(reference, bool) or not isinstance(reference, (int, float)) or not reference > 0
@@ -84,9 +98,12 @@ class TrialResult:
             short fine-tune.
         flops: FLOPs of one sample's forward pass.
         params: Number of parameters.
-        size_bytes: Size of the saved state dict.
-        latency_ms: Measured median latency (see :class:`LatencySettings`).
+        size_bytes: Size of what ships (the state dict, or the runtime's file).
+        latency_ms: Measured median latency (see :class:`LatencySettings`) in the runtime.
         timings: Wall seconds of each phase in :data:`PHASES`.
+        int8: Whether the model was measured quantized to int8.
+        int8_fallback: Why a policy asking for int8 ran in fp32 (its model could not be
+            quantized); None otherwise.
     """
 
     accuracy: float
@@ -95,6 +112,8 @@ class TrialResult:
     size_bytes: int
     latency_ms: float
     timings: dict[str, float]
+    int8: bool = False
+    int8_fallback: str | None = None
 
     def cost(self, name: str) -> float:
         """The value of a cost a budget may bound (``latency_ms``, ``flops``, ``params``, ``size_bytes``)."""
@@ -152,6 +171,30 @@ def prune_and_train(
     return PrunedModel(pruned, plan)
 
 
+def deploy(
+    model: nn.Module,
+    train: torch.utils.data.Dataset,
+    input_shape: tuple[int, ...],
+    settings: TrialSettings,
+    int8: bool = False,
+) -> Deployed:
+    """``model`` as it runs in the settings' runtime; int8 (its ranges calibrated on the first
+    :data:`CALIBRATION_SAMPLES` training samples) when ``int8`` is set. With ``quantize="search"``
+    a model the runtime cannot quantize runs in fp32, the reason in ``fallback``.
+
+    Raises:
+        DeployError: when the runtime cannot take the model (or, unless the search chooses the
+            precision, cannot quantize it).
+    """
+    runtime = get_runtime(settings.runtime)
+    example = example_batch(input_shape, 2, next(model.parameters(), torch.empty(0)).device)
+    calibration = samples(train, CALIBRATION_SAMPLES) if int8 else None
+    threads = settings.latency.threads
+    if settings.quantize == "search":
+        return runtime.deploy_or_fp32(model, example, threads, int8, calibration)
+    return runtime.deploy(model, example, threads, int8, calibration)
+
+
 def run_trial(
     model: nn.Module,
     data: TaskData,
@@ -176,11 +219,17 @@ def run_trial(
     """
     timings: dict[str, float] = {}
     pruned, _ = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate)
-    reference = None
-    if settings.reference_latency_ms is not None:
-        reference = (on_device(model, device), settings.reference_latency_ms)
+    start = time.perf_counter()
+    with (gate or NullGate()).compute():
+        shipped = deploy(pruned, data.train, data.input_shape, settings, policy.int8)
+        reference = None
+        if settings.reference_latency_ms is not None:
+            base = deploy(on_device(model, device), data.train, data.input_shape, settings)
+            reference = (base.module, settings.reference_latency_ms)
+    timings["deploy"] = time.perf_counter() - start
     metrics = evaluate_model(
         pruned, data.val, data.input_shape, settings.latency, timings, device, gate, reference,
-        metric=settings.metric,
+        metric=settings.metric, deployed=shipped,
     )  # fmt: skip
-    return TrialResult(**metrics.to_dict(), timings=timings)
+    return TrialResult(**metrics.to_dict(), timings=timings, int8=shipped.quantized,
+                       int8_fallback=shipped.fallback)  # fmt: skip

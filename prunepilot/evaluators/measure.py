@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +16,9 @@ from prunepilot.evaluators.metric import Metric, evaluate_metric
 from prunepilot.gate import NullGate
 from prunepilot.inputs import example_batch
 
+if TYPE_CHECKING:
+    from prunepilot.runtimes import Deployed
+
 
 @dataclass(frozen=True)
 class Measurements:
@@ -25,8 +29,9 @@ class Measurements:
             it was evaluated on; the name is kept for the report's schema.
         flops: FLOPs of one sample's forward pass.
         params: Number of parameters.
-        size_bytes: Size of the saved state dict.
-        latency_ms: Median latency of one batch (see :class:`LatencySettings`).
+        size_bytes: Size of what ships: the saved state dict, or the runtime's file (int8 weights
+            as stored).
+        latency_ms: Median latency of one batch (see :class:`LatencySettings`) in the runtime.
     """
 
     accuracy: float
@@ -53,29 +58,33 @@ def evaluate_model(
     gate: NullGate | None = None,
     reference: tuple[nn.Module, float] | None = None,
     metric: Metric | None = None,
+    deployed: Deployed | None = None,
 ) -> Measurements:
     """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``.
 
-    With ``reference`` (a model and its known latency in ms), latency is measured relative to the
-    reference model, timed alongside, and scaled by the known latency: drift of the machine's speed
-    between this measurement and the reference's cancels out.
+    With ``deployed`` (``model`` as it runs in the job's runtime), the metric, the latency and the
+    size are those of what ships; FLOPs and parameters are counted on ``model``. With
+    ``reference`` (a model in the same runtime and its known latency in ms), latency is measured
+    relative to the reference model, timed alongside, and scaled by the known latency: drift of
+    the machine's speed between this measurement and the reference's cancels out.
     """
     timings = {} if timings is None else timings
+    shipped = model if deployed is None else deployed.module
     start = time.perf_counter()
-    accuracy = evaluate_metric(model, dataset, metric, device=device, gate=gate)
+    accuracy = evaluate_metric(shipped, dataset, metric, device=device, gate=gate)
     sample = example_batch(input_shape, 1, device)
     with (gate or NullGate()).compute():
         flops = count_flops(model, sample)
         params = count_params(model)
-        size = serialized_size(model)
+        size = serialized_size(model) if deployed is None else deployed.size_bytes
     timings["evaluation"] = time.perf_counter() - start
     start = time.perf_counter()
     if reference is None:
-        latency_ms = measure_latency(model, input_shape, latency, device=device, gate=gate)
+        latency_ms = measure_latency(shipped, input_shape, latency, device=device, gate=gate)
     else:
         reference_model, reference_ms = reference
         latency_ms = reference_ms * relative_latency(
-            model, reference_model, input_shape, latency, device=device, gate=gate
+            shipped, reference_model, input_shape, latency, device=device, gate=gate
         )
     timings["latency"] = time.perf_counter() - start
     return Measurements(accuracy, flops, params, size, latency_ms)

@@ -10,10 +10,12 @@ from torch import nn
 
 from prunepilot.adapters import samples
 from prunepilot.evaluators import measure_latency
+from prunepilot.export.int8 import export_int8
 from prunepilot.export.onnx import export_onnx
 from prunepilot.export.plan import build_from_plan, export_plan, load_plan
 from prunepilot.export.torchscript import export_torchscript, load_torchscript
 from prunepilot.policies import Plan
+from prunepilot.runtimes import Deployed
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings
 
@@ -33,6 +35,7 @@ EXPORT_FORMATS = {
     "torchscript": ("model.ts.pt",),
     "onnx": ("model.onnx",),
     "plan": ("plan.json", "weights.pt"),
+    "int8": ("model.int8.onnx",),
 }
 
 
@@ -44,6 +47,7 @@ def export_all(
     settings: TrialSettings,
     folder: Path,
     formats: tuple[str, ...] = tuple(EXPORT_FORMATS),
+    deployed: Deployed | None = None,
 ) -> dict[str, Any]:
     """Exports ``model`` in ``formats`` into ``folder``; each export is reloaded (or run in its
     runtime), compared with the model on test inputs and timed there.
@@ -57,7 +61,10 @@ def export_all(
         task: The task (test inputs for the checks, the input shape).
         settings: The trial settings (how latency is timed).
         folder: Where the files go.
-        formats: Keys of :data:`EXPORT_FORMATS`.
+        formats: Keys of :data:`EXPORT_FORMATS` (``int8`` applies to a model ``deployed`` in int8
+            only).
+        deployed: The model as it ran in the job's runtime; an int8 one is exported as it was
+            measured (see :func:`export_int8`).
 
     Returns:
         The ``export`` entry of the report.
@@ -76,4 +83,6 @@ def export_all(
         export["plan"], export["plan_weights"] = "plan.json", "weights.pt"
         base = task.model if "python" in source else None  # no factory re-creates a Python object
         export["plan_max_abs_diff"] = export_plan(model, plan, source, task.input_shape, inputs, folder, base)
+    if "int8" in formats and deployed is not None and deployed.quantized:
+        export.update(export_int8(model, deployed, task, settings, folder / "model.int8.onnx"))
     return export

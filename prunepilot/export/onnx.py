@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import statistics
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,8 @@ from prunepilot.errors import PrunepilotError
 from prunepilot.evaluators import LatencySettings
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_name, example_batch
 from prunepilot.rundir import write_atomically
+from prunepilot.runtimes import DeployError
+from prunepilot.runtimes.onnx import onnx_bytes, open_session
 
 #: Largest absolute output difference accepted between PyTorch and ONNX Runtime.
 ONNX_TOLERANCE = 1e-4
@@ -35,20 +34,12 @@ def export_onnx(
     Raises:
         PrunepilotError: when the export fails or differs by more than :data:`ONNX_TOLERANCE`.
     """
-    import onnxruntime
-
     model = model.eval()
-    with tempfile.TemporaryDirectory() as folder:
-        staged = Path(folder) / "model.onnx"
-        try:
-            _export(model, inputs[:2], staged)
-        except Exception as exc:  # noqa: BLE001 - any exporter failure is reported as one line
-            raise PrunepilotError(f"The ONNX export failed ({type(exc).__name__}: {exc}).") from exc
-        data = staged.read_bytes()
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = latency.threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    try:
+        data = onnx_bytes(model, inputs[:2])
+    except DeployError as exc:
+        raise PrunepilotError(f"The ONNX export failed ({exc}).") from exc
+    session = open_session(data, latency.threads)
     name = session.get_inputs()[0].name
     with torch.no_grad():
         expected = model(inputs).numpy()
@@ -70,21 +61,3 @@ def export_onnx(
         session.run(None, {name: batch})
         times.append(time.perf_counter() - start)
     return {"onnx_max_abs_diff": difference, "onnx_latency_ms": statistics.median(times) * 1e3}
-
-
-def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo")]
-    levels = [logger.level for logger in quiet]
-    for logger in quiet:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            batch = torch.export.Dim("batch", min=1)
-            program = torch.onnx.export(
-                model, (example,), dynamo=True, dynamic_shapes=({0: batch},), verbose=False
-            )
-            program.save(str(path))
-    finally:
-        for logger, level in zip(quiet, levels):
-            logger.setLevel(level)

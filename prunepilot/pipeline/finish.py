@@ -53,8 +53,11 @@ def finish_stage(
         ranked_front(study), task, spec.final_settings(settings), budget, log, spec.device, maximizes(study)
     )
     if done is not None:
-        log(f"Exporting trial {done.trial.number}: TorchScript, ONNX and plan, each checked ...")
-        done.final["export"] = export_all(done.model, done.plan, prepared.source, task, settings, run.path)
+        int8 = " and int8 ONNX" if done.deployed is not None and done.deployed.quantized else ""
+        log(f"Exporting trial {done.trial.number}: TorchScript, ONNX, plan{int8}, each checked ...")
+        done.final["export"] = export_all(
+            done.model, done.plan, prepared.source, task, settings, run.path, deployed=done.deployed
+        )
         write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
         # The study keeps the final measurements too, so that `prunepilot report` can rebuild them.
         study.set_user_attr(f"final:{spec.name}", {"trial": done.trial.number, "final": done.final})
@@ -80,6 +83,8 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
         "task": {"name": task.name, "input_shape": list(task.input_shape),
                  "input_dtype": dtype_of(task.input_shape), "device": spec.device},
         "metric": prepared.settings.metric.to_dict(),
+        "runtime": {"name": prepared.settings.runtime, "quantize": prepared.spec.quantize,
+                    "int8_note": prepared.int8_note},
         "groups": [g.to_dict() for g in prepared.groups],
         "blocks": list(prepared.space.blocks),
         "baseline": baseline,
@@ -95,7 +100,8 @@ def _print_summary(log, run: RunDir, report: dict[str, Any], budget: BudgetLimit
             f"test {metric_label(report)} {final['test_accuracy']:.4f} "
             f"(baseline {final['baseline_test_accuracy']:.4f}), latency {final['latency_ms']:.3f} ms "
             f"(baseline {final['baseline_latency_ms']:.3f} ms, "
-            f"{_change(final['latency_ms'], final['baseline_latency_ms'])}), "
+            f"{_change(final['latency_ms'], final['baseline_latency_ms'])}"
+            f"{', int8' if final.get('int8') else ''}{_runtime(report)}), "
             f"budget {'met' if report['budget_met'] else 'NOT met'}."
         )
     else:
@@ -108,6 +114,11 @@ def _print_summary(log, run: RunDir, report: dict[str, Any], budget: BudgetLimit
         )
         print(f"No trial met the budget {budget.text}.{where}", file=sys.stderr)
     log(f"Report: {run.file('report.md')}")
+
+
+def _runtime(report: dict[str, Any]) -> str:
+    name = report.get("runtime", {}).get("name", "torch")
+    return "" if name == "torch" else f", in {name}"
 
 
 def _change(value: float, reference: float) -> str:

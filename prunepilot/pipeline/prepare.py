@@ -17,10 +17,11 @@ from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.metric import Metric, evaluate_metric
 from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
+from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
-from prunepilot.trial import TrialSettings
+from prunepilot.trial import TrialSettings, deploy
 
 __all__ = [
     "PreparedJob",
@@ -48,6 +49,8 @@ class PreparedJob:
         space: The search space.
         settings: How trials are trained and measured.
         left_whole: Groups never pruned -> why (listed by ``--dry-run``).
+        int8_note: Why a search of the precision (``--quantize search``) runs fp32 only (the base
+            model cannot be quantized); None otherwise.
     """
 
     job: ResolvedJob
@@ -56,6 +59,7 @@ class PreparedJob:
     space: SearchSpace
     settings: TrialSettings
     left_whole: dict[str, str] = field(default_factory=dict)
+    int8_note: str | None = None
 
     @property
     def spec(self):
@@ -129,29 +133,39 @@ def prepare(
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     if spec.round_to_choices:
         criteria["round_to_choices"] = tuple(spec.round_to_choices)
+    builtin = spec.model is None and not spec.python_model
+    settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
+    _check_metric(task, settings.metric)
+    int8_note = _check_deployable(task, settings)
+    if int8_note is not None:  # the search of the precision falls back to fp32 for every policy
+        settings = replace(settings, quantize="none")
     space = SearchSpace(
         tuple(groups),
         tuple(blocks),
         ratio_low=spec.ratio_min,
         ratio_high=spec.ratio_max,
         round_to=spec.round_to,
+        quantize=settings.quantize,
         **criteria,
     )
-    builtin = spec.model is None and not spec.python_model
-    settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
-    _check_metric(task, settings.metric)
-    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole))
+    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole), int8_note)
 
 
 def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
-    """The baseline's validation metric and costs; latency is the median of a few measurements."""
-    task, latency, device = prepared.task, prepared.settings.latency, prepared.spec.device
+    """The baseline's validation metric and costs, as it runs in the job's runtime (fp32); latency is
+    the median of a few measurements."""
+    task, settings, device = prepared.task, prepared.settings, prepared.spec.device
     model = on_device(task.model, device)
+    shipped = deploy(model, task.train, task.input_shape, settings)
     metrics = evaluate_model(
-        model, task.val, task.input_shape, latency, device=device, metric=prepared.settings.metric
-    ).to_dict()
+        model, task.val, task.input_shape, settings.latency, device=device, metric=settings.metric,
+        deployed=shipped,
+    ).to_dict()  # fmt: skip
     repeats = [metrics["latency_ms"]]
-    repeats += [measure_latency(model, task.input_shape, latency, device) for _ in range(BASELINE_ROUNDS - 1)]
+    repeats += [
+        measure_latency(shipped.module, task.input_shape, settings.latency, device)
+        for _ in range(BASELINE_ROUNDS - 1)
+    ]
     metrics["latency_ms"] = statistics.median(repeats)
     return metrics
 
@@ -163,14 +177,17 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     Raises:
         UsageError: naming the budget, the smallest model's cost and what to loosen.
     """
-    task, space, device = prepared.task, prepared.space, prepared.spec.device
-    smallest_policy = replace(space.uniform(space.max_ratio, "l1"), removed_blocks=space.blocks)
-    reference = (on_device(task.model, device), baseline["latency_ms"])
+    task, space, device, settings = prepared.task, prepared.space, prepared.spec.device, prepared.settings
+    int8 = space.quantize != "none"
+    smallest_policy = replace(space.uniform(space.max_ratio, "l1", int8=int8), removed_blocks=space.blocks)
+    base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
+    reference = (base.module, baseline["latency_ms"])
     try:
         smallest = apply_policy(task.model, smallest_policy, task.input_shape).model.to(device)
+        shipped = deploy(smallest, task.train, task.input_shape, settings, int8)
         measured = evaluate_model(
-            smallest, task.val, task.input_shape, prepared.settings.latency, device=device,
-            reference=reference, metric=prepared.settings.metric,
+            smallest, task.val, task.input_shape, settings.latency, device=device,
+            reference=reference, metric=settings.metric, deployed=shipped,
         )  # fmt: skip
     except UsageError:
         raise
@@ -185,7 +202,7 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
         raise UsageError(
             f"The budget {budget.text!r} ({format_cost(budget.cost, budget.limit)}) cannot be met: the "
             f"smallest model in the search space (every group pruned by {space.max_ratio:g}"
-            f"{', every removable block removed' if space.blocks else ''}) "
+            f"{', every removable block removed' if space.blocks else ''}{', int8' if int8 else ''}) "
             f"measures {format_cost(budget.cost, value)}; loosen the budget or raise --ratio-max "
             "(at most 0.95)."
         )
@@ -199,8 +216,11 @@ def dry_run_lines(prepared: PreparedJob, baseline: dict[str, Any]) -> list[str]:
         f"Baseline (validation): {prepared.settings.metric.label} {baseline['accuracy']:.4f}, "
         f"{format_cost('flops', baseline['flops'])}, {baseline['params']:,} params, "
         f"{format_cost('size_bytes', baseline['size_bytes'])}, latency "
-        f"{baseline['latency_ms']:.3f} ms (batch {latency.batch_size}, {latency.threads} thread(s))",
+        f"{baseline['latency_ms']:.3f} ms (batch {latency.batch_size}, {latency.threads} thread(s), "
+        f"{prepared.settings.runtime})",
     ]
+    if prepared.int8_note:
+        lines.append(f"int8: {prepared.int8_note}; the search runs fp32 only")
     if budget is not None:
         limit = budget.resolve(baseline[budget.cost])
         lines.append(f"Budget: {budget.text} -> {format_cost(budget.cost, limit.limit)}")
@@ -263,6 +283,37 @@ def _searched(
         if not (excluded(b) or excluded(b + ".") or any(n.startswith(b + ".") for n in left_alone))
     ]  # fmt: skip
     return kept, kept_blocks
+
+
+def _check_deployable(task: Task, settings: TrialSettings) -> str | None:
+    """Deploys the base model in the job's runtime (and in int8 when the job quantizes), so that a
+    model the runtime cannot take is refused now, naming the operator, rather than failing every
+    trial.
+
+    Returns:
+        With ``quantize="search"``, why the base model cannot be quantized (the search then runs
+        fp32 only); else None.
+
+    Raises:
+        UsageError: when the runtime cannot take the model, or with ``quantize="int8"`` cannot
+            quantize it.
+    """
+    if settings.runtime == "torch":
+        return None
+    deploy(task.model, task.train, task.input_shape, settings)
+    if settings.quantize == "none":
+        return None
+    try:
+        deploy(task.model, task.train, task.input_shape, replace(settings, quantize="int8"), int8=True)
+    except DeployError as exc:
+        if settings.quantize == "int8":
+            raise UsageError(
+                f"{exc}; --quantize int8 needs a model it can quantize: use --quantize search (fp32 "
+                "where int8 fails) or --quantize none.",
+                "quantize",
+            ) from exc
+        return str(exc)
+    return None
 
 
 def _check_metric(task: Task, metric: Metric) -> None:

@@ -97,17 +97,17 @@ def export_trial(
         log(f"Final fine-tune of trial {number} ({spec.final_steps} steps) ...")
         done = finalize(prepared.task, policy, spec.final_settings(settings), spec.device, trial)
         final = done.final
-        final.update(score_on_test(prepared.task, done.model, settings, spec.device))
+        final.update(score_on_test(prepared.task, done.model, settings, spec.device, done.deployed))
         folder = run.path / "exports" / f"trial-{number}"
         folder.mkdir(parents=True, exist_ok=True)
         final["export"] = export_all(
-            done.model, done.plan, prepared.source, prepared.task, settings, folder, formats
+            done.model, done.plan, prepared.source, prepared.task, settings, folder, formats, done.deployed
         )
         write_atomically(folder / "policy.json", policy.to_json() + "\n")
         write_atomically(
             folder / "export.json", json.dumps({"trial": number, "final": final}, indent=1) + "\n"
         )
-        files = [f for name in formats for f in EXPORT_FORMATS[name]]
+        files = [f for name in formats for f in EXPORT_FORMATS[name] if (folder / f).is_file()]
         log(
             f"Trial {number}: test {prepared.settings.metric.label} {final['test_accuracy']:.4f}, latency "
             f"{final['latency_ms']:.3f} ms; exported {', '.join(files)} to {folder}"

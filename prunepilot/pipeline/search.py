@@ -18,6 +18,7 @@ from prunepilot.evaluators.metric import Metric
 from prunepilot.pipeline.prepare import PreparedJob
 from prunepilot.policies import Policy
 from prunepilot.rundir import RunDir
+from prunepilot.runtimes import get_runtime
 from prunepilot.search import (
     BudgetScreen,
     Calibration,
@@ -160,11 +161,13 @@ def warm_starts(
     fixed = [space.uniform(r) for r in WARM_START_RATIOS if r <= space.max_ratio]
     if screen is None:
         return warm + fixed
+    # A space that searches the precision starts from the uniform recipes in int8 too.
+    precisions = (None, True) if space.quantize == "search" else (None,)
     fitting = [
         p
         for p in (
-            screen.uniform_within(space),
-            screen.uniform_within(space, space.blocks) if space.blocks else None,
+            *(screen.uniform_within(space, int8=q) for q in precisions),
+            *(screen.uniform_within(space, space.blocks, int8=q) for q in precisions if space.blocks),
             screen.global_within(space),
         )
         if p is not None and (p.removed_blocks or any(s.ratio > 0 for s in p.groups.values()))
@@ -205,7 +208,14 @@ def predictor_summary(screen: BudgetScreen | None) -> dict[str, Any] | None:
     """The latency predictor as the report gives it; None without one."""
     if screen is None or screen.predictor is None:
         return None
-    return {**screen.predictor.describe(), "observed": len(screen.observed), "correction": screen.correction}
+    summary = {
+        **screen.predictor.describe(),
+        "observed": len(screen.observed),
+        "correction": screen.correction,
+    }
+    if screen.int8_predictor is not None:
+        summary["int8"] = screen.int8_predictor.describe()
+    return summary
 
 
 def _screen(
@@ -218,9 +228,9 @@ def _screen(
 ) -> BudgetScreen | None:
     """The budget screen of the run; a latency budget calibrates its predictor first (once per
     run: the measurements are kept in ``latency_calibration.json``)."""
-    spec, task = prepared.spec, prepared.task
+    spec, task, settings = prepared.spec, prepared.task, prepared.settings
     if budget.cost != "latency_ms":
-        return BudgetScreen(task.model, task.input_shape, budget)
+        return BudgetScreen(task.model, task.input_shape, budget, runtime=settings.runtime)
     if spec.calibration_samples == 0:
         return None
     path = run.file(CALIBRATION_FILE)
@@ -232,15 +242,23 @@ def _screen(
             total=len(policies), desc="latency calibration", unit="policy", disable=not progress
         ) as bar:
             calibration = calibrate_latency(
-                task.model, task.input_shape, policies, prepared.settings.latency, bar, spec.device
-            )
+                task.model, task.input_shape, policies, settings.latency, bar, spec.device,
+                runtime=get_runtime(settings.runtime),
+            )  # fmt: skip
         run.write_json(CALIBRATION_FILE, calibration.to_dict())
-    predictor = calibration.predictor()
-    log(
-        f"Latency predictor: fit on {predictor.samples} measured policies, vector width "
-        f"{predictor.width}, cross-validated error {100 * predictor.cv_mape:.1f}%."
-    )
-    return BudgetScreen(task.model, task.input_shape, budget, predictor, baseline["latency_ms"])
+    predictors = {False: calibration.predictor()}
+    if prepared.space.quantize != "none":
+        predictors[True] = calibration.predictor(int8=True)
+    for int8, predictor in predictors.items():
+        log(
+            f"Latency predictor{' (int8)' if int8 else ''}: fit on {predictor.samples} measured policies "
+            f"({settings.runtime}), vector width {predictor.width}, cross-validated error "
+            f"{100 * predictor.cv_mape:.1f}%."
+        )
+    return BudgetScreen(
+        task.model, task.input_shape, budget, predictors[False], baseline["latency_ms"],
+        int8_predictor=predictors.get(True), runtime=settings.runtime,
+    )  # fmt: skip
 
 
 def _executor(prepared: PreparedJob, settings: TrialSettings) -> TrialExecutor:

@@ -56,11 +56,14 @@ class Policy:
         round_to: Kept channel counts are rounded up to a multiple of this (>= 1).
         removed_blocks: Removable blocks (see ``blocks.discover_blocks``) removed whole, by qualified name;
             kept sorted. The settings of groups inside a removed block have no effect.
+        int8: Quantize the pruned, fine-tuned model to int8 (a runtime that supports it, such as
+            ``onnxruntime``).
     """
 
     groups: Mapping[str, GroupSetting] = field(default_factory=dict)
     round_to: int = 1
     removed_blocks: tuple[str, ...] = ()
+    int8: bool = False
 
     def __post_init__(self) -> None:
         check_integer("Policy", "round_to", self.round_to, 1)
@@ -69,6 +72,8 @@ class Policy:
         ):
             raise invalid_parameter("removed_blocks", "Policy", "a list of block names", self.removed_blocks)
         object.__setattr__(self, "removed_blocks", tuple(sorted(set(self.removed_blocks))))
+        if not isinstance(self.int8, bool):
+            raise invalid_parameter("int8", "Policy", "true or false", self.int8)
         for name, setting in self.groups.items():
             if not isinstance(name, str) or not isinstance(setting, GroupSetting):
                 raise invalid_parameter(
@@ -84,12 +89,14 @@ class Policy:
         return cls({name: GroupSetting(ratio, criterion) for name in group_names}, round_to)
 
     def to_dict(self) -> dict:
-        return {
+        """Plain data; ``int8`` appears only when set (an fp32 policy reads as before it existed)."""
+        data = {
             "schema": SCHEMA,
             "round_to": self.round_to,
             "groups": {name: {"ratio": s.ratio, "criterion": s.criterion} for name, s in self.groups.items()},
             "removed_blocks": list(self.removed_blocks),
         }
+        return {**data, "int8": True} if self.int8 else data
 
     @classmethod
     def from_dict(cls, data: object) -> Policy:
@@ -100,11 +107,11 @@ class Policy:
         """
         if not isinstance(data, Mapping):
             raise UsageError(f"A policy must be a JSON object. Got {type(data).__name__} instead.")
-        unknown = set(data) - {"schema", "round_to", "groups", "removed_blocks", *OLD_KEYS}
+        unknown = set(data) - {"schema", "round_to", "groups", "removed_blocks", "int8", *OLD_KEYS}
         if unknown:
             raise UsageError(
                 f"Unknown policy field(s) {sorted(unknown)}; "
-                "accepted: schema, round_to, groups, removed_blocks."
+                "accepted: schema, round_to, groups, removed_blocks, int8."
             )
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
@@ -130,7 +137,10 @@ class Policy:
                 "The 'removed_blocks' field of a policy must be a list of block names. "
                 f"Got {removed_blocks!r} instead."
             )
-        return cls(settings, data.get("round_to", 1), tuple(removed_blocks))
+        int8 = data.get("int8", False)
+        if not isinstance(int8, bool):
+            raise UsageError(f"The 'int8' field of a policy must be true or false. Got {int8!r} instead.")
+        return cls(settings, data.get("round_to", 1), tuple(removed_blocks), int8)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -169,6 +179,8 @@ class Policy:
     def describe(self) -> str:
         """One line: the mean ratio, the criteria used and the blocks removed."""
         removed = f"blocks removed: {', '.join(self.removed_blocks)}" if self.removed_blocks else ""
+        if self.int8:
+            removed = f"{removed}; int8" if removed else "int8"
         if not self.groups:
             return removed or "no pruning"
         ratios = [s.ratio for s in self.groups.values()]

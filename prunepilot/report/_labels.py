@@ -55,6 +55,11 @@ def removed_blocks(policy: dict[str, Any]) -> str:
     return f"; blocks removed: {', '.join(blocks)}" if blocks else ""
 
 
+def precision(trial: dict[str, Any]) -> str:
+    """``"; int8"`` for a trial (as plain data) measured in int8, else ``""``."""
+    return "; int8" if trial.get("int8") else ""
+
+
 def policy_blocks(policy: dict[str, Any]) -> list[str]:
     """The blocks a policy (as JSON) removes; older runs call them ``skip``, the oldest have none."""
     return list(policy.get("removed_blocks", policy.get("skip", [])))

@@ -11,7 +11,7 @@ from prunepilot.search import pareto
 
 __all__ = ["SCHEMA", "build_report", "screening", "speedups", "trial_record"]
 
-SCHEMA = "prunepilot.report/1"
+SCHEMA = "prunepilot.report/2"
 
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
@@ -22,6 +22,8 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "feasible": pareto.violation(trial) == 0 if trial.values else None,
         "policy": trial.user_attrs.get("policy"),
         "result": trial.user_attrs.get("result"),
+        "int8": bool((trial.user_attrs.get("result") or {}).get("int8")),
+        "int8_fallback": (trial.user_attrs.get("result") or {}).get("int8_fallback"),
         "error": trial.user_attrs.get("error"),
         "interrupted": bool(trial.user_attrs.get("interrupted")),
         "screened": trial.user_attrs.get("screened"),

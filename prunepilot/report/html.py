@@ -13,6 +13,7 @@ from prunepilot.report._labels import (
     metric_change,
     metric_label,
     policy_blocks,
+    precision,
     removed_blocks,
 )
 from prunepilot.report.markdown import export_lines, screening_sentence
@@ -88,7 +89,7 @@ def html_report(report: dict[str, Any]) -> str:
         trial = by_number[number]
         result, groups = trial["result"], trial["policy"]["groups"]
         summary = ", ".join(f"{name} {g['ratio']:.2f} {g['criterion']}" for name, g in groups.items())
-        summary += removed_blocks(trial["policy"])
+        summary += removed_blocks(trial["policy"]) + precision(trial)
         rows.append([str(number), f"{result['accuracy']:.4f}", f"{result['latency_ms']:.3f}",
                      format_cost("flops", result["flops"]), f"{result['params']:,}", summary])  # fmt: skip
     parts += [
@@ -148,4 +149,3 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _e(text: object) -> str:
     return html.escape(str(text))
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prunepilot.budget import format_cost
-from prunepilot.report._labels import front_caption, metric_change, metric_label, removed_blocks
+from prunepilot.report._labels import front_caption, metric_change, metric_label, precision, removed_blocks
 
 __all__ = ["export_lines", "markdown", "screening_sentence"]
 
@@ -82,7 +82,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         lines.append(
             f"| {number} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | "
             f"{format_cost('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f}"
-            f"{removed_blocks(t['policy'])} |"
+            f"{removed_blocks(t['policy'])}{precision(t)} |"
         )
     lines += [
         "",

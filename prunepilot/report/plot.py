@@ -26,9 +26,16 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for feasible, colour, label in ((True, "tab:blue", "within budget"), (False, "tab:gray", "over budget")):
-        points = [(t["result"][metric], t["result"]["accuracy"]) for t in trials if t["feasible"] is feasible]
-        if points:
-            ax.scatter(*zip(*points), s=18, c=colour, alpha=0.7, label=f"trial ({label})")
+        for int8, marker in ((False, "o"), (True, "^")):  # int8 trials are triangles
+            points = [
+                (t["result"][metric], t["result"]["accuracy"])
+                for t in trials
+                if t["feasible"] is feasible and bool(t.get("int8")) is int8
+            ]
+            if points:
+                precision = ", int8" if int8 else (", fp32" if any(t.get("int8") for t in trials) else "")
+                ax.scatter(*zip(*points), s=18, c=colour, marker=marker, alpha=0.7,
+                           label=f"trial ({label}{precision})")  # fmt: skip
     by_number = {t["number"]: t for t in trials}
     front = [by_number[n] for n in report["full_front"] if n in by_number]
     if front:

@@ -23,11 +23,11 @@ from prunepilot.evaluators import (
     count_flops,
     count_params,
     relative_latency,
-    serialized_size,
 )
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.policies.ranking import global_ratios, group_scores
+from prunepilot.runtimes import Runtime, get_runtime
 from prunepilot.search.latency_model import LatencyPredictor, layer_table
 from prunepilot.search.space import SearchSpace
 
@@ -58,7 +58,7 @@ def _structure_only(policy: Policy) -> Policy:
     """The same channel counts, scored by L1 (counts do not depend on the criterion, and L1 needs
     neither gradients nor BatchNorm)."""
     settings = {n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()}
-    return Policy(settings, policy.round_to, policy.removed_blocks)
+    return Policy(settings, policy.round_to, policy.removed_blocks, policy.int8)
 
 
 @dataclass(frozen=True)
@@ -67,32 +67,41 @@ class Calibration:
 
     Attributes:
         tables: Each measured model's layer table (see :func:`layer_table`).
-        ratios: Each model's latency divided by the base model's, timed alongside.
+        ratios: Each model's latency divided by the base model's (fp32), timed alongside.
         base: The base model's layer table.
+        int8: Whether each model was timed quantized to int8 (empty: none was).
     """
 
     tables: list[dict[str, list]]
     ratios: list[float]
     base: dict[str, list]
+    int8: list[bool] = field(default_factory=list)
 
-    def predictor(self, relative: bool = True) -> LatencyPredictor:
-        """A predictor fit on these measurements (see :meth:`LatencyPredictor.fit`)."""
-        as_tuples = [{k: tuple(v) for k, v in t.items()} for t in self.tables]
+    @property
+    def precisions(self) -> list[bool]:
+        """Whether each measured model was int8."""
+        return self.int8 or [False] * len(self.ratios)
+
+    def predictor(self, relative: bool = True, int8: bool = False) -> LatencyPredictor:
+        """A predictor fit on the measurements of one precision (see :meth:`LatencyPredictor.fit`)."""
+        chosen = [i for i, q in enumerate(self.precisions) if q == int8]
+        as_tuples = [{k: tuple(v) for k, v in self.tables[i].items()} for i in chosen]
         base = {k: tuple(v) for k, v in self.base.items()}
-        return LatencyPredictor.fit(base, as_tuples, self.ratios, relative)
+        return LatencyPredictor.fit(base, as_tuples, [self.ratios[i] for i in chosen], relative)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tables": self.tables, "ratios": self.ratios, "base": self.base}
+        return {"tables": self.tables, "ratios": self.ratios, "base": self.base, "int8": self.precisions}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        return cls(data["tables"], data["ratios"], data["base"])
+        return cls(data["tables"], data["ratios"], data["base"], list(data.get("int8", [])))
 
 
 def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> list[Policy]:
     """Policies that cover the space: a quarter uniform (evenly spaced ratios), the rest random
     (each of the space's blocks removed with probability one half, so that the predictor sees
-    what a block's layers cost however few channels they keep)."""
+    what a block's layers cost however few channels they keep). In a space that searches the
+    precision, every other policy is int8 (each precision gets a predictor of its own)."""
     rng = random.Random(seed)
     grid = space.grid_ratios
     steps = len(grid) - 1
@@ -105,7 +114,9 @@ def calibration_policies(space: SearchSpace, samples: int, seed: int = 0) -> lis
         policies.append(
             Policy({n: GroupSetting(r) for n, r in ratios.items()}, rng.choice(roundings), removed)
         )
-    return policies[:samples]
+    if space.quantize == "search":
+        return [replace(p, int8=bool(i % 2)) for i, p in enumerate(policies[:samples])]
+    return [replace(p, int8=space.quantize == "int8") for p in policies[:samples]]
 
 
 def _pruned_or_none(model: nn.Module, policy: Policy, input_shape: tuple[int, ...]) -> nn.Module | None:
@@ -127,25 +138,33 @@ def calibrate_latency(
     progress: Any = None,
     device: str = "cpu",
     timings: int = CALIBRATION_TIMINGS,
+    runtime: Runtime | None = None,
 ) -> Calibration:
-    """Measures each policy's pruned model against ``model`` on ``device`` (timed alongside, see
-    :func:`relative_latency`; the mean ratio of ``timings`` timings); ``progress`` (a tqdm bar) is
-    advanced per policy."""
+    """Measures each policy's pruned model against ``model`` on ``device``, both as they run in
+    ``runtime`` (default: PyTorch; an int8 policy's model quantized, on random calibration inputs:
+    ranges do not change the time) and timed alongside (see :func:`relative_latency`; the mean
+    ratio of ``timings`` timings); ``progress`` (a tqdm bar) is advanced per policy."""
     check_integer("calibrate_latency", "timings", timings, 1)
-    tables, ratios = [], []
-    reference = on_device(model, device)
+    runtime = runtime or get_runtime("torch")
+    tables, ratios, precisions = [], [], []
+    example = example_batch(input_shape, 2, device)
+    reference = runtime.deploy(on_device(model, device), example, settings.threads).module
     for policy in policies:
         pruned = _pruned_or_none(model, policy, input_shape)
         if pruned is None:  # its pruning breaks the model: nothing to time
             continue
-        tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
-        pruned = pruned.to(device)
-        timed = [relative_latency(pruned, reference, input_shape, settings, device) for _ in range(timings)]
+        table = {k: list(v) for k, v in layer_table(pruned, input_shape).items()}
+        shipped = runtime.deploy_or_fp32(pruned.to(device), example, settings.threads, policy.int8)
+        timed = [
+            relative_latency(shipped.module, reference, input_shape, settings, device) for _ in range(timings)
+        ]
+        tables.append(table)
         ratios.append(sum(timed) / timings)
+        precisions.append(shipped.quantized)
         if progress is not None:
             progress.update(1)
     base = {k: list(v) for k, v in layer_table(model, input_shape).items()}
-    return Calibration(tables, ratios, base)
+    return Calibration(tables, ratios, base, precisions)
 
 
 @dataclass
@@ -161,6 +180,8 @@ class BudgetScreen:
         baseline_ms: The base model's latency (predictions are relative to it).
         observed: For each trained trial seen by :meth:`observe`: the predictor's prediction
             before it was refit on that trial, and the measured latency divided by it.
+        int8_predictor: The predictor of int8 policies' latency, when the space has int8 policies.
+        runtime: The runtime whose size a size budget counts (int8 weights as stored).
     """
 
     model: nn.Module
@@ -169,13 +190,17 @@ class BudgetScreen:
     predictor: LatencyPredictor | None = None
     baseline_ms: float | None = None
     observed: list[tuple[float, float]] = field(default_factory=list)
+    int8_predictor: LatencyPredictor | None = None
+    runtime: str = "torch"
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def tolerance(self) -> float:
-        """The predictor's relative error (cross-validated) for latency, 0 for the exact costs:
-        how far under the budget :meth:`fill` aims."""
-        return self.predictor.cv_mape if self.budget.cost == "latency_ms" and self.predictor else 0.0
+        """The predictors' relative error (cross-validated, the larger) for latency, 0 for the
+        exact costs: how far under the budget :meth:`fill` aims."""
+        if self.budget.cost != "latency_ms" or self.predictor is None:
+            return 0.0
+        return max(p.cv_mape for p in (self.predictor, self.int8_predictor) if p is not None)
 
     def __post_init__(self) -> None:
         if self.budget.cost == "latency_ms" and (self.predictor is None or self.baseline_ms is None):
@@ -223,7 +248,11 @@ class BudgetScreen:
             predicted = self._predicted(policy)
             self.observed.append((predicted, measured / predicted))
             # The predictor holds every measurement it was fit on: calibration, then earlier trials.
-            self.predictor = self.predictor.refit([self._structure(policy)], [measured / self.baseline_ms])
+            update = [self._structure(policy)], [measured / self.baseline_ms]
+            if policy.int8 and self.int8_predictor is not None:
+                self.int8_predictor = self.int8_predictor.refit(*update)
+            else:
+                self.predictor = self.predictor.refit(*update)
 
     def _structure(self, policy: Policy) -> Any:
         """What the budget's cost needs of the pruned, untrained model, computed once per channel
@@ -235,6 +264,11 @@ class BudgetScreen:
                 self._cache[key] = None
             elif self.budget.cost == "latency_ms":
                 self._cache[key] = layer_table(pruned, self.input_shape)
+            elif self.budget.cost == "size_bytes":
+                example = example_batch(self.input_shape, 2)
+                self._cache[key] = (
+                    get_runtime(self.runtime).deploy_or_fp32(pruned, example, 1, policy.int8).size_bytes
+                )
             else:
                 self._cache[key] = _static_metric(pruned, self.input_shape, self.budget.cost)
         return self._cache[key]
@@ -244,7 +278,8 @@ class BudgetScreen:
             return math.inf  # a policy whose pruning breaks the model never fits
         if self.budget.cost == "latency_ms":
             assert self.predictor is not None and self.baseline_ms is not None
-            return self.baseline_ms * self.predictor.predict(self._structure(policy))
+            predictor = self.int8_predictor if policy.int8 and self.int8_predictor else self.predictor
+            return self.baseline_ms * predictor.predict(self._structure(policy))
         return float(self._structure(policy))
 
     def fits(self, policy: Policy, margin: float = 0.0) -> bool:
@@ -277,10 +312,14 @@ class BudgetScreen:
             candidates.append(replace(candidates[-1], removed_blocks=tuple(space.blocks)))
         return _first_fitting(candidates, self, margin) or candidates[-1]
 
-    def uniform_within(self, space: SearchSpace, removed_blocks: tuple[str, ...] = ()) -> Policy | None:
+    def uniform_within(
+        self, space: SearchSpace, removed_blocks: tuple[str, ...] = (), int8: bool | None = None
+    ) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),
-        with ``removed_blocks`` removed."""
-        uniform = [replace(space.uniform(r), removed_blocks=removed_blocks) for r in space.grid_ratios]
+        with ``removed_blocks`` removed (int8 as :meth:`SearchSpace.uniform` has it)."""
+        uniform = [
+            replace(space.uniform(r, int8=int8), removed_blocks=removed_blocks) for r in space.grid_ratios
+        ]
         return _first_fitting(uniform, self)
 
     def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
@@ -298,7 +337,7 @@ class BudgetScreen:
                 allowed = space.criteria_for(group)
                 settings[group.name] = GroupSetting(ratio, criterion if criterion in allowed else allowed[0])
             round_to = space.round_to_choices[0] if space.round_to_choices else space.round_to
-            candidates.append(Policy(settings, round_to))
+            candidates.append(Policy(settings, round_to, int8=space.quantize == "int8"))
         return _first_fitting(candidates, self)
 
 
@@ -334,7 +373,7 @@ def _toward_low(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio - share * max(setting.ratio - space.ratio_low, 0.0)
         settings[group.name] = GroupSetting(_on_grid_down(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to, policy.removed_blocks)
+    return Policy(settings, policy.round_to, policy.removed_blocks, policy.int8)
 
 
 def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
@@ -343,12 +382,10 @@ def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio + share * max(space.max_ratio - setting.ratio, 0.0)
         settings[group.name] = GroupSetting(_on_grid_up(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to, policy.removed_blocks)
+    return Policy(settings, policy.round_to, policy.removed_blocks, policy.int8)
 
 
 def _static_metric(model: nn.Module, input_shape: tuple[int, ...], metric: str) -> float:
     if metric == "flops":
         return float(count_flops(model, example_batch(input_shape)))
-    if metric == "params":
-        return float(count_params(model))
-    return float(serialized_size(model))
+    return float(count_params(model))

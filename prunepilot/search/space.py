@@ -10,6 +10,7 @@ import optuna
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
 from prunepilot.policies.criteria import get_criterion
+from prunepilot.runtimes import QUANTIZE_MODES
 
 
 def _all_criteria() -> tuple[str, ...]:
@@ -30,6 +31,8 @@ class SearchSpace:
         round_to: Channel rounding of every proposed policy (when ``round_to_choices`` is empty).
         round_to_choices: Channel roundings the search chooses from, one per policy (kept channel
             counts that suit the hardware's vector width can be faster at equal FLOPs).
+        quantize: ``none`` (every policy fp32), ``int8`` (every policy int8) or ``search`` (the
+            search chooses per policy).
     """
 
     groups: tuple[GroupInfo, ...]
@@ -40,8 +43,13 @@ class SearchSpace:
     criteria: tuple[str, ...] = field(default_factory=_all_criteria)
     round_to: int = 1
     round_to_choices: tuple[int, ...] = ()
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_MODES:
+            raise invalid_parameter(
+                "quantize", "SearchSpace", f"one of {list(QUANTIZE_MODES)}", self.quantize
+            )
         for value in (self.round_to, *self.round_to_choices):
             check_integer("SearchSpace", "round_to", value, 1)
         if not 0.0 <= self.ratio_low <= self.ratio_high:
@@ -102,7 +110,10 @@ class SearchSpace:
         if self.round_to_choices:
             round_to = trial.suggest_categorical("round_to", list(self.round_to_choices))
         removed = tuple(b for b in self.blocks if trial.suggest_categorical(f"{b}:remove", [False, True]))
-        return Policy(settings, round_to, removed)
+        int8 = self.quantize == "int8"
+        if self.quantize == "search":
+            int8 = trial.suggest_categorical("int8", [False, True])
+        return Policy(settings, round_to, removed, int8)
 
     def params_of(self, policy: Policy) -> dict[str, float | str]:
         """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
@@ -121,10 +132,13 @@ class SearchSpace:
             params["round_to"] = policy.round_to if policy.round_to in choices else choices[0]
         for block in self.blocks:
             params[f"{block}:remove"] = block in policy.removed_blocks
+        if self.quantize == "search":
+            params["int8"] = policy.int8
         return params
 
-    def uniform(self, ratio: float, criterion: str | None = None) -> Policy:
-        """The same ratio for every group (the hand-made recipe), with ``default_criterion``."""
+    def uniform(self, ratio: float, criterion: str | None = None, int8: bool | None = None) -> Policy:
+        """The same ratio for every group (the hand-made recipe), with ``default_criterion``; int8
+        when ``int8`` says so (None: when every policy of the space is)."""
         settings = {}
         for group in self.groups:
             choices = self.criteria_for(group)
@@ -133,7 +147,7 @@ class SearchSpace:
         round_to = self.round_to
         if self.round_to_choices and round_to not in self.round_to_choices:
             round_to = self.round_to_choices[0]
-        return Policy(settings, round_to)
+        return Policy(settings, round_to, int8=self.quantize == "int8" if int8 is None else int8)
 
     def uniform_sweep(self, count: int) -> list[Policy]:
         """``count`` uniform policies with ratios spread evenly over the space's range, from its
@@ -159,9 +173,13 @@ class SearchSpace:
         return [p for pair in itertools.zip_longest(whole, shallow) for p in pair if p is not None]
 
     def within_blocks(self, policy: Policy) -> Policy:
-        """``policy`` removing only the blocks this space may remove (the rest kept)."""
+        """``policy`` removing only the blocks this space may remove (the rest kept), in a precision
+        the space allows (its own, unless the space searches it)."""
         removed = tuple(b for b in policy.removed_blocks if b in self.blocks)
-        return policy if removed == policy.removed_blocks else replace(policy, removed_blocks=removed)
+        int8 = policy.int8 if self.quantize == "search" else self.quantize == "int8"
+        if removed == policy.removed_blocks and int8 == policy.int8:
+            return policy
+        return replace(policy, removed_blocks=removed, int8=int8)
 
     def clamp(self, policy: Policy) -> Policy:
         """``policy`` kept to the space (the policy :meth:`params_of` enqueues): groups outside it
@@ -177,7 +195,8 @@ class SearchSpace:
             for g in self.groups
         }
         removed = tuple(b for b in self.blocks if params[f"{b}:remove"])
-        return Policy(settings, int(params.get("round_to", self.round_to)), removed)
+        int8 = bool(params.get("int8", self.quantize == "int8"))
+        return Policy(settings, int(params.get("round_to", self.round_to)), removed, int8)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
@@ -188,4 +207,6 @@ class SearchSpace:
             + (f"one of {list(self.round_to_choices)}" if self.round_to_choices else str(self.round_to)),
             f"groups: {len(self.groups)}",
             "removable blocks: " + (", ".join(self.blocks) if self.blocks else "none"),
+            "precision: "
+            + {"none": "fp32", "int8": "int8", "search": "fp32 or int8, per policy"}[self.quantize],
         ]
