@@ -219,7 +219,7 @@ class JobSpec:
             *integers("seed", "finetune_steps", "final_steps", "bn_batches", "max_retries", low=0),
             *integers("batch_size", "threads", "latency_repeats", "round_to", low=1),
             *([] if self.calibration_samples == 0 else integers(
-                "calibration_samples", low=MIN_SAMPLES * (2 if self.quantize == "search" else 1))),
+                "calibration_samples", low=MIN_SAMPLES * (2 if self._calibrates_both_precisions() else 1))),
             *([] if self.latency_batch is None else integers("latency_batch", low=1)),
             *([] if self.workers is None else integers("workers", low=0)),
             require(
@@ -276,6 +276,13 @@ class JobSpec:
             require(lambda: self.budget is not None or self.dry_run, "budget", "given (e.g. 30ms, 2x, 50%)"),
             self._check_budget,
         ]  # fmt: skip
+
+    def _calibrates_both_precisions(self) -> bool:
+        """Whether a latency budget's calibration is split between fp32 and int8 policies."""
+        try:
+            return self.quantize == "search" and parse_budget(self.budget).cost == "latency_ms"
+        except (UsageError, TypeError):
+            return False
 
     def _check_budget(self) -> None:
         if self.budget is not None:

@@ -302,3 +302,47 @@ def fixed_width_net() -> nn.Module:
     torch.manual_seed(0)
     return _FixedWidthNet()
 
+
+
+class _CumMaxNet(nn.Module):
+    """Runs in PyTorch, but ONNX has no ``cummax`` operator: no exporter can take it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(torch.cummax(hidden, dim=1).values)
+
+
+def cummax_net() -> nn.Module:
+    """A model for 1x8x8 digits that ONNX cannot export (``aten::cummax``)."""
+    torch.manual_seed(0)
+    return _CumMaxNet()
+
+
+class _GroupedTransposeNet(nn.Module):
+    """Exports to ONNX and runs in ONNX Runtime, but ONNX Runtime's static per-channel quantizer
+    fails on a grouped transposed convolution with a bias (its per-channel scales follow the weight's
+    second axis, out_channels / groups, while the bias has out_channels entries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.squeeze = nn.Conv2d(16, 4, 1)
+        self.up = nn.ConvTranspose2d(4, 4, 3, groups=2)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.stem(x)))
+        x = torch.relu(self.up(torch.relu(self.squeeze(x))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def grouped_transpose_net() -> nn.Module:
+    """A model for 1x8x8 digits that ONNX Runtime cannot quantize to int8 (statically)."""
+    torch.manual_seed(0)
+    return _GroupedTransposeNet()

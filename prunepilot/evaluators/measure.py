@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -16,8 +16,12 @@ from prunepilot.evaluators.metric import Metric, evaluate_metric
 from prunepilot.gate import NullGate
 from prunepilot.inputs import example_batch
 
-if TYPE_CHECKING:
-    from prunepilot.runtimes import Deployed
+
+class Shipped(Protocol):
+    """A model as it runs where it ships (``prunepilot.runtimes.Deployed`` is one)."""
+
+    module: nn.Module
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def evaluate_model(
     gate: NullGate | None = None,
     reference: tuple[nn.Module, float] | None = None,
     metric: Metric | None = None,
-    deployed: Deployed | None = None,
+    deployed: Shipped | None = None,
 ) -> Measurements:
     """Measures ``model``; records ``evaluation`` and ``latency`` wall seconds in ``timings``.
 

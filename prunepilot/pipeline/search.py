@@ -246,8 +246,10 @@ def _screen(
                 runtime=get_runtime(settings.runtime),
             )  # fmt: skip
         run.write_json(CALIBRATION_FILE, calibration.to_dict())
-    predictors = {False: calibration.predictor()}
-    if prepared.space.quantize != "none":
+    # Each precision the space holds gets a predictor of its own (an int8-only space's is the main one).
+    quantize = prepared.space.quantize
+    predictors = {False: calibration.predictor()} if quantize != "int8" else {}
+    if quantize != "none":
         predictors[True] = calibration.predictor(int8=True)
     for int8, predictor in predictors.items():
         log(
@@ -256,8 +258,9 @@ def _screen(
             f"{100 * predictor.cv_mape:.1f}%."
         )
     return BudgetScreen(
-        task.model, task.input_shape, budget, predictors[False], baseline["latency_ms"],
-        int8_predictor=predictors.get(True), runtime=settings.runtime,
+        task.model, task.input_shape, budget, predictors.get(False, predictors.get(True)),
+        baseline["latency_ms"],
+        int8_predictor=predictors.get(True) if quantize == "search" else None, runtime=settings.runtime,
     )  # fmt: skip
 
 

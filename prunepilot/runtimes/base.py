@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError
 
 #: ``--quantize`` choices: never, always (int8), or chosen by the search per policy.
 QUANTIZE_MODES = ("none", "int8", "search")
@@ -92,34 +92,3 @@ class Runtime(abc.ABC):
         except DeployError as exc:
             plain = self.deploy(model, example, threads)
             return Deployed(plain.module, plain.size_bytes, False, str(exc), plain.data)
-
-
-_RUNTIMES: dict[str, type[Runtime]] = {}
-
-
-def register(runtime: type[Runtime]) -> type[Runtime]:
-    """Registers a runtime class under its ``name`` (a class decorator)."""
-    _RUNTIMES[runtime.name] = runtime
-    return runtime
-
-
-def runtime_names() -> list[str]:
-    """The registered runtimes' names."""
-    _load_builtin()
-    return list(_RUNTIMES)
-
-
-def get_runtime(name: str) -> Runtime:
-    """The runtime called ``name``.
-
-    Raises:
-        UsageError: naming the runtimes accepted.
-    """
-    _load_builtin()
-    if name not in _RUNTIMES:
-        raise invalid_parameter("runtime", "JobSpec (--runtime)", f"one of {list(_RUNTIMES)}", name)
-    return _RUNTIMES[name]()
-
-
-def _load_builtin() -> None:
-    from prunepilot.runtimes import eager, onnx  # noqa: F401 - registers them

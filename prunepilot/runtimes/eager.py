@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from prunepilot.evaluators.cost import serialized_size
-from prunepilot.runtimes.base import Deployed, Runtime, register
+from prunepilot.runtimes.base import Deployed, Runtime
 
 
-@register
 class TorchRuntime(Runtime):
     """The model itself, timed and scored in PyTorch (its size: the saved state dict)."""
 

@@ -10,7 +10,7 @@ recommended mode.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,8 +38,11 @@ def quantize_onnx(data: bytes, calibration: torch.Tensor, dynamic: bool = False)
     Raises:
         DeployError: naming what the quantizer could not handle.
     """
+    import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnxruntime.set_default_logger_severity(3)  # the quantizer's own sessions warn of what it removes
 
     with tempfile.TemporaryDirectory() as folder:
         source, prepared, target = (Path(folder) / n for n in ("model.onnx", "pre.onnx", "int8.onnx"))
@@ -48,23 +51,45 @@ def quantize_onnx(data: bytes, calibration: torch.Tensor, dynamic: bool = False)
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=dynamic)
         except Exception:  # noqa: BLE001 - the pre-processing (shape inference, fusions) is optional
             prepared = source
-        try:
+
+        def quantize(**only: list[str]) -> None:
             if dynamic:
-                quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
+                quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, **only)
             else:
                 quantize_static(
                     str(prepared), str(target), _Reader(_input_name(data), calibration),
                     quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **only,
                 )  # fmt: skip
+
+        try:
+            quantize()
         except Exception as exc:  # noqa: BLE001 - the quantizer's failure is reported as one line
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            culprits = _failing_operators(data, quantize)
+            at = (
+                f" at its {'/'.join(culprits)} operator{'s' if len(culprits) > 1 else ''}" if culprits else ""
+            )
             raise DeployError(
-                f"ONNX Runtime cannot quantize the model to int8: {type(exc).__name__}: "
-                f"{lines[0][:300] if lines else ''}",
+                f"ONNX Runtime cannot quantize the model to int8{at} ({type(exc).__name__}: "
+                f"{lines[0][:200] if lines else ''})",
                 "quantize",
             ) from exc
         return target.read_bytes()
+
+
+def _failing_operators(data: bytes, quantize: Callable[..., None]) -> list[str]:
+    """The operator types of ``data`` that the quantizer fails on when asked to quantize only them
+    (the quantizer's own messages rarely name the operator)."""
+    import onnx
+
+    failing = []
+    for op_type in sorted({node.op_type for node in onnx.load_from_string(data).graph.node}):
+        try:
+            quantize(op_types_to_quantize=[op_type])
+        except Exception:  # noqa: BLE001 - each failure is a finding
+            failing.append(op_type)
+    return failing
 
 
 def _input_name(data: bytes) -> str:

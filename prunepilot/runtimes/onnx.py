@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunepilot.runtimes.base import Deployed, DeployError, Runtime, register
+from prunepilot.runtimes.base import Deployed, DeployError, Runtime
 from prunepilot.runtimes.int8 import quantize_onnx, uses_dynamic_quantization
 
 INPUT_NAME = "input"
@@ -112,7 +112,6 @@ def open_session(data: bytes, threads: int) -> Any:
         raise DeployError(f"ONNX Runtime cannot load the model: {_first_line(exc)}", "runtime") from exc
 
 
-@register
 class OnnxRuntime(Runtime):
     """ONNX Runtime on the CPU (``CPUExecutionProvider``), fp32 or int8; the size of a model is its
     ONNX file's."""

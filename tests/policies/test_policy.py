@@ -91,3 +91,13 @@ def test_policies_and_plans_written_before_removed_blocks_had_its_name_still_loa
     old_plan = Plan.from_dict({"skipped": ["layer1"], "removed": {"stem.0": [0, 2]}})
     assert old_plan == Plan({"stem.0": [0, 2]}, ("layer1",))
     assert Plan.from_dict(old_plan.to_dict()) == old_plan
+
+
+def test_an_int8_policy_round_trips_and_an_fp32_one_reads_as_before():
+    fp32 = Policy({"a": GroupSetting(0.5)})
+    assert "int8" not in fp32.to_dict()
+    int8 = Policy({"a": GroupSetting(0.5)}, int8=True)
+    assert Policy.from_json(int8.to_json()) == int8
+    assert "int8" in int8.describe()
+    with pytest.raises(UsageError, match="'int8' field of a policy must be true or false. Got 'yes'"):
+        Policy.from_dict({"groups": {}, "int8": "yes"})

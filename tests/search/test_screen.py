@@ -258,3 +258,43 @@ def test_one_trial_in_eight_far_over_its_prediction_raises_the_correction(traine
     # A high quantile of the errors, not their middle: few policies let through measure over budget.
     assert screen.correction == pytest.approx(float(np.quantile(shares, FEASIBLE_QUANTILE)))
     assert screen.correction > 1.1
+
+
+def test_a_space_searching_the_precision_calibrates_each_precision_its_own_predictor(trained_tiny):
+    space = SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)), quantize="search")
+    policies = calibration_policies(space, 16, seed=0)
+    assert [p.int8 for p in policies] == [False, True] * 8
+    fp32 = _synthetic_calibration(trained_tiny, space)
+    tables, ratios, base = fp32.tables * 2, fp32.ratios + [r / 3 for r in fp32.ratios], fp32.base
+    calibration = Calibration(tables, ratios, base, [False] * 10 + [True] * 10)
+    assert Calibration.from_dict(calibration.to_dict()) == calibration
+    assert Calibration.from_dict({**fp32.to_dict(), "int8": []}).precisions == [False] * 10  # older runs
+    table = {k: tuple(v) for k, v in tables[3].items()}
+    fast, slow = calibration.predictor(int8=True).predict(table), calibration.predictor().predict(table)
+    assert fast == pytest.approx(slow / 3, rel=0.1)
+
+
+def test_a_latency_calibration_times_int8_policies_in_onnxruntime(trained_tiny):
+    from prunepilot.runtimes import get_runtime
+
+    space = SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)), quantize="int8")
+    settings = LatencySettings(batch_size=8, warmup=1, repeats=3)
+    policies = calibration_policies(space, 2, seed=0)
+    runtime = get_runtime("onnxruntime")
+    calibration = calibrate_latency(trained_tiny, SHAPE, policies, settings, runtime=runtime)
+    assert calibration.int8 == [True, True] and all(r > 0 for r in calibration.ratios)
+
+
+def test_a_size_screen_counts_int8_weights_as_stored(trained_tiny, digits):
+    from prunepilot.adapters import samples
+    from prunepilot.runtimes import get_runtime
+
+    space = SearchSpace(tuple(discover_groups(trained_tiny, SHAPE)), quantize="search")
+    screen = BudgetScreen(trained_tiny, SHAPE, BudgetLimit("size_bytes", 1e9), runtime="onnxruntime")
+    fp32, int8 = space.uniform(0.2, int8=False), space.uniform(0.2, int8=True)
+    assert screen.predict(int8) < screen.predict(fp32)
+    pruned = apply_policy(trained_tiny, int8, SHAPE).model
+    runtime = get_runtime("onnxruntime")
+    trained = runtime.deploy(pruned, samples(digits[1], 8), 1, True, samples(digits[0], 256))
+    # Ranges change values, not sizes (but for a few bytes of varint-encoded zero points).
+    assert screen.predict(int8) == pytest.approx(trained.size_bytes, rel=1e-3)

@@ -156,3 +156,30 @@ def test_the_trade_off_sweep_alternates_the_whole_model_and_the_one_without_its_
     )
     no_blocks = SearchSpace((_group("a"),), ratio_high=0.8, ratio_step=0.05)
     assert no_blocks.trade_off_sweep(4) == no_blocks.uniform_sweep(4)
+
+
+def _two_groups(**kwargs) -> SearchSpace:
+    groups = tuple(GroupInfo(n, 8, (n,), False, 0.5) for n in ("a", "b"))
+    return SearchSpace(groups, **kwargs)
+
+
+def test_a_space_that_searches_the_precision_proposes_both_and_enqueues_either():
+    space = _two_groups(quantize="search")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    proposed = {space.suggest(study.ask()).int8 for _ in range(12)}
+    assert proposed == {False, True}
+    int8 = space.uniform(0.5, int8=True)
+    assert space.params_of(int8)["int8"] is True
+    assert space.clamp(int8) == int8
+    assert "fp32 or int8" in space.describe()[-1]
+
+
+def test_a_fixed_precision_space_keeps_every_policy_in_its_precision():
+    int8_space, fp32_space = _two_groups(quantize="int8"), _two_groups()
+    study = optuna.create_study()
+    assert int8_space.suggest(study.ask()).int8 and int8_space.uniform(0.3).int8
+    assert "int8" not in int8_space.params_of(int8_space.uniform(0.3))  # not a parameter: fixed
+    assert not fp32_space.within_blocks(int8_space.uniform(0.3)).int8
+    assert int8_space.within_blocks(fp32_space.uniform(0.3)).int8
+    with pytest.raises(UsageError, match="'quantize' parameter of SearchSpace must be one of"):
+        _two_groups(quantize="fp16")
