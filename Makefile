@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate
 	$(BIN)/python benchmarks/zoo.py
 	$(BIN)/python benchmarks/transformer_heads.py
+	$(BIN)/python benchmarks/quantization.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -21,7 +21,7 @@ def import_object(path: str, what: str) -> Callable:
     Raises:
         UsageError: when the path is malformed, cannot be imported, or is not callable.
     """
-    if not isinstance(path, str) or not re.fullmatch(r"[\w.]+:[\w.]+", path):
+    if not isinstance(path, str) or not is_import_path(path):
         raise UsageError(f"{what} must look like 'package.module:factory'. Got {path!r} instead.")
     module_name, attribute = path.split(":", 1)
     if os.getcwd() not in sys.path:
@@ -54,3 +54,8 @@ def callable_name(value: str | Callable | None) -> str | None:
         return value
     module = getattr(value, "__module__", None) or "?"
     return f"{module}:{getattr(value, '__qualname__', type(value).__qualname__)}"
+
+
+def is_import_path(value: str) -> bool:
+    """Whether ``value`` has the shape of ``package.module:attribute``."""
+    return re.fullmatch(r"[\w.]+:[\w.]+", value) is not None

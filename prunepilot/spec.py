@@ -17,7 +17,7 @@ from prunepilot.budget import Budget, BudgetLimit, parse_budget
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings
 from prunepilot.evaluators.metric import DIRECTIONS, Metric
-from prunepilot.imports import callable_name
+from prunepilot.imports import callable_name, is_import_path
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.runtimes import QUANTIZE_MODES, runtime_names
@@ -65,11 +65,9 @@ class JobSpec:
             a tensor output as is, ``logits`` of a dict or ``ModelOutput``, the first of a tuple.
         device: The target device: where latency is measured and the final model is made
             (``cpu``, ``cuda`` or ``cuda:N``).
-        runtime: Where every latency and score is measured: ``torch`` or ``onnxruntime`` (the model
-            exported to ONNX, run on the CPU); None: ``torch``, or ``onnxruntime`` when ``quantize``
-            asks for int8.
-        quantize: ``none``, ``int8`` (every policy's model quantized by ONNX Runtime after its
-            fine-tune) or ``search`` (the search chooses per policy).
+        runtime: Where latency and scores are measured: ``torch``, ``onnxruntime``; None: ``torch``,
+            or ``onnxruntime`` when ``quantize`` asks for int8.
+        quantize: int8 by ONNX Runtime: ``none``, ``int8`` or ``search`` (chosen per policy).
         policy: A policy JSON file to evaluate first, as a warm start.
         study: A study name shared by runs (nightly): each run adds its trials to it and starts from
             the front of the earlier runs. None: the run has a study of its own.
@@ -248,7 +246,7 @@ class JobSpec:
                     f"one of {list(INPUT_DTYPES)}"),
             *[require(lambda name=name: getattr(self, name) is None or _is_key(getattr(self, name)), name,
                       "None or a non-empty string") for name in ("input_key", "label_key", "output_key")],
-            require(lambda: self.loss is None or callable(self.loss) or _is_path(self.loss),
+            require(lambda: self.loss is None or callable(self.loss) or is_import_path(self.loss),
                     "loss", "None or an import path 'package.module:callable'"),
             require(lambda: self.metric_direction in DIRECTIONS, "metric_direction",
                     f"one of {list(DIRECTIONS)}"),
@@ -258,14 +256,13 @@ class JobSpec:
                     or self.dry_run, "device", "'cpu' unless trials get a GPU (--gpus-per-trial > 0)"),
             require(lambda: self.device != "cpu" or self.gpus_per_trial == 0, "gpus_per_trial",
                     "0 when the target device is 'cpu' (a trial given a GPU is timed on it)"),
-            require(lambda: self.runtime is None or self.runtime in runtime_names(), "runtime",
-                    f"one of {runtime_names()}"),
+            require(lambda: self.runtime in (None, *runtime_names()), "runtime", f"one of {runtime_names()}"),
             require(lambda: self.quantize in QUANTIZE_MODES, "quantize", f"one of {list(QUANTIZE_MODES)}"),
             require(lambda: self.quantize == "none" or self.runtime != "torch", "quantize",
                     "'none' with --runtime torch (int8 runs in ONNX Runtime: --runtime onnxruntime, or no "
                     "--runtime)"),
-            require(lambda: self.device == "cpu" or self.deploy_runtime == "torch", "device",
-                    "'cpu' with --runtime onnxruntime (it runs on the CPU)"),
+            require(lambda: self.device == "cpu" or self.deploy_runtime == "torch", "device", "'cpu' with "
+                    "--runtime onnxruntime"),
             require(
                 lambda: self.criteria is None
                 or (bool(self.criteria) and all(c in criterion_names() for c in self.criteria)),
@@ -380,10 +377,6 @@ class ResolvedJob:
         if self.budget is None:
             raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
         return self.budget.resolve(baseline[self.budget.cost])
-
-
-def _is_path(value: str) -> bool:
-    return re.fullmatch(r"[\w.]+:[\w.]+", value) is not None
 
 
 def _is_key(value: object) -> bool:

@@ -52,7 +52,7 @@ def test_default_task_search_meets_a_flops_budget_and_exits_0(default_run):
     ):
         assert (run / name).is_file(), name
     report = json.loads((run / "report.json").read_text())
-    assert report["schema"] == "prunepilot.report/1"
+    assert report["schema"] == "prunepilot.report/2"
     assert report["budget_met"] is True
     assert len(report["trials"]) == 4
     assert report["chosen"]["feasible"] is True

@@ -1,4 +1,4 @@
-"""The runtime interface: one small base class, and the registry of runtimes by name."""
+"""The runtime interface: one small base class, what it returns, and the error it raises."""
 
 from __future__ import annotations
 
