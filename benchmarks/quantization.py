@@ -11,6 +11,7 @@ search would have quantized it. With ``--tighter``, ``--quantize search`` also r
 divided by 1.5 (the issue's other target: the same accuracy at a budget 1.5x tighter).
 
     .venv/bin/python benchmarks/quantization.py [--seeds 0 1 2] [--trials 24] [--budget 20%] [--tighter]
+        [--keep DIR]
 """
 
 from __future__ import annotations
@@ -80,13 +81,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--budget", default="20%")
     parser.add_argument("--tighter", action="store_true", help="also search int8 at the budget / 1.5")
+    parser.add_argument("--keep", help="keep the run directories in this folder (default: a temporary one)")
     args = parser.parse_args()
     started = time.perf_counter()
     task = load_task(None, None, None, None, False, "mnist")
     tighter = f"{float(args.budget.rstrip('%')) / 1.5:.1f}%"
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder)
+        out = Path(args.keep or folder)
         for seed in args.seeds:
             row = {"seed": seed}
             for quantize, budget in [("search", args.budget), ("none", args.budget),

@@ -214,7 +214,8 @@ def predictor_summary(screen: BudgetScreen | None) -> dict[str, Any] | None:
         "correction": screen.correction,
     }
     if screen.int8_predictor is not None:
-        summary["int8"] = screen.int8_predictor.describe()
+        summary["int8"] = {**screen.int8_predictor.describe(), "observed": sum(screen.observed_int8),
+                           "correction": screen.correction_for(True)}  # fmt: skip
     return summary
 
 

@@ -180,8 +180,11 @@ class BudgetScreen:
         baseline_ms: The base model's latency (predictions are relative to it).
         observed: For each trained trial seen by :meth:`observe`: the predictor's prediction
             before it was refit on that trial, and the measured latency divided by it.
-        int8_predictor: The predictor of int8 policies' latency, when the space has int8 policies.
+        int8_predictor: The predictor of int8 policies' latency, when the space searches the
+            precision.
         runtime: The runtime whose size a size budget counts (int8 weights as stored).
+        observed_int8: For each entry of ``observed``, whether it was an int8 policy measured
+            against ``int8_predictor``.
     """
 
     model: nn.Module
@@ -192,6 +195,7 @@ class BudgetScreen:
     observed: list[tuple[float, float]] = field(default_factory=list)
     int8_predictor: LatencyPredictor | None = None
     runtime: str = "torch"
+    observed_int8: list[bool] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -208,6 +212,10 @@ class BudgetScreen:
 
     @property
     def correction(self) -> float:
+        """The correction of fp32 policies' predictions (see :meth:`correction_for`)."""
+        return self.correction_for(False)
+
+    def correction_for(self, int8: bool) -> float:
         """The factor applied to the predictor's latencies: once :data:`MIN_OBSERVED` trials were
         measured, the :data:`FEASIBLE_QUANTILE` quantile of measured / predicted over the latest
         :data:`NEAREST_OBSERVED` trials predicted within :data:`NEAR_BUDGET` of the budget (or,
@@ -217,20 +225,25 @@ class BudgetScreen:
         decides what is trained; the latest trials are the kind of policy the sampler now
         proposes (the predictor's error depends on how a policy prunes: the first trials, uniform
         warm starts and repairs, are no guide to later ones); the high quantile errs towards
-        screening out, so that few trained trials measure over budget."""
-        if len(self.observed) < MIN_OBSERVED:
+        screening out, so that few trained trials measure over budget.
+
+        Each precision has its own predictor, and its own error: the trials counted are those of
+        the precision ``int8`` names (all trials while fewer than :data:`MIN_OBSERVED` are)."""
+        same = [o for o, q in zip(self.observed, self.observed_int8) if q == int8]
+        observed = same if len(same) >= MIN_OBSERVED else self.observed
+        if len(observed) < MIN_OBSERVED:
             return 1.0
-        near = [o for o in self.observed if abs(self.budget.excess(o[0])) <= NEAR_BUDGET][-NEAREST_OBSERVED:]
+        near = [o for o in observed if abs(self.budget.excess(o[0])) <= NEAR_BUDGET][-NEAREST_OBSERVED:]
         if len(near) < MIN_OBSERVED:
-            near = sorted(self.observed, key=lambda o: abs(math.log(o[0] / self.budget.limit)))[
-                :NEAREST_OBSERVED
-            ]
+            near = sorted(observed, key=lambda o: abs(math.log(o[0] / self.budget.limit)))[:NEAREST_OBSERVED]
         return float(np.quantile([ratio for _, ratio in near], FEASIBLE_QUANTILE))
 
     def predict(self, policy: Policy) -> float:
         """The policy's budget's cost: exact for FLOPs, parameters and size; predicted for latency
-        (times :attr:`correction`)."""
-        return self._predicted(policy) * (self.correction if self.budget.cost == "latency_ms" else 1.0)
+        (times :meth:`correction_for` its precision)."""
+        if self.budget.cost != "latency_ms":
+            return self._predicted(policy)
+        return self._predicted(policy) * self.correction_for(policy.int8 and self.int8_predictor is not None)
 
     def observe(self, policy: Policy, measured: float) -> None:
         """Learns from a trained trial's measured budget's cost (exact costs need nothing).
@@ -247,6 +260,7 @@ class BudgetScreen:
             assert self.predictor is not None and self.baseline_ms is not None
             predicted = self._predicted(policy)
             self.observed.append((predicted, measured / predicted))
+            self.observed_int8.append(policy.int8 and self.int8_predictor is not None)
             # The predictor holds every measurement it was fit on: calibration, then earlier trials.
             update = [self._structure(policy)], [measured / self.baseline_ms]
             if policy.int8 and self.int8_predictor is not None:
