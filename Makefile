@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/zoo.py
 	$(BIN)/python benchmarks/transformer_heads.py
 	$(BIN)/python benchmarks/quantization.py
+	$(BIN)/python benchmarks/quantization.py --budget 40% --seeds 0 1 --results benchmarks/results/quantization-40.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--budget", default="20%")
     parser.add_argument("--tighter", action="store_true", help="also search int8 at the budget / 1.5")
+    parser.add_argument("--modes", nargs="+", default=["search", "none"], choices=["search", "none", "int8"])
+    parser.add_argument("--results", default="benchmarks/results/quantization.json")
     parser.add_argument("--keep", help="keep the run directories in this folder (default: a temporary one)")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -91,7 +93,7 @@ def main() -> None:
         out = Path(args.keep or folder)
         for seed in args.seeds:
             row = {"seed": seed}
-            for quantize, budget in [("search", args.budget), ("none", args.budget),
+            for quantize, budget in [*((mode, args.budget) for mode in args.modes),
                                      *([("search", tighter)] if args.tighter else [])]:  # fmt: skip
                 key = quantize if budget == args.budget else f"{quantize}@{tighter}"
                 found = search(out, seed, args.trials, budget, quantize)
@@ -104,10 +106,11 @@ def main() -> None:
                       f"{found['baseline_latency_ms']:.3f} ms, budget met {found['budget_met']}, "
                       f"{found['int8_trials']}/{found['completed']} trials int8", flush=True)  # fmt: skip
             rows.append(row)
-    gains = [100 * (r["search"]["test_accuracy"] - r["none"]["test_accuracy"]) for r in rows]
-    print(f"\nTest accuracy, --quantize search minus none at {args.budget} (pt): "
-          f"{', '.join(f'{g:+.2f}' for g in gains)}; median {statistics.median(gains):+.2f}")  # fmt: skip
-    for key in ("search", "none"):
+    gains = [100 * (r["search"]["test_accuracy"] - r["none"]["test_accuracy"]) for r in rows if "none" in r]
+    if gains:
+        print(f"\nTest accuracy, --quantize search minus none at {args.budget} (pt): "
+              f"{', '.join(f'{g:+.2f}' for g in gains)}; median {statistics.median(gains):+.2f}")  # fmt: skip
+    for key in args.modes:
         pairs = [r[key]["fp32_vs_int8"] for r in rows if r[key]["fp32_vs_int8"]]
         speedups = ", ".join(f"{p['speedup']:.2f}x" for p in pairs)
         drops = ", ".join(f"{p['int8_drop_pt']:+.2f}" for p in pairs)
@@ -117,7 +120,7 @@ def main() -> None:
         tight = [100 * (r[f"search@{tighter}"]["test_accuracy"] - r["none"]["test_accuracy"]) for r in rows]
         print(f"--quantize search at {tighter} minus none at {args.budget} (pt): "
               f"{', '.join(f'{g:+.2f}' for g in tight)}")  # fmt: skip
-    finish("benchmarks/results/quantization.json",
+    finish(args.results,
            {"budget": args.budget, "trials": args.trials, "seeds": args.seeds, "rows": rows,
             "gain_pt": gains}, started)  # fmt: skip
 
