@@ -23,8 +23,8 @@ from prunepilot.evaluators import count_flops, relative_latency
 from prunepilot.inputs import example_batch
 from prunepilot.pipeline import prepare
 from prunepilot.policies import apply_policy
+from prunepilot.search.calibration import CALIBRATION_SAMPLES, calibrate_latency, calibration_policies
 from prunepilot.search.latency_model import layer_table
-from prunepilot.search.screen import CALIBRATION_SAMPLES, calibrate_latency, calibration_policies
 from prunepilot.spec import JobSpec
 
 ROUNDINGS = (1, 8, 16)

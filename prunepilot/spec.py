@@ -21,9 +21,9 @@ from prunepilot.imports import callable_name, is_import_path
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.runtimes import QUANTIZE_MODES, runtime_names
+from prunepilot.search.calibration import CALIBRATION_SAMPLES
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
 from prunepilot.search.latency_model import MIN_SAMPLES
-from prunepilot.search.screen import CALIBRATION_SAMPLES
 from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 from prunepilot.trial import TrialSettings
 

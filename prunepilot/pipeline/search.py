@@ -33,7 +33,7 @@ from prunepilot.search import (
     run_search,
     warm_start,
 )
-from prunepilot.search.screen import calibrate_latency, calibration_policies
+from prunepilot.search.calibration import calibrate_latency, calibration_policies
 from prunepilot.search.study import STUDY_NAME, check_study_metric, previous_front, storage_location, unique
 from prunepilot.spec import JobSpec
 from prunepilot.trial import TrialSettings

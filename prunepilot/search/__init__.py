@@ -5,10 +5,11 @@ Called, the package runs a whole search: ``prunepilot.search(model, train=..., v
 (:mod:`prunepilot.api` makes it callable; this package imports nothing above it).
 """
 
+from prunepilot.search.calibration import Calibration
 from prunepilot.search.driver import run_search, tell_outcome
 from prunepilot.search.executors import InProcessExecutor, RayExecutor, RaySettings, TrialExecutor
 from prunepilot.search.pareto import choose, closest, feasible_front, full_front, hypervolume, pareto_indices
-from prunepilot.search.screen import BudgetScreen, Calibration
+from prunepilot.search.screen import BudgetScreen
 from prunepilot.search.space import SearchSpace
 from prunepilot.search.study import RunStudy, open_storage, open_study, recover_interrupted, warm_start
 

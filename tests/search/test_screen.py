@@ -10,8 +10,9 @@ from prunepilot.budget import BudgetLimit
 from prunepilot.evaluators import LatencySettings, count_flops
 from prunepilot.policies import GroupSetting, Policy, apply_policy, discover_groups
 from prunepilot.search import SearchSpace
+from prunepilot.search.calibration import Calibration, calibrate_latency, calibration_policies
 from prunepilot.search.latency_model import layer_table
-from prunepilot.search.screen import BudgetScreen, Calibration, calibrate_latency, calibration_policies
+from prunepilot.search.screen import BudgetScreen
 
 SHAPE = (1, 8, 8)
 
@@ -152,11 +153,11 @@ def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_tri
 
 
 def test_calibration_keeps_the_mean_of_several_timings_of_each_policy(trained_tiny, space, monkeypatch):
-    import prunepilot.search.screen as screen_module
+    import prunepilot.search.calibration as calibration_module
     from prunepilot.errors import UsageError
 
     timings = iter([0.5, 0.8, 0.6, 0.3, 0.3, 0.6])  # one policy's timings, then the next's
-    monkeypatch.setattr(screen_module, "relative_latency", lambda *args: next(timings))
+    monkeypatch.setattr(calibration_module, "relative_latency", lambda *args: next(timings))
     policies = [space.uniform(0.2), space.uniform(0.6)]
     settings = LatencySettings(batch_size=8, warmup=1, repeats=3)
     calibration = calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=3)
