@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
+from prunepilot.evaluators.cost import serialized_size
 
 #: ``--quantize`` choices: never, always (int8), or chosen by the search per policy.
 QUANTIZE_MODES = ("none", "int8", "search")
@@ -26,18 +27,21 @@ class Deployed:
     Attributes:
         module: Called like the PyTorch model (a batch of inputs -> its output tensor); timed and
             scored in place of the model.
-        size_bytes: Bytes of what ships (PyTorch: the state dict; ONNX: the file, int8 weights as
-            stored).
         quantized: Whether it runs in int8.
         fallback: Why int8 was asked for but the model runs in fp32; None otherwise.
         data: The serialized model (ONNX bytes); None for PyTorch.
     """
 
     module: nn.Module
-    size_bytes: int
     quantized: bool = False
     fallback: str | None = None
     data: bytes | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of what ships: the serialized model (int8 weights as stored), else the module's
+        saved state dict (computed when asked: a reference model's size is never needed)."""
+        return len(self.data) if self.data is not None else serialized_size(self.module)
 
 
 class Runtime(abc.ABC):
@@ -91,4 +95,4 @@ class Runtime(abc.ABC):
             return self.deploy(model, example, threads, True, calibration)
         except DeployError as exc:
             plain = self.deploy(model, example, threads)
-            return Deployed(plain.module, plain.size_bytes, False, str(exc), plain.data)
+            return Deployed(plain.module, False, str(exc), plain.data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunepilot.evaluators.cost import serialized_size
 from prunepilot.runtimes.base import Deployed, Runtime
 
 
@@ -24,4 +23,4 @@ class TorchRuntime(Runtime):
     ) -> Deployed:
         if int8:
             raise ValueError("The torch runtime runs fp32 only; int8 needs the onnxruntime runtime.")
-        return Deployed(model, serialized_size(model))
+        return Deployed(model)

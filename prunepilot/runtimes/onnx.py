@@ -133,7 +133,7 @@ class OnnxRuntime(Runtime):
             data = quantize_onnx(data, samples.cpu(), dynamic=uses_dynamic_quantization(model))
         module = OnnxModule(data, threads)
         module(example[:1].cpu())  # a model the session cannot load or run fails here, as one line
-        return Deployed(module, len(data), int8, None, data)
+        return Deployed(module, int8, None, data)
 
 
 def _first_line(exc: BaseException) -> str:
