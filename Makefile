@@ -32,6 +32,9 @@ bench: $(STAMP)
 	rm -rf benchmarks/results/search_quality-runs
 	$(BIN)/python benchmarks/search_quality.py --keep benchmarks/results/search_quality-runs
 	$(BIN)/python benchmarks/promotion.py benchmarks/results/search_quality.json benchmarks/results/search_quality-runs
+	$(BIN)/python benchmarks/search_quality.py --tasks mnist,hf_resnet --tight-only --trials 24 \
+	  --methods prunepilot,uniform_l1,global_lamp,global_taylor --json benchmarks/results/search_quality-recipes.json
+	$(BIN)/python benchmarks/front_honesty.py
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate

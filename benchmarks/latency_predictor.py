@@ -1,11 +1,13 @@
 """The latency predictor's error on held-out policies, and what channel rounding does to latency.
 
-Per task: the predictor is calibrated as ``prunepilot search`` calibrates it (64 policies, each
-timed alongside the base model), then ``--held-out`` other random policies are measured three times
-each (median of the ratios) and predicted. Printed: the mean and largest absolute percentage error,
-next to a predictor fit on the same calibration by plain least squares (the default is relative
-least squares) and a FLOPs-proportional guess (latency ratio = FLOPs ratio). Then the latency ratio of uniform
-policies with channels rounded to 1, 8 and 16, the evidence behind the ``round_to`` default.
+Per task: the predictor is calibrated as ``prunepilot search`` calibrates it (CALIBRATION_SAMPLES
+policies, timed in batches with the base model) and, side by side, as it was calibrated before
+(64 policies, each timed three times alone with the base model); then ``--held-out`` other random
+policies are measured three times each (median of the ratios) and predicted by both. Printed: the
+mean and largest absolute percentage error, next to a predictor fit on the same calibration by
+plain least squares (the default is relative least squares) and a FLOPs-proportional guess
+(latency ratio = FLOPs ratio). Then the latency ratio of uniform policies with channels rounded to
+1, 8 and 16, the evidence behind the ``round_to`` default.
 
     .venv/bin/python benchmarks/latency_predictor.py [--tasks digits,mnist] [--held-out 20]
 """
@@ -50,18 +52,24 @@ def main() -> None:
         )
         predictor, plain = calibration.predictor(), calibration.predictor(relative=False)
         calibration_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        one_by_one = calibrate_latency(
+            task.model, shape, calibration_policies(space, 64, seed=0), latency, timings=(3, 3), batch=1
+        ).predictor()
+        one_by_one_s = time.perf_counter() - t0
         # Held out: the random part of another seed's policies (no uniform ones, none shared).
         held_out = calibration_policies(space, args.held_out + args.held_out // 3 + 2, seed=1)[
             -args.held_out :
         ]
         base_flops = count_flops(task.model, sample)
-        errors, plain_errors, flops_errors = [], [], []
+        errors, plain_errors, flops_errors, former_errors = [], [], [], []
         for policy in held_out:
             pruned = apply_policy(task.model, policy, shape).model
             truth = statistics.median(relative_latency(pruned, task.model, shape, latency) for _ in range(3))
             table = layer_table(pruned, shape)
             errors.append(abs(predictor.predict(table) - truth) / truth)
             plain_errors.append(abs(plain.predict(table) - truth) / truth)
+            former_errors.append(abs(one_by_one.predict(table) - truth) / truth)
             flops_errors.append(abs(count_flops(pruned, sample) / base_flops - truth) / truth)
         rounding = {}
         for ratio in UNIFORM_RATIOS:
@@ -78,6 +86,8 @@ def main() -> None:
             "held_out_mape": statistics.mean(errors),
             "held_out_max_ape": max(errors),
             "plain_least_squares_mape": statistics.mean(plain_errors),
+            "one_by_one_64": {"calibration_s": one_by_one_s, "cv_mape": one_by_one.cv_mape,
+                              "held_out_mape": statistics.mean(former_errors)},
             "flops_proportional_mape": statistics.mean(flops_errors),
             "uniform_latency_ratio_by_ratio_and_round_to": rounding,
         }
@@ -91,6 +101,11 @@ def main() -> None:
             f"(max {100 * max(errors):.1f}%)  (target <= 5%); plain least squares: "
             f"{100 * statistics.mean(plain_errors):.1f}%; FLOPs-proportional guess: "
             f"{100 * statistics.mean(flops_errors):.1f}%"
+        )
+        print(
+            f"side by side, 64 policies each timed three times alone with the base model: "
+            f"{one_by_one_s:.1f} s, cross-validated {100 * one_by_one.cv_mape:.1f}%, held-out MAPE "
+            f"{100 * statistics.mean(former_errors):.1f}%"
         )
         print("latency / baseline of uniform policies:  " + "  ".join(f"round_to {r:>2}" for r in ROUNDINGS))
         for ratio in UNIFORM_RATIOS:

@@ -9,29 +9,30 @@ measurement (each pruned model timed alongside the base model, on Ray with the n
   uniform policies first, no policy filled up to the budget) whose trials give its hypervolume;
 - uniform L1: the standard Torch-Pruning recipe, one ratio for every group scored by L1 magnitude,
   swept over ``trials`` evenly spaced ratios of the same range;
-- random: random search over prunepilot's own space (no screen, no warm start).
+- random: random search over prunepilot's own space (no screen, no warm start);
+- global LAMP, global Taylor: Torch-Pruning's own global pruning (``global_pruning=True``, one
+  importance threshold across all layers) with LAMP or Taylor importance, its overall ratio swept
+  like uniform L1's (``tp_recipes.py``); its final candidates get the same final fine-tune and
+  re-timing.
 
 Every method searches ratios up to ``--ratio-max`` (0.9: at 0.8, 30% of the digits model's latency
 is at the very edge of the space).
 
 Reported per method: the hypervolume of its (validation accuracy, latency / baseline latency)
-trials against the reference point (accuracy 0.5, latency ratio 1.0) (with, as the most any method
-could show, that of every point found for the seed by any method, and, as a bound on any front,
-that of one model of validation accuracy 1.0 at the lowest latency found) and within each budget
-(reference latency ratio 0.5 or 0.3: the front a budgeted search is after), and the test accuracy of the
-best model within 50% and 30% of the baseline's latency after the final fine-tune (the three most
-accurate points of the front within budget each get it; the best validation accuracy among those
-that still meet the budget when re-measured is chosen, and when none does, the front's cheaper
-points are tried in turn, as ``prunepilot search`` chooses). Medians
-and the spread over seeds are printed, and everything is written as JSON, with each method's final
-selection per budget (``final``: the chosen trial, and every candidate finalized with its
-validation accuracy and re-measured cost).
+trials against the reference point (accuracy 0.5, latency ratio 1.0) (beside it, that of every point
+any method found for the seed, and that of one model of accuracy 1.0 at the lowest latency found, a
+bound on any front) and within each budget (reference latency ratio 0.5 or 0.3), and the test
+accuracy of the best model within 50% and 30% of the baseline's latency, chosen as ``prunepilot
+search`` chooses (see ``prunepilot.final.finalize_candidates``). Medians and the spread over seeds
+are printed; everything is written as JSON, with each method's final selection per budget.
 
     .venv/bin/python benchmarks/search_quality.py [--tasks digits,mnist] [--seeds 0,1,2] [--trials 40]
         [--finetune-steps 120]
     .venv/bin/python benchmarks/search_quality.py --tasks mnist --methods prunepilot,random --no-budgets
         [--no-fill]   # hypervolumes only (prunepilot's --budget 100% run), prunepilot with --no-fill
         [--keep DIR]  # every run's folder kept, for benchmarks/promotion.py
+    .venv/bin/python benchmarks/search_quality.py --tasks mnist,hf_resnet --tight-only \
+        --methods prunepilot,uniform_l1,global_lamp,global_taylor   # against Torch-Pruning's recipes
     .venv/bin/python benchmarks/search_quality.py --merge a.json b.json --json all.json
 """
 
@@ -47,8 +48,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import hf_task
 import optuna
 from results_file import finish
+from tp_recipes import RECIPES, final_of_recipe, global_trial, sweep_policy
 
 from prunepilot.api import run
 from prunepilot.budget import BudgetLimit, parse_budget
@@ -59,14 +62,23 @@ from prunepilot.search import open_study, run_search, warm_start
 from prunepilot.search.executors import RayExecutor
 from prunepilot.search.pareto import best_first, hypervolume, pareto_trials
 from prunepilot.spec import JobSpec
+from prunepilot.trial import run_trial
 
 FRACTIONS = (0.5, 0.3)
 REFERENCE = (0.5, 1.0)  # (validation accuracy floor, latency ratio ceiling)
-METHODS = ("prunepilot", "uniform_l1", "random")
+METHODS = ("prunepilot", "uniform_l1", "random", *RECIPES)
 
 
 def _quiet(_text: str) -> None:
     pass
+
+
+def task_fields(task: str) -> dict:
+    """The JobSpec fields naming a task: a built-in one, or the Hugging Face ResNet on mnist
+    (``hf_task.py``, trained and cached on first use)."""
+    if task != hf_task.NAME:
+        return {"task": task}
+    return {"model": "hf_task:model", "data": "hf_task:data", "weights": str(hf_task.weights())}
 
 
 def run_name(method: str, task: str, seed: int, fraction: float = 1.0) -> str:
@@ -93,15 +105,17 @@ def run_prunepilot(
     steps: int,
     budgets: bool = True,
     fill: bool = True,
+    fractions: tuple[float, ...] = FRACTIONS,
+    whole: bool = True,
 ) -> dict:
     """``prunepilot search`` as users run it: once with the budget ``100%`` (which the baseline
     meets: the run maps the whole trade-off) for the hypervolume, and (with ``budgets``) once per
     budget for the test accuracy within it and the hypervolume within it."""
     result: dict = {"test_accuracy": {}, "budget_met": {}, "hypervolume": {}, "fill": fill}
-    for fraction in (1.0, *(FRACTIONS if budgets else ())):
+    for fraction in ((1.0,) if whole else ()) + (fractions if budgets else ()):
         name = run_name("prunepilot", task, seed, fraction)
         spec = JobSpec(
-            budget=f"{fraction:.0%}", task=task, trials=trials, seed=seed, out=str(out), name=name,
+            budget=f"{fraction:.0%}", **task_fields(task), trials=trials, seed=seed, out=str(out), name=name,
             ratio_max=ratio_max, finetune_steps=steps, fill=fill,
         )  # fmt: skip
         run(spec, progress=False, log=_quiet)
@@ -125,7 +139,7 @@ def run_prunepilot(
         result["test_accuracy"][key] = final["test_accuracy"] if final else None
         result["budget_met"][key] = report["budget_met"]
         result.setdefault("screening", {})[key] = report["screening"]
-    result["hypervolume_value"] = result["hypervolume"]["100%"]
+    result["hypervolume_value"] = result["hypervolume"].get("100%")
     return result
 
 
@@ -138,11 +152,12 @@ def run_baseline_method(
     ratio_max: float,
     steps: int,
     budgets: bool = True,
+    fractions: tuple[float, ...] = FRACTIONS,
 ) -> dict:
     """The uniform L1 sweep or random search, with prunepilot's trial, final fine-tune and selection
     (the final fine-tunes within each budget only with ``budgets``)."""
     spec = JobSpec(
-        budget=f"{FRACTIONS[-1]:.0%}", task=task, trials=trials, seed=seed, ratio_max=ratio_max,
+        budget=f"{FRACTIONS[-1]:.0%}", **task_fields(task), trials=trials, seed=seed, ratio_max=ratio_max,
         finetune_steps=steps,
     )  # fmt: skip
     job = prepare(spec.resolve(), progress=False)
@@ -153,16 +168,20 @@ def run_baseline_method(
     run_dir = out / run_name(method, task, seed)
     run_dir.mkdir(parents=True)
     space = job.space
-    if method == "uniform_l1":
+    if method == "random":
+        study = open_study(run_dir, seed, optuna.samplers.RandomSampler(seed=seed))
+    else:  # a sweep of evenly spaced ratios: uniform L1's, or a global recipe's overall ratio
         study = open_study(run_dir, seed)
         ratios = [
             space.ratio_low + i * (space.max_ratio - space.ratio_low) / (trials - 1) for i in range(trials)
         ]
-        warm_start(study, space, [space.uniform(round(r, 4), "l1") for r in ratios])
-    else:
-        study = open_study(run_dir, seed, optuna.samplers.RandomSampler(seed=seed))
+        criterion = RECIPES.get(method, "l1")
+        warm_start(study, space, [sweep_policy(space, round(r, 4), criterion) for r in ratios])
     widest = BudgetLimit("latency_ms", FRACTIONS[-1] * base_ms)
-    with RayExecutor(job.task.model, job.task.search_data, settings, spec.executor_settings()).start() as ex:
+    trial_fn = global_trial if method in RECIPES else run_trial
+    with RayExecutor(
+        job.task.model, job.task.search_data, settings, spec.executor_settings(), trial_fn=trial_fn
+    ).start() as ex:
         run_search(study, ex, space, widest, trials, progress=False)
     completed = [t for t in study.trials if t.state.name == "COMPLETE"]
     points = [(t.values[0], t.values[1] / base_ms) for t in completed]
@@ -173,13 +192,16 @@ def run_baseline_method(
         "hypervolume_within_budget": {f"{f:.0%}": hypervolume(points, (REFERENCE[0], f)) for f in FRACTIONS},
         "points": {"all": points},
     }
-    for fraction in FRACTIONS if budgets else ():
+    for fraction in fractions if budgets else ():
         key = f"{fraction:.0%}"
         budget = parse_budget(key).resolve(base_ms)  # fraction * base_ms
         within = [t for t in completed if budget.fits(t.values[1])]
         ranked = best_first(pareto_trials(within))  # as prunepilot search ranks
-        done = finalize_candidates(ranked, job.task, spec.final_settings(settings), budget, _quiet)
-        final = done.final if done else None
+        if method in RECIPES:
+            final = final_of_recipe(ranked, job.task, spec.final_settings(settings), budget)
+        else:
+            done = finalize_candidates(ranked, job.task, spec.final_settings(settings), budget, _quiet)
+            final = done.final if done else None
         result.setdefault("final", {})[key] = final
         result["test_accuracy"][key] = final["test_accuracy"] if final else None
         result["budget_met"][key] = bool(final and final["budget_met"])
@@ -204,15 +226,24 @@ def _summary(rows: list[dict], task: str) -> dict:
         summary[method] = entry
 
     def median(values: list) -> float | None:
-        present = [v for v in values if v is not None]
-        return statistics.median(present) if present else None
+        return statistics.median([v for v in values if v is not None] or [None])
 
     def ratio(mine: float | None, theirs: float | None) -> float | None:
         return mine / theirs if mine is not None and theirs else None
-
     tight = f"test_accuracy@{FRACTIONS[-1]:.0%}"
     pp, uni = median(summary["prunepilot"][tight]), median(summary["uniform_l1"][tight])
     summary["prunepilot_minus_uniform_at_30%_pt"] = None if pp is None or uni is None else 100 * (pp - uni)
+    # Against the best of the recipes (uniform L1 and Torch-Pruning's global ones), seed by seed.
+    recipes = [m for m in ("uniform_l1", *RECIPES) if any(v is not None for v in summary[m][tight])]
+    gaps = []
+    for i, mine in enumerate(summary["prunepilot"][tight]):
+        theirs = [summary[m][tight][i] for m in recipes if i < len(summary[m][tight])]
+        theirs = [v for v in theirs if v is not None]
+        if mine is not None and theirs:
+            gaps.append(100 * (mine - max(theirs)))
+    summary["minus_best_recipe_at_30%_pt"] = gaps
+    best = max((median(summary[m][tight]) for m in recipes), default=None, key=lambda v: v or 0)
+    summary["minus_best_recipe_median_at_30%_pt"] = None if None in (pp, best) else 100 * (pp - best)
     hv_pp, hv_rand = median(summary["prunepilot"]["hypervolume"]), median(summary["random"]["hypervolume"])
     summary["hypervolume_ratio_prunepilot_over_random"] = ratio(hv_pp, hv_rand)
     # The most any method could show: the front of every point found for a seed, by any method;
@@ -251,6 +282,11 @@ def _print(summary: dict) -> None:
     gap = summary["prunepilot_minus_uniform_at_30%_pt"]
     ratio = summary["hypervolume_ratio_prunepilot_over_random"]
     print(f"prunepilot - uniform L1 at 30%: {'n/a' if gap is None else f'{gap:+.2f} pt'} (target >= +1.0)")
+    best = summary["minus_best_recipe_median_at_30%_pt"]
+    per_seed = ", ".join(f"{g:+.1f}" for g in summary["minus_best_recipe_at_30%_pt"])
+    print(f"prunepilot - best recipe (uniform L1, global LAMP, global Taylor) at 30%: "
+          f"{'n/a' if best is None else f'{best:+.2f} pt'} (per seed, against that seed's best: {per_seed}) "
+          "(target >= +1.0)")  # fmt: skip
     print(f"hypervolume prunepilot / random: {_times(ratio)} (target >= 1.1x)")
     pooled = summary["hypervolume_ratio_pooled_over_random"]
     print(f"  every point of every method (the most any could show) / random: {_times(pooled)}")
@@ -291,6 +327,11 @@ def main() -> None:
         "--no-fill", action="store_true", help="prunepilot's runs with --no-fill (an A/B of filling)"
     )
     parser.add_argument(
+        "--tight-only",
+        action="store_true",
+        help=f"the {FRACTIONS[-1]:.0%} budget only: no 100%% run (hypervolume), no {FRACTIONS[0]:.0%} budget",
+    )
+    parser.add_argument(
         "--keep",
         metavar="DIR",
         help="keep every run's directory (report, study journal) under DIR, a new folder; "
@@ -320,12 +361,16 @@ def main() -> None:
 def _run(args: argparse.Namespace) -> list[dict]:
     """Every method on every task and seed: one row each, printed as it ends."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Ray's workers import this folder's modules (the peers' trial, the Hugging Face task) too.
+    here = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
     budgets = not args.no_budgets
+    fractions = FRACTIONS[-1:] if args.tight_only else FRACTIONS
     if args.keep and Path(args.keep).exists():
         raise SystemExit(f"--keep: {args.keep!r} already exists; give a new folder")
     rows = []
@@ -337,13 +382,14 @@ def _run(args: argparse.Namespace) -> list[dict]:
                     t0 = time.perf_counter()
                     common = (task, seed, args.trials, Path(tmp), args.ratio_max, args.finetune_steps)
                     if method == "prunepilot":
-                        row = run_prunepilot(*common, budgets=budgets, fill=not args.no_fill)
+                        row = run_prunepilot(*common, budgets=budgets, fill=not args.no_fill,
+                                             fractions=fractions, whole=not args.tight_only)  # fmt: skip
                     else:
-                        row = run_baseline_method(method, *common, budgets=budgets)
+                        row = run_baseline_method(method, *common, budgets=budgets, fractions=fractions)
                     row.update(task=task, seed=seed, method=method, wall_s=time.perf_counter() - t0)
                     rows.append(row)
                     print(
-                        f"{task} seed {seed} {method:11} hv {row['hypervolume_value']:.4f} "
+                        f"{task} seed {seed} {method:11} hv {row['hypervolume_value'] or 0:.4f} "
                         f"test acc {row['test_accuracy']} met {row['budget_met']} ({row['wall_s']:.0f} s)",
                         flush=True,
                     )

@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument(
         "--final-steps", type=int, help=f"fine-tune steps of the chosen model ({_default('final_steps')})"
     )
+    tuning.add_argument(
+        "--promotion-share",
+        type=float,
+        help="with a budget the baseline meets (the whole trade-off): the front's cheapest points get "
+        "the final fine-tune, within this share of the trials' worker time "
+        f"({_default('promotion_share')}; 0: none)",
+    )
     tuning.add_argument("--lr", type=float, help=f"peak fine-tune learning rate ({_default('lr')})")
     tuning.add_argument("--batch-size", type=int, help=f"fine-tune batch size ({_default('batch_size')})")
     tuning.add_argument(

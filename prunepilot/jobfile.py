@@ -70,6 +70,8 @@ KEYS = (
     Key("space.round_to_choices", "round_to_choices", "int_list", "roundings the search chooses from"),
     Key("finetune.steps", "finetune_steps", "int", "fine-tune steps per trial"),
     Key("finetune.final_steps", "final_steps", "int", "fine-tune steps of the chosen model"),
+    Key("finetune.promotion_share", "promotion_share", "float",
+        "whole trade-off: share of trial time giving the cheapest front points the final fine-tune"),
     Key("finetune.lr", "lr", "float", "peak learning rate (AdamW, cosine decay)"),
     Key("finetune.batch_size", "batch_size", "int", "fine-tune and recalibration batch size"),
     Key("finetune.bn_batches", "bn_batches", "int", "batches for BatchNorm recalibration"),

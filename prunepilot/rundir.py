@@ -17,6 +17,12 @@ LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".tmp-"
 
 
+def cache_dir() -> Path:
+    """Where what outlives a run is kept: trained built-in models, latency calibrations
+    (``$PRUNEPILOT_CACHE``, default ``~/.cache/prunepilot``)."""
+    return Path(os.environ.get("PRUNEPILOT_CACHE", Path.home() / ".cache" / "prunepilot"))
+
+
 def default_run_name(root: str | Path) -> str:
     """A timestamped run name not yet used under ``root``, e.g. ``search-20261123-154501``."""
     base = time.strftime("search-%Y%m%d-%H%M%S")

@@ -24,6 +24,7 @@ from prunepilot.runtimes import QUANTIZE_MODES, runtime_names
 from prunepilot.search.calibration import CALIBRATION_SAMPLES
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
 from prunepilot.search.latency_model import MIN_SAMPLES
+from prunepilot.search.promotion import PROMOTION_SHARE
 from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 from prunepilot.trial import TrialSettings
 
@@ -77,6 +78,8 @@ class JobSpec:
         seed: Seeds the sampler, the data order and the random criterion.
         finetune_steps: Fine-tune steps per trial.
         final_steps: Fine-tune steps of the chosen model.
+        promotion_share: With a budget the baseline meets (the whole trade-off), the front's
+            cheapest points get the final fine-tune within this share of the trials' worker time.
         lr: Fine-tune learning rate.
         batch_size: Fine-tune and recalibration batch size.
         bn_batches: Batches for BatchNorm recalibration.
@@ -143,6 +146,7 @@ class JobSpec:
     seed: int = 0
     finetune_steps: int = TrialSettings.finetune_steps
     final_steps: int = 600
+    promotion_share: float = PROMOTION_SHARE
     lr: float = 1e-3
     batch_size: int = 64
     bn_batches: int = 8
@@ -172,9 +176,8 @@ class JobSpec:
 
     def validate(self) -> JobSpec:
         """Checks every field; raises ``UsageError`` naming the first one that is wrong."""
-        problems = self.problems()
-        if problems:
-            raise problems[0]
+        for problem in self.problems()[:1]:
+            raise problem
         return self
 
     def resolve(self) -> ResolvedJob:
@@ -233,6 +236,7 @@ class JobSpec:
             require(lambda: self.timeout is None or (math.isfinite(self.timeout) and self.timeout > 0),
                     "timeout", "a number of seconds > 0"),
             require(lambda: math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
+            require(lambda: 0 <= self.promotion_share <= 1, "promotion_share", "in [0, 1]"),
             require(lambda: self.discovery_timeout > 0, "discovery_timeout", "a number of seconds > 0"),
             require(lambda: self.discovery_memory_gb is None or self.discovery_memory_gb > 0,
                     "discovery_memory_gb", "None or a number of GiB > 0"),
@@ -244,8 +248,9 @@ class JobSpec:
                     "exclude", "a list of group names or patterns"),
             require(lambda: self.input_dtype is None or self.input_dtype in INPUT_DTYPES, "input_dtype",
                     f"one of {list(INPUT_DTYPES)}"),
-            *[require(lambda name=name: getattr(self, name) is None or _is_key(getattr(self, name)), name,
-                      "None or a non-empty string") for name in ("input_key", "label_key", "output_key")],
+            *[require(lambda name=name: getattr(self, name) is None or (isinstance(getattr(self, name), str)
+                      and getattr(self, name) != ""), name, "None or a non-empty string")
+              for name in ("input_key", "label_key", "output_key")],
             require(lambda: self.loss is None or callable(self.loss) or is_import_path(self.loss),
                     "loss", "None or an import path 'package.module:callable'"),
             require(lambda: self.metric_direction in DIRECTIONS, "metric_direction",
@@ -274,8 +279,7 @@ class JobSpec:
             self._check_budget,
         ]  # fmt: skip
 
-    def _calibrates_both_precisions(self) -> bool:
-        """Whether a latency budget's calibration is split between fp32 and int8 policies."""
+    def _calibrates_both_precisions(self) -> bool:  # fp32 and int8 policies share a calibration
         try:
             return self.quantize == "search" and parse_budget(self.budget).cost == "latency_ms"
         except (UsageError, TypeError):
@@ -379,10 +383,6 @@ class ResolvedJob:
         return self.budget.resolve(baseline[self.budget.cost])
 
 
-def _is_key(value: object) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -392,9 +392,9 @@ def _integer(spec: JobSpec, name: str, low: int) -> None:
 
 
 def _owner(name: str) -> str:
+    """The standard message's owner, naming the field's flag (``--finetune-steps``)."""
     return f"JobSpec (--{name.replace('_', '-')})"
 
 
 def _invalid(name: str, accepted: str, got: object) -> UsageError:
-    """The standard message, naming the field and its flag (``--finetune-steps``)."""
     return invalid_parameter(name, _owner(name), accepted, got)

@@ -172,6 +172,34 @@ def test_resume_runs_only_the_missing_trials(capsys, tmp_path, tiny_flags):
 
 
 @pytest.mark.slow
+def test_a_later_run_of_the_same_model_reuses_the_calibration_and_every_run_times_its_phases(
+    capsys, tmp_path, tiny_flags, monkeypatch
+):
+    from prunepilot.phases import PHASES
+
+    monkeypatch.setenv("PRUNEPILOT_CACHE", str(tmp_path / "cache"))
+    search = ["search", "--budget", "1000ms", "--trials", "2", "--out", tmp_path, *tiny_flags]
+    reports = {}
+    for name, seed in (("first", "0"), ("second", "0"), ("other-seed", "1")):
+        code, out, _ = run_cli(capsys, *search, "--name", name, "--seed", seed)
+        assert code == 0
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+        run = reports[name]["run"]
+        assert tuple(run["phases_s"]) == PHASES  # in the order they ran
+        assert sum(run["phases_s"].values()) <= run["wall_s"]
+        share = run["phases_s"]["calibration"] / run["wall_s"]
+        assert run["calibration_share"] == pytest.approx(share, abs=1e-3)
+        last = out.splitlines()[-1]
+        assert last.startswith("Wall time: prepare ") and "calibration " in last
+    sources = {name: r["latency_predictor"]["calibration"]["source"] for name, r in reports.items()}
+    # The second run's policies (same seed) were measured by the first; another seed's were not.
+    assert sources == {"first": "measured", "second": "cache", "other-seed": "measured"}
+    assert reports["first"]["latency_predictor"]["calibration"]["seconds"] > 0
+    first, second = ((tmp_path / n / "latency_calibration.json").read_bytes() for n in ("first", "second"))
+    assert first == second
+
+
+@pytest.mark.slow
 def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
     capsys, tmp_path, tiny_flags, trained_tiny
 ):

@@ -15,6 +15,7 @@ from prunepilot.errors import PrunepilotError
 from prunepilot.export import export_all
 from prunepilot.final import Finalized, finalize_candidates
 from prunepilot.inputs import dtype_of
+from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.prepare import PreparedJob
 from prunepilot.pipeline.search import SearchOutcome, predictor_summary
 from prunepilot.report import metric_label, write_report
@@ -31,8 +32,10 @@ def finish_stage(
     budget: BudgetLimit,
     outcome: SearchOutcome,
     log: Callable[[str], None],
+    clock: PhaseClock | None = None,
 ) -> tuple[dict[str, Any], Finalized | None]:
-    """Finalizes the front's best points, exports the chosen model and writes the report.
+    """Finalizes the front's best points, exports the chosen model and writes the report, with
+    each phase's wall time (``clock``'s) in it and printed last.
 
     Returns:
         The report, and the chosen model made for real (None when no trial completed).
@@ -41,28 +44,34 @@ def finish_stage(
         PrunepilotError: when every trial failed (the report is written first).
     """
     spec, task, study, settings = prepared.spec, prepared.task, outcome.study, outcome.settings
+    clock = clock or PhaseClock()
+    with clock.phase("final"):
+        final_settings = spec.final_settings(settings)
+        done = finalize_candidates(
+            ranked_front(study), task, final_settings, budget, log, spec.device, maximizes(study)
+        )
+    if done is not None:
+        int8 = " and int8 ONNX" if done.deployed is not None and done.deployed.quantized else ""
+        log(f"Exporting trial {done.trial.number}: TorchScript, ONNX, plan{int8}, each checked ...")
+        with clock.phase("export"):
+            done.final["export"] = export_all(
+                done.model, done.plan, prepared.source, task, settings, run.path, deployed=done.deployed
+            )
+        write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
+        # The study keeps the final measurements too, so that `prunepilot report` can rebuild them.
+        study.set_user_attr(f"final:{spec.name}", {"trial": done.trial.number, "final": done.final})
     header = {
         "run": {"name": spec.name, "path": str(run.path), "prunepilot": __version__,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "search_wall_s": outcome.wall_s, "trials_run_this_time": outcome.trials_run},
+                "search_wall_s": outcome.wall_s, "trials_run_this_time": outcome.trials_run,
+                **clock.to_dict()},
         **job_header(prepared, baseline, budget),
         "trial_settings": settings.to_dict(),
         "latency_predictor": predictor_summary(outcome.screen),
     }  # fmt: skip
-    done = finalize_candidates(
-        ranked_front(study), task, spec.final_settings(settings), budget, log, spec.device, maximizes(study)
-    )
-    if done is not None:
-        int8 = " and int8 ONNX" if done.deployed is not None and done.deployed.quantized else ""
-        log(f"Exporting trial {done.trial.number}: TorchScript, ONNX, plan{int8}, each checked ...")
-        done.final["export"] = export_all(
-            done.model, done.plan, prepared.source, task, settings, run.path, deployed=done.deployed
-        )
-        write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
-        # The study keeps the final measurements too, so that `prunepilot report` can rebuild them.
-        study.set_user_attr(f"final:{spec.name}", {"trial": done.trial.number, "final": done.final})
     report = write_report(run, study, header, done and done.trial, done and done.final)
     _print_summary(log, run, report, budget)
+    log(clock.summary())
     if not any(t["state"] == "COMPLETE" for t in report["trials"]):
         errors = Counter(t["error"] for t in report["trials"] if t["error"])
         if errors:

@@ -13,6 +13,7 @@ from torch import nn
 from prunepilot.budget import format_cost
 from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
 from prunepilot.export import EXPORT_FORMATS
+from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.finish import finish_stage
 from prunepilot.pipeline.prepare import PreparedJob, check_reachable, dry_run_lines, measure_baseline, prepare
 from prunepilot.pipeline.revisit import export_trial
@@ -114,6 +115,7 @@ def run_job(
         Interrupted: on Ctrl-C (finished trials are kept).
     """
     log = log or (lambda text: print(text, flush=True))
+    clock = PhaseClock()
     job = spec.resolve()
     if not spec.resume and not spec.dry_run and not spec.name:  # named once the job is valid
         spec = replace(spec, name=default_run_name(spec.out))
@@ -128,22 +130,26 @@ def run_job(
     if spec.resume:
         run = RunDir.open(spec.out, str(spec.name), resume=True)
         with run:
-            prepared = prepare(job, start_policy, progress, task=task)
+            with clock.phase("prepare"):
+                prepared = prepare(job, start_policy, progress, task=task)
             baseline = run.read_json("baseline.json") if run.file("baseline.json").is_file() else None
             if baseline is None:
-                baseline = measure_baseline(prepared)
+                with clock.phase("baseline"):
+                    baseline = measure_baseline(prepared)
                 run.write_json("baseline.json", baseline)
-            return _search_and_finish(prepared, run, baseline, start_policy, progress, log)
+            return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
     RunDir.check(spec.out, str(spec.name), resume=False)  # before anything slow runs
-    prepared = prepare(job, start_policy, progress, task=task)
-    baseline = measure_baseline(prepared)
-    check_reachable(prepared, baseline, job.budget_limit(baseline))
+    with clock.phase("prepare"):
+        prepared = prepare(job, start_policy, progress, task=task)
+    with clock.phase("baseline"):
+        baseline = measure_baseline(prepared)
+        check_reachable(prepared, baseline, job.budget_limit(baseline))
     check_shared_study(spec)
     run = RunDir.open(spec.out, str(spec.name), resume=False)
     with run:
         run.write_json("config.json", spec.to_dict())
         run.write_json("baseline.json", baseline)
-        return _search_and_finish(prepared, run, baseline, start_policy, progress, log)
+        return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
 
 
 def check_job(spec: JobSpec, log: Callable[[str], None] | None = None, task: Task | None = None) -> int:
@@ -192,10 +198,11 @@ def _search_and_finish(
     start_policy: Policy | None,
     progress: bool,
     log: Callable[[str], None],
+    clock: PhaseClock,
 ) -> SearchResult:
     budget = prepared.job.budget_limit(baseline)
-    outcome = search_stage(prepared, run, baseline, budget, start_policy, progress, log)
-    report, done = finish_stage(prepared, run, baseline, budget, outcome, log)
+    outcome = search_stage(prepared, run, baseline, budget, start_policy, progress, log, clock)
+    report, done = finish_stage(prepared, run, baseline, budget, outcome, log, clock)
     code = EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
     # The report as written (plain JSON types), so that it equals what a reader of the file sees.
     chosen = done.model if done else None

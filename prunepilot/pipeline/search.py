@@ -15,6 +15,7 @@ from tqdm import tqdm
 from prunepilot.budget import BudgetLimit, format_cost
 from prunepilot.errors import Interrupted
 from prunepilot.evaluators.metric import Metric
+from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.prepare import PreparedJob
 from prunepilot.policies import Policy
 from prunepilot.rundir import RunDir
@@ -34,6 +35,8 @@ from prunepilot.search import (
     warm_start,
 )
 from prunepilot.search.calibration import calibrate_latency, calibration_policies
+from prunepilot.search.calibration_store import calibration_key, load_calibration, save_calibration
+from prunepilot.search.promotion import promote_front
 from prunepilot.search.study import STUDY_NAME, check_study_metric, previous_front, storage_location, unique
 from prunepilot.spec import JobSpec
 from prunepilot.trial import TrialSettings
@@ -78,8 +81,10 @@ def search_stage(
     start_policy: Policy | None,
     progress: bool,
     log: Callable[[str], None],
+    clock: PhaseClock | None = None,
 ) -> SearchOutcome:
-    """Runs the search of a prepared job in ``run`` until its trials are done.
+    """Runs the search of a prepared job in ``run`` until its trials are done (``clock`` counts
+    the calibration's and the trials' wall time).
 
     Raises:
         Interrupted: on Ctrl-C (finished trials are kept; the run can be resumed).
@@ -94,7 +99,9 @@ def search_stage(
             f"The baseline already meets the budget {budget.text!r}: searching the whole trade-off "
             "(a sweep of uniform policies first; no policy filled up to the budget)."
         )
-    screen = _screen(prepared, run, baseline, budget, progress, log) if spec.screen else None
+    clock = clock or PhaseClock()
+    with clock.phase("calibration"):
+        screen = _screen(prepared, run, baseline, budget, progress, log) if spec.screen else None
     study = open_run_study(spec, run)
     recovered = recover_interrupted(study, space)
     if recovered:
@@ -120,19 +127,18 @@ def search_stage(
     )
     started = time.perf_counter()
     try:
-        with _executor(prepared, settings) as executor:
+        with clock.phase("trials"):
+            executor = _executor(prepared, settings)
+        with executor:
             log(f"Trials run {executor.describe()}.")
-            ran = run_search(
-                study,
-                executor,
-                space,
-                budget,
-                spec.trials,
-                spec.timeout,
-                progress,
-                screen,
-                spec.fill and binding,
-            )
+            with clock.phase("trials"):
+                ran = run_search(
+                    study, executor, space, budget, spec.trials, spec.timeout, progress, screen,
+                    spec.fill and binding,
+                )  # fmt: skip
+            if not binding and spec.promotion_share > 0:
+                with clock.phase("promotion"):
+                    promote_front(study, executor, settings, spec.final_steps, spec.promotion_share, log)
     except KeyboardInterrupt:
         again = (
             f"prunepilot.search(model, ..., name={spec.name!r}, out={spec.out!r}, resume=True)"
@@ -212,6 +218,7 @@ def predictor_summary(screen: BudgetScreen | None) -> dict[str, Any] | None:
         **screen.predictor.describe(),
         "observed": len(screen.observed),
         "correction": screen.correction,
+        "calibration": screen.calibration,
     }
     if screen.int8_predictor is not None:
         summary["int8"] = {**screen.int8_predictor.describe(), "observed": sum(screen.observed_int8),
@@ -235,17 +242,11 @@ def _screen(
     if spec.calibration_samples == 0:
         return None
     path = run.file(CALIBRATION_FILE)
-    if path.is_file():
+    if path.is_file():  # a resumed run keeps its own
         calibration = Calibration.from_dict(run.read_json(CALIBRATION_FILE))
+        source = {"source": "run"}
     else:
-        policies = calibration_policies(prepared.space, spec.calibration_samples, spec.seed)
-        with tqdm(
-            total=len(policies), desc="latency calibration", unit="policy", disable=not progress
-        ) as bar:
-            calibration = calibrate_latency(
-                task.model, task.input_shape, policies, settings.latency, bar, spec.device,
-                runtime=get_runtime(settings.runtime),
-            )  # fmt: skip
+        calibration, source = _calibrate(prepared, progress, log)
         run.write_json(CALIBRATION_FILE, calibration.to_dict())
     # Each precision the space holds gets a predictor of its own (an int8-only space's is the main one).
     quantize = prepared.space.quantize
@@ -262,7 +263,35 @@ def _screen(
         task.model, task.input_shape, budget, predictors.get(False, predictors.get(True)),
         baseline["latency_ms"],
         int8_predictor=predictors.get(True) if quantize == "search" else None, runtime=settings.runtime,
+        calibration=source,
     )  # fmt: skip
+
+
+def _calibrate(
+    prepared: PreparedJob, progress: bool, log: Callable[[str], None]
+) -> tuple[Calibration, dict[str, Any]]:
+    """The job's latency calibration, measured, or reused from an earlier run of a model of the
+    same structure on this machine (see :mod:`prunepilot.search.calibration_store`); with where it
+    came from, for the report."""
+    spec, task, settings = prepared.spec, prepared.task, prepared.settings
+    policies = calibration_policies(prepared.space, spec.calibration_samples, spec.seed)
+    key = calibration_key(
+        task.model, task.input_shape, policies, settings.latency, settings.runtime, spec.device
+    )
+    kept = load_calibration(key)
+    if kept is not None:
+        calibration, path = kept
+        log(f"Latency calibration reused: {len(calibration.ratios)} policies measured before ({path}).")
+        return calibration, {"source": "cache", "file": str(path)}
+    started = time.perf_counter()
+    with tqdm(total=len(policies), desc="latency calibration", unit="policy", disable=not progress) as bar:
+        calibration = calibrate_latency(
+            task.model, task.input_shape, policies, settings.latency, bar, spec.device,
+            runtime=get_runtime(settings.runtime),
+        )  # fmt: skip
+    saved = save_calibration(key, calibration)
+    return calibration, {"source": "measured", "seconds": round(time.perf_counter() - started, 3),
+                         "file": str(saved) if saved else None}  # fmt: skip
 
 
 def _executor(prepared: PreparedJob, settings: TrialSettings) -> TrialExecutor:

@@ -11,6 +11,7 @@ __all__ = [
     "metric_change",
     "metric_label",
     "policy_blocks",
+    "promoted_score",
     "removed_blocks",
     "trial_score_note",
 ]
@@ -36,10 +37,24 @@ def trial_score_note(report: dict[str, Any]) -> str:
 
 def front_caption(report: dict[str, Any]) -> str:
     """The sentence above the front's table (report.md and report.html): what its metric is."""
-    return (
+    caption = (
         f"Validation {metric_label(report)} of each trial {trial_score_note(report)}: a ranking "
         "score, not the final model's (which is fine-tuned in full)."
     )
+    promoted = [t["promoted"] for t in report["trials"] if t.get("promoted")]
+    if promoted:
+        caption += (
+            f" The {len(promoted)} cheapest points were promoted: re-made with the final fine-tune "
+            f"({promoted[0]['finetune_steps']} steps), their validation {metric_label(report)} is "
+            "the last column."
+        )
+    return caption
+
+
+def promoted_score(trial: dict[str, Any]) -> str:
+    """A front point's validation metric after its promotion to the final fine-tune, or ``-``."""
+    promoted = trial.get("promoted")
+    return f"{promoted['val_accuracy']:.4f}" if promoted else "-"
 
 
 def metric_change(report: dict[str, Any], before: float, after: float) -> str:

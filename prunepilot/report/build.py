@@ -8,14 +8,16 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from prunepilot.search import pareto
+from prunepilot.search.promotion import promoted_points
+from prunepilot.search.study import RunStudy
 
 __all__ = ["SCHEMA", "build_report", "screening", "speedups", "trial_record"]
 
 SCHEMA = "prunepilot.report/2"
 
 
-def trial_record(trial: FrozenTrial) -> dict[str, Any]:
-    """One trial as plain data."""
+def trial_record(trial: FrozenTrial, promoted: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One trial as plain data (``promoted``: its front promotion's, if it was promoted)."""
     return {
         "number": trial.number,
         "state": trial.state.name,
@@ -32,6 +34,8 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "raised_from": trial.user_attrs.get("raised_from"),
         "predicted": trial.user_attrs.get("predicted"),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
+        "worker_s": trial.user_attrs.get("worker_s"),
+        "promoted": promoted,
     }
 
 
@@ -73,6 +77,15 @@ def screening(trials: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def promotion(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Front promotion in numbers: points promoted, and their worker time as a share of the trials'."""
+    promoted = [t["promoted"] for t in trials if t.get("promoted")]
+    trial_s = sum(t["worker_s"] or 0.0 for t in trials if t["state"] == "COMPLETE")
+    spent = sum(p["worker_s"] for p in promoted)
+    share = spent / trial_s if trial_s else None
+    return {"promoted": len(promoted), "worker_s": spent, "share_of_trials": share}
+
+
 def build_report(
     study: optuna.Study,
     header: dict[str, Any],
@@ -90,7 +103,9 @@ def build_report(
     """
     closest = pareto.closest(study)
     full_front = pareto.full_front(study)
-    trials = [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    promoted = promoted_points(study) if isinstance(study, RunStudy) else {}
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    trials = [trial_record(t, promoted.get(t.number)) for t in finished]
     return {
         "schema": SCHEMA,
         **header,
@@ -101,6 +116,7 @@ def build_report(
         "full_front": [t.number for t in full_front],
         "chosen": trial_record(chosen) if chosen else None,
         "closest": trial_record(closest) if chosen is None and closest else None,
+        "promotion": promotion(trials),
         "final": final,
         "budget_met": bool(final and final.get("budget_met")),
     }

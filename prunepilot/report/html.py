@@ -14,6 +14,7 @@ from prunepilot.report._labels import (
     metric_label,
     policy_blocks,
     precision,
+    promoted_score,
     removed_blocks,
 )
 from prunepilot.report.markdown import export_lines, screening_sentence
@@ -91,12 +92,14 @@ def html_report(report: dict[str, Any]) -> str:
         summary = ", ".join(f"{name} {g['ratio']:.2f} {g['criterion']}" for name, g in groups.items())
         summary += removed_blocks(trial["policy"]) + precision(trial)
         rows.append([str(number), f"{result['accuracy']:.4f}", f"{result['latency_ms']:.3f}",
-                     format_cost("flops", result["flops"]), f"{result['params']:,}", summary])  # fmt: skip
+                     format_cost("flops", result["flops"]), f"{result['params']:,}", summary,
+                     promoted_score(trial)])  # fmt: skip
     parts += [
         "<h2>Pareto front within budget (validation)</h2>",
         f"<p>{_e(front_caption(report))}</p>",
         _table(
-            ["trial", f"val {label}", "latency (ms)", "FLOPs", "params", "policy (group ratio criterion)"],
+            ["trial", f"val {label}", "latency (ms)", "FLOPs", "params", "policy (group ratio criterion)",
+             "after final fine-tune"],
             rows,
         ),
     ]

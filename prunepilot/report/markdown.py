@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from prunepilot.budget import format_cost
-from prunepilot.report._labels import front_caption, metric_change, metric_label, precision, removed_blocks
+from prunepilot.report._labels import (
+    front_caption,
+    metric_change,
+    metric_label,
+    precision,
+    promoted_score,
+    removed_blocks,
+)
 
 __all__ = ["export_lines", "markdown", "screening_sentence"]
 
@@ -70,8 +77,8 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
     lines += [f"![Pareto front]({plot_name})", "", "## Pareto front (validation, within budget)", ""]
     lines += [front_caption(report), ""]
     lines += [
-        f"| trial | val {label} | latency (ms) | FLOPs | params | policy |",
-        "|---|---|---|---|---|---|",
+        f"| trial | val {label} | latency (ms) | FLOPs | params | policy | after final fine-tune |",
+        "|---|---|---|---|---|---|---|",
     ]
     by_number = {t["number"]: t for t in report["trials"]}
     for number in report["front"]:
@@ -82,7 +89,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         lines.append(
             f"| {number} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | "
             f"{format_cost('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f}"
-            f"{removed_blocks(t['policy'])}{precision(t)} |"
+            f"{removed_blocks(t['policy'])}{precision(t)} | {promoted_score(t)} |"
         )
     lines += [
         "",

@@ -47,6 +47,13 @@ def pareto_plot(report: dict[str, Any]) -> bytes:
             lw=1.2,
             label="Pareto front",
         )
+    promoted = [t for t in trials if t.get("promoted")]
+    if promoted:  # each promoted point: a diamond at its final fine-tune's score, joined to its trial's
+        for t in promoted:
+            ax.plot([t["result"][metric]] * 2, [t["result"]["accuracy"], t["promoted"]["val_accuracy"]],
+                    c="tab:purple", lw=0.8, alpha=0.6)  # fmt: skip
+        ax.scatter([t["result"][metric] for t in promoted], [t["promoted"]["val_accuracy"] for t in promoted],
+                   marker="D", s=30, c="tab:purple", label="after the final fine-tune")  # fmt: skip
     base = report["baseline"]
     ax.scatter([base[metric]], [base["accuracy"]], marker="*", s=160, c="black", label="baseline")
     ax.axvline(limit, ls="--", c="tab:red", lw=1, label=f"budget ({report['budget']['text']})")

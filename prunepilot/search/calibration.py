@@ -3,31 +3,38 @@ on the target device and in the job's runtime; the latency predictor is fit on t
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
 from prunepilot.errors import UsageError, check_integer
-from prunepilot.evaluators import LatencySettings, relative_latency
+from prunepilot.evaluators import LatencySettings
+from prunepilot.evaluators.latency import time_models
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import GroupSetting, Policy, apply_policy
 from prunepilot.runtimes import Runtime, get_runtime
 from prunepilot.search.latency_model import LatencyPredictor, layer_table
 from prunepilot.search.space import SearchSpace
 
-#: Policies measured to calibrate the latency predictor, by default. Over random splits of 76
-#: measured policies per built-in task, the held-out error fell from 5.3% (mnist) and 6.3% (digits)
-#: at 32 to 3.6% and 4.9% at 64 (one timing each); with CALIBRATION_TIMINGS timings, calibration
-#: takes about 60 s (digits) to 120 s (mnist) on 2 cores.
-CALIBRATION_SAMPLES = 64
-#: Timings of each calibration policy, averaged. One timing of a pruned model of the digits task
-#: was off the median of three by 4% on average on a busy machine: over random splits of 128
-#: policies timed three times each, the held-out error at 64 policies was 8.3% with one timing,
-#: 5.0% with the median of three and 4.1% with their mean. Calibration then took 54 s on digits
-#: (``benchmarks/latency_predictor.py``), against about 20 s with one timing.
-CALIBRATION_TIMINGS = 3
+#: Policies measured to calibrate the latency predictor, by default: few, since every trained
+#: trial's measurement refits the predictor (see ``BudgetScreen.observe``). Timed in batches (below),
+#: 32 policies reached a held-out error of 2.9% on digits, as 64 did (3.0%), in half the time
+#: (``benchmarks/latency_predictor.py``; design.md, "Budget-aware sampling").
+CALIBRATION_SAMPLES = 32
+#: Pruned models timed in one measurement with the base model: the base model's passes, the
+#: costliest, are shared among them (rounds alternate among all of them, so a machine whose speed
+#: drifts slows them alike, as in :func:`relative_latency`). Against timing each policy with the
+#: base model three times, calibration took 40 s instead of 73 s on digits at the same held-out error.
+CALIBRATION_BATCH = 8
+#: Timings of each batch: at least the first, then more until each ratio's standard error is
+#: within CALIBRATION_ERROR of it, at most the second.
+CALIBRATION_TIMINGS = (2, 3)
+#: The standard error (a share of the ratio) at which a batch's ratios are tight enough.
+CALIBRATION_ERROR = 0.02
 
 
 def structure_only(policy: Policy) -> Policy:
@@ -113,31 +120,58 @@ def calibrate_latency(
     settings: LatencySettings,
     progress: Any = None,
     device: str = "cpu",
-    timings: int = CALIBRATION_TIMINGS,
+    timings: tuple[int, int] = CALIBRATION_TIMINGS,
     runtime: Runtime | None = None,
+    batch: int = CALIBRATION_BATCH,
 ) -> Calibration:
     """Measures each policy's pruned model against ``model`` on ``device``, both as they run in
     ``runtime`` (default: PyTorch; an int8 policy's model quantized, on random calibration inputs:
-    ranges do not change the time) and timed alongside (see :func:`relative_latency`; the mean
-    ratio of ``timings`` timings); ``progress`` (a tqdm bar) is advanced per policy."""
-    check_integer("calibrate_latency", "timings", timings, 1)
+    ranges do not change the time).
+
+    Policies are timed ``batch`` at a time with the base model, in alternating rounds (see
+    :func:`time_models`); each model's ratio to the base model is the mean over the batch's
+    timings: at least ``timings[0]``, then more until every ratio's standard error is within
+    :data:`CALIBRATION_ERROR` of it, at most ``timings[1]``. ``progress`` (a tqdm bar) is advanced
+    per policy."""
+    low, high = timings
+    check_integer("calibrate_latency", "timings[0]", low, 1)
+    check_integer("calibrate_latency", "timings[1]", high, low)
+    check_integer("calibrate_latency", "batch", batch, 1)
     runtime = runtime or get_runtime("torch")
     tables, ratios, precisions = [], [], []
     example = example_batch(input_shape, 2, device)
     reference = runtime.deploy(on_device(model, device), example, settings.threads).module
-    for policy in policies:
-        pruned = pruned_or_none(model, policy, input_shape)
-        if pruned is None:  # its pruning breaks the model: nothing to time
+    # Models already warm are re-warmed by time_models' two passes before the timed rounds.
+    warm = replace(settings, warmup=min(settings.warmup, 2))
+    for start in range(0, len(policies), batch):
+        shipped = []
+        for policy in policies[start : start + batch]:
+            pruned = pruned_or_none(model, policy, input_shape)
+            if pruned is None:  # its pruning breaks the model: nothing to time
+                if progress is not None:
+                    progress.update(1)
+                continue
+            tables.append({k: list(v) for k, v in layer_table(pruned, input_shape).items()})
+            shipped.append(runtime.deploy_or_fp32(pruned.to(device), example, settings.threads, policy.int8))
+        if not shipped:
             continue
-        table = {k: list(v) for k, v in layer_table(pruned, input_shape).items()}
-        shipped = runtime.deploy_or_fp32(pruned.to(device), example, settings.threads, policy.int8)
-        timed = [
-            relative_latency(shipped.module, reference, input_shape, settings, device) for _ in range(timings)
-        ]
-        tables.append(table)
-        ratios.append(sum(timed) / timings)
-        precisions.append(shipped.quantized)
+        timed: list[list[float]] = [[] for _ in shipped]
+        while len(timed[0]) < high and (len(timed[0]) < low or not _tight(timed)):
+            first, *others = time_models(
+                [reference, *(s.module for s in shipped)], input_shape,
+                settings if not timed[0] else warm, device,
+            )  # fmt: skip
+            for row, latency in zip(timed, others):
+                row.append(latency / first)
+        ratios += [statistics.fmean(row) for row in timed]
+        precisions += [s.quantized for s in shipped]
         if progress is not None:
-            progress.update(1)
+            progress.update(len(shipped))
     base = {k: list(v) for k, v in layer_table(model, input_shape).items()}
     return Calibration(tables, ratios, base, precisions)
+
+
+def _tight(timed: list[list[float]]) -> bool:
+    """Whether every model's mean ratio has a standard error within :data:`CALIBRATION_ERROR` of it."""
+    limit = CALIBRATION_ERROR
+    return all(statistics.stdev(row) / math.sqrt(len(row)) <= limit * statistics.fmean(row) for row in timed)

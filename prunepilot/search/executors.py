@@ -57,7 +57,8 @@ class TrialOutcome:
 class TrialExecutor:
     """Runs trials somewhere.
 
-    Rules a subclass keeps: :meth:`submit` returns at once with a handle; :meth:`wait_any` blocks
+    Rules a subclass keeps: :meth:`submit` returns at once with a handle (a trial runs with the
+    executor's settings unless it is given its own); :meth:`wait_any` blocks
     until one submitted trial has ended and returns its handle and outcome (a failure is an outcome,
     never an exception); at most :attr:`capacity` trials are in flight; :meth:`shutdown` releases
     everything the executor started and may be called more than once.
@@ -65,7 +66,7 @@ class TrialExecutor:
 
     capacity: int = 1
 
-    def submit(self, policy: Policy) -> Hashable:
+    def submit(self, policy: Policy, settings: TrialSettings | None = None) -> Hashable:
         raise NotImplementedError
 
     def wait_any(self) -> tuple[Hashable, TrialOutcome]:
@@ -124,17 +125,17 @@ class InProcessExecutor(TrialExecutor):
     ) -> None:
         self.model, self.data, self.settings, self.trial_fn = model, data, settings, trial_fn
         self.device = device
-        self._queue: deque[tuple[int, Policy, float]] = deque()
+        self._queue: deque[tuple[int, Policy, TrialSettings, float]] = deque()
         self._next = 0
 
-    def submit(self, policy: Policy) -> Hashable:
+    def submit(self, policy: Policy, settings: TrialSettings | None = None) -> Hashable:
         self._next += 1
-        self._queue.append((self._next, policy, time.perf_counter()))
+        self._queue.append((self._next, policy, settings or self.settings, time.perf_counter()))
         return self._next
 
     def wait_any(self) -> tuple[Hashable, TrialOutcome]:
-        handle, policy, submitted = self._queue.popleft()
-        outcome = execute(self.trial_fn, self.model, self.data, policy, self.settings, self.device)
+        handle, policy, settings, submitted = self._queue.popleft()
+        outcome = execute(self.trial_fn, self.model, self.data, policy, settings, self.device)
         outcome.wall_s = time.perf_counter() - submitted
         return handle, outcome
 
@@ -312,10 +313,10 @@ class RayExecutor(TrialExecutor):
             raise
         return self
 
-    def submit(self, policy: Policy) -> Hashable:
+    def submit(self, policy: Policy, settings: TrialSettings | None = None) -> Hashable:
         threads = max(1, int(self.ray_settings.cpus_per_trial))
         ref = self._remote.remote(
-            self.trial_fn, self._model_ref, self._data_ref, policy, self.settings, threads,
+            self.trial_fn, self._model_ref, self._data_ref, policy, settings or self.settings, threads,
             self.ray_settings.gate_dir,
         )  # fmt: skip
         self._pending[ref] = time.perf_counter()

@@ -58,6 +58,8 @@ class BudgetScreen:
         runtime: The runtime whose size a size budget counts (int8 weights as stored).
         observed_int8: For each entry of ``observed``, whether it was an int8 policy measured
             against ``int8_predictor``.
+        calibration: Where the predictor's calibration came from, for the report (``source``:
+            ``measured``, ``cache`` or ``run``; ``seconds`` it took to measure).
     """
 
     model: nn.Module
@@ -69,6 +71,7 @@ class BudgetScreen:
     int8_predictor: LatencyPredictor | None = None
     runtime: str = "torch"
     observed_int8: list[bool] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from prunepilot.errors import UsageError
-from prunepilot.rundir import write_atomically
+from prunepilot.rundir import cache_dir, write_atomically
 from prunepilot.tasks.base import Task
 from prunepilot.tasks.resnet import SmallResNet
 from prunepilot.training import fine_tune
@@ -133,11 +132,6 @@ def get_builtin(name: str) -> BuiltinTask:
 def digits_datasets() -> tuple[TensorDataset, TensorDataset, TensorDataset]:
     """The default task's train/val/test splits of the 1,797 digits, scaled to [0, 1]."""
     return BUILTIN_TASKS[DEFAULT_TASK].datasets()
-
-
-def cache_dir() -> Path:
-    """Where trained built-in models are cached."""
-    return Path(os.environ.get("PRUNEPILOT_CACHE", Path.home() / ".cache" / "prunepilot"))
 
 
 def builtin_task(name: str = DEFAULT_TASK, progress: bool = True) -> Task:

@@ -152,18 +152,36 @@ def test_a_latency_screen_is_calibrated_on_measurements_and_survives_a_round_tri
         BudgetScreen(trained_tiny, SHAPE, BudgetLimit("latency_ms", 1.0))
 
 
-def test_calibration_keeps_the_mean_of_several_timings_of_each_policy(trained_tiny, space, monkeypatch):
+def test_calibration_times_policies_in_batches_with_the_base_model_until_their_ratios_are_tight(
+    trained_tiny, space, monkeypatch
+):
     import prunepilot.search.calibration as calibration_module
     from prunepilot.errors import UsageError
 
-    timings = iter([0.5, 0.8, 0.6, 0.3, 0.3, 0.6])  # one policy's timings, then the next's
-    monkeypatch.setattr(calibration_module, "relative_latency", lambda *args: next(timings))
-    policies = [space.uniform(0.2), space.uniform(0.6)]
+    calls = []
+    # Per call: the base model's latency, then each pruned model's. The first batch's ratios agree
+    # from the start; the second batch's first model is noisy until its fourth timing.
+    answers = iter([
+        [2.0, 1.0, 0.6], [2.0, 1.0, 0.6],                            # batch 1: tight after 2
+        [2.0, 0.4], [2.0, 1.2], [2.0, 0.8], [2.0, 0.8],              # batch 2: noisy, 4 timings
+    ])  # fmt: skip
+
+    def fake_time_models(models, *args, **kwargs):
+        calls.append(len(models))
+        return next(answers)
+
+    monkeypatch.setattr(calibration_module, "time_models", fake_time_models)
+    policies = [space.uniform(0.2), space.uniform(0.6), space.uniform(0.4)]
     settings = LatencySettings(batch_size=8, warmup=1, repeats=3)
-    calibration = calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=3)
-    assert calibration.ratios == pytest.approx([0.6333333, 0.4])
-    with pytest.raises(UsageError, match="'timings' parameter of calibrate_latency must be an integer >= 1"):
-        calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=0)
+    calibration = calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=(2, 4), batch=2)
+    assert calls == [3, 3, 2, 2, 2, 2]  # the base model and up to two pruned models per measurement
+    assert calibration.ratios == pytest.approx([0.5, 0.3, 0.4])  # the mean of each model's ratios
+    assert len(calibration.tables) == 3
+    message = "'timings\\[1\\]' parameter of calibrate_latency must be an integer >= 2"
+    with pytest.raises(UsageError, match=message):
+        calibrate_latency(trained_tiny, SHAPE, policies, settings, timings=(2, 1))
+    with pytest.raises(UsageError, match="'batch' parameter of calibrate_latency must be an integer >= 1"):
+        calibrate_latency(trained_tiny, SHAPE, policies, settings, batch=0)
 
 
 def test_measured_trials_refit_and_correct_a_latency_predictor_that_is_off_as_a_whole(trained_tiny, space):
