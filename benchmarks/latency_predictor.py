@@ -37,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="digits,mnist")
     parser.add_argument("--held-out", type=int, default=20)
+    parser.add_argument("--skip-former", action="store_true", help="no side-by-side former calibration")
     parser.add_argument("--json", default="benchmarks/results/latency_predictor.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -53,9 +54,9 @@ def main() -> None:
         predictor, plain = calibration.predictor(), calibration.predictor(relative=False)
         calibration_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        one_by_one = calibrate_latency(
+        one_by_one = None if args.skip_former else calibrate_latency(
             task.model, shape, calibration_policies(space, 64, seed=0), latency, timings=(3, 3), batch=1
-        ).predictor()
+        ).predictor()  # fmt: skip
         one_by_one_s = time.perf_counter() - t0
         # Held out: the random part of another seed's policies (no uniform ones, none shared).
         held_out = calibration_policies(space, args.held_out + args.held_out // 3 + 2, seed=1)[
@@ -69,7 +70,8 @@ def main() -> None:
             table = layer_table(pruned, shape)
             errors.append(abs(predictor.predict(table) - truth) / truth)
             plain_errors.append(abs(plain.predict(table) - truth) / truth)
-            former_errors.append(abs(one_by_one.predict(table) - truth) / truth)
+            if one_by_one is not None:
+                former_errors.append(abs(one_by_one.predict(table) - truth) / truth)
             flops_errors.append(abs(count_flops(pruned, sample) / base_flops - truth) / truth)
         rounding = {}
         for ratio in UNIFORM_RATIOS:
@@ -86,8 +88,8 @@ def main() -> None:
             "held_out_mape": statistics.mean(errors),
             "held_out_max_ape": max(errors),
             "plain_least_squares_mape": statistics.mean(plain_errors),
-            "one_by_one_64": {"calibration_s": one_by_one_s, "cv_mape": one_by_one.cv_mape,
-                              "held_out_mape": statistics.mean(former_errors)},
+            "one_by_one_64": one_by_one and {"calibration_s": one_by_one_s, "cv_mape": one_by_one.cv_mape,
+                                             "held_out_mape": statistics.mean(former_errors)},
             "flops_proportional_mape": statistics.mean(flops_errors),
             "uniform_latency_ratio_by_ratio_and_round_to": rounding,
         }
@@ -102,11 +104,12 @@ def main() -> None:
             f"{100 * statistics.mean(plain_errors):.1f}%; FLOPs-proportional guess: "
             f"{100 * statistics.mean(flops_errors):.1f}%"
         )
-        print(
-            f"side by side, 64 policies each timed three times alone with the base model: "
-            f"{one_by_one_s:.1f} s, cross-validated {100 * one_by_one.cv_mape:.1f}%, held-out MAPE "
-            f"{100 * statistics.mean(former_errors):.1f}%"
-        )
+        if one_by_one is not None:
+            print(
+                f"side by side, 64 policies each timed three times alone with the base model: "
+                f"{one_by_one_s:.1f} s, cross-validated {100 * one_by_one.cv_mape:.1f}%, held-out MAPE "
+                f"{100 * statistics.mean(former_errors):.1f}%"
+            )
         print("latency / baseline of uniform policies:  " + "  ".join(f"round_to {r:>2}" for r in ROUNDINGS))
         for ratio in UNIFORM_RATIOS:
             cells = "  ".join(f"{rounding[f'{ratio}/{r}']:>11.3f}" for r in ROUNDINGS)

@@ -86,6 +86,7 @@ def html_report(report: dict[str, Any]) -> str:
     parts += [f"<h2>{_e(label.capitalize())} against cost</h2>", _img(pareto_plot(report))]
     by_number = {t["number"]: t for t in report["trials"]}
     rows = []
+    promoted = any(t.get("promoted") for t in report["trials"])  # a column only when some point was
     for number in report["front"]:
         trial = by_number[number]
         result, groups = trial["result"], trial["policy"]["groups"]
@@ -93,13 +94,13 @@ def html_report(report: dict[str, Any]) -> str:
         summary += removed_blocks(trial["policy"]) + precision(trial)
         rows.append([str(number), f"{result['accuracy']:.4f}", f"{result['latency_ms']:.3f}",
                      format_cost("flops", result["flops"]), f"{result['params']:,}", summary,
-                     promoted_score(trial)])  # fmt: skip
+                     *([promoted_score(trial)] if promoted else [])])  # fmt: skip
     parts += [
         "<h2>Pareto front within budget (validation)</h2>",
         f"<p>{_e(front_caption(report))}</p>",
         _table(
             ["trial", f"val {label}", "latency (ms)", "FLOPs", "params", "policy (group ratio criterion)",
-             "after final fine-tune"],
+             *(["after final fine-tune"] if promoted else [])],
             rows,
         ),
     ]

@@ -76,9 +76,11 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         ]
     lines += [f"![Pareto front]({plot_name})", "", "## Pareto front (validation, within budget)", ""]
     lines += [front_caption(report), ""]
+    promoted = any(t.get("promoted") for t in report["trials"])  # a column only when some point was
     lines += [
-        f"| trial | val {label} | latency (ms) | FLOPs | params | policy | after final fine-tune |",
-        "|---|---|---|---|---|---|---|",
+        f"| trial | val {label} | latency (ms) | FLOPs | params | policy |"
+        + (" after final fine-tune |" if promoted else ""),
+        "|---|---|---|---|---|---|" + ("---|" if promoted else ""),
     ]
     by_number = {t["number"]: t for t in report["trials"]}
     for number in report["front"]:
@@ -89,7 +91,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         lines.append(
             f"| {number} | {r['accuracy']:.4f} | {r['latency_ms']:.3f} | "
             f"{format_cost('flops', r['flops'])} | {r['params']:,} | mean ratio {mean:.2f}"
-            f"{removed_blocks(t['policy'])}{precision(t)} | {promoted_score(t)} |"
+            f"{removed_blocks(t['policy'])}{precision(t)} |" + (f" {promoted_score(t)} |" if promoted else "")
         )
     lines += [
         "",

@@ -35,6 +35,9 @@ CALIBRATION_BATCH = 8
 CALIBRATION_TIMINGS = (2, 3)
 #: The standard error (a share of the ratio) at which a batch's ratios are tight enough.
 CALIBRATION_ERROR = 0.02
+#: Timed passes of each model in one timing, at most (and warm-up passes before the first): a
+#: ratio's error is mostly the machine's drift between timings, not the passes' spread.
+CALIBRATION_REPEATS, CALIBRATION_WARMUP = 15, 5
 
 
 def structure_only(policy: Policy) -> Policy:
@@ -141,6 +144,8 @@ def calibrate_latency(
     tables, ratios, precisions = [], [], []
     example = example_batch(input_shape, 2, device)
     reference = runtime.deploy(on_device(model, device), example, settings.threads).module
+    settings = replace(settings, repeats=min(settings.repeats, CALIBRATION_REPEATS),
+                       warmup=min(settings.warmup, CALIBRATION_WARMUP))  # fmt: skip
     # Models already warm are re-warmed by time_models' two passes before the timed rounds.
     warm = replace(settings, warmup=min(settings.warmup, 2))
     for start in range(0, len(policies), batch):

@@ -3,9 +3,9 @@ measures its calibration once.
 
 A calibration is keyed by everything its measurements depend on: the base model's structure (its
 layer table: the shapes of its layers, not its weights, so a retrained model of the same
-architecture reuses it), the policies measured, the input shape, how latency is measured, the
-runtime and device, and the machine (processor, cores, library versions). A key that matches
-holds the same measurements, up to the machine's noise.
+architecture reuses it), the policies measured, the input shape, how latency is measured (the
+job's settings and calibration's own), the runtime and device, and the machine (processor, cores,
+library versions). A key that matches holds the same measurements, up to the machine's noise.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ from prunepilot._version import __version__
 from prunepilot.evaluators import LatencySettings
 from prunepilot.policies import Policy
 from prunepilot.rundir import cache_dir, write_atomically
-from prunepilot.search.calibration import Calibration
+from prunepilot.search.calibration import (
+    CALIBRATION_BATCH,
+    CALIBRATION_ERROR,
+    CALIBRATION_REPEATS,
+    CALIBRATION_TIMINGS,
+    CALIBRATION_WARMUP,
+    Calibration,
+)
 from prunepilot.search.latency_model import layer_table
 
 __all__ = ["calibration_key", "load_calibration", "save_calibration"]
@@ -46,7 +53,9 @@ def calibration_key(
         "runtime": runtime,
         "device": device,
         "machine": _machine(runtime),
-    }
+        "method": [CALIBRATION_BATCH, CALIBRATION_TIMINGS, CALIBRATION_ERROR, CALIBRATION_REPEATS,
+                   CALIBRATION_WARMUP],  # how they were timed
+    }  # fmt: skip
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
 
