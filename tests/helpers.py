@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 FAST_FLAGS = [
     "--finetune-steps", "10", "--final-steps", "30", "--bn-batches", "2",
     "--latency-repeats", "3", "--latency-batch", "8", "--quiet", "--workers", "0",
-    "--calibration-samples", "8",
+    "--calibration-samples", "8", "--promotion-share", "0",
 ]  # fmt: skip
 
 

@@ -97,7 +97,8 @@ def test_bad_job_settings_are_one_line_naming_the_setting(capsys, tmp_path, tiny
 
 
 def test_a_cuda_target_on_ray_needs_gpus_per_trial(capsys, tmp_path, tiny_flags):
-    flags = [f for f in tiny_flags if f not in ("--workers", "0")]
+    at = tiny_flags.index("--workers")
+    flags = tiny_flags[:at] + tiny_flags[at + 2 :]  # without "--workers 0"
     code, _, err = run_cli(capsys, "search", "--budget", "1000ms", "--out", tmp_path, *flags,
                            "--workers", "2", "--device", "cuda")  # fmt: skip
     assert code == 2

@@ -22,13 +22,13 @@ from prunepilot.search.space import SearchSpace
 
 #: Policies measured to calibrate the latency predictor, by default: few, since every trained
 #: trial's measurement refits the predictor (see ``BudgetScreen.observe``). Timed in batches (below),
-#: 32 policies reached a held-out error of 2.9% on digits, as 64 did (3.0%), in half the time
-#: (``benchmarks/latency_predictor.py``; design.md, "Budget-aware sampling").
+#: 32 policies reached a held-out error of 2.9% on digits, as 64 did (3.0%), in half the time.
 CALIBRATION_SAMPLES = 32
 #: Pruned models timed in one measurement with the base model: the base model's passes, the
 #: costliest, are shared among them (rounds alternate among all of them, so a machine whose speed
 #: drifts slows them alike, as in :func:`relative_latency`). Against timing each policy with the
-#: base model three times, calibration took 40 s instead of 73 s on digits at the same held-out error.
+#: base model three times, calibration is 4 to 5 times faster; its held-out error was as low in one
+#: run and higher in another (docs/benchmarks.md, "Fast to a result").
 CALIBRATION_BATCH = 8
 #: Timings of each batch: at least the first, then more until each ratio's standard error is
 #: within CALIBRATION_ERROR of it, at most the second.

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def _search(capsys, tmp_path, tiny_flags, name, budget, share):
     code, out, _ = run_cli(
         capsys, "search", "--budget", budget, "--trials", "6", "--out", tmp_path, "--name", name,
-        "--promotion-share", share, *tiny_flags,
+        *tiny_flags, "--promotion-share", share,  # after the flags, which promote nothing
     )  # fmt: skip
     assert code in (0, 3)  # 3: a binding budget missed on re-measurement (the report is written)
     return json.loads((tmp_path / name / "report.json").read_text()), out
@@ -61,7 +61,7 @@ def test_no_promotion_with_a_share_of_0_or_a_budget_that_binds(capsys, tmp_path,
 
 
 def test_a_share_outside_0_to_1_is_refused(capsys, tmp_path, tiny_flags):
-    code, _, err = run_cli(capsys, "search", "--budget", "2x", "--promotion-share", "1.5", "--out", tmp_path,
-                           *tiny_flags)  # fmt: skip
+    code, _, err = run_cli(capsys, "search", "--budget", "2x", "--out", tmp_path, *tiny_flags,
+                           "--promotion-share", "1.5")  # fmt: skip
     assert code == 2
     assert_one_line_error(err, "'promotion_share' parameter", "in [0, 1]", "1.5")
