@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import time
 from dataclasses import replace
 
 import torch_pruning as tp
@@ -23,10 +22,9 @@ from prunepilot.evaluators.metric import evaluate_metric
 from prunepilot.final import FINAL_CANDIDATES, compare_latency
 from prunepilot.gate import NullGate
 from prunepilot.inputs import example_batch
-from prunepilot.policies import Policy
+from prunepilot.policies import Policy, PrunedModel
 from prunepilot.tasks.base import TaskData
-from prunepilot.training import fine_tune, recalibrate_batchnorm
-from prunepilot.trial import TrialResult, TrialSettings, deploy
+from prunepilot.trial import TrialResult, TrialSettings, deploy, prune_and_train
 
 #: Peer name -> the Torch-Pruning importance its policies' criterion stands for.
 RECIPES = {"global_lamp": "lamp", "global_taylor": "taylor"}
@@ -39,7 +37,7 @@ def _importance(criterion: str) -> tp.importance.Importance:
 
 
 def global_prune(model: nn.Module, train, input_shape: tuple[int, ...], policy: Policy,
-                 settings: TrialSettings) -> nn.Module:  # fmt: skip
+                 settings: TrialSettings) -> PrunedModel:  # fmt: skip
     """A copy of ``model`` pruned by Torch-Pruning's global pruning at the policy's overall ratio
     (the classifier, the last ``Linear``, is left whole, as the recipes do)."""
     setting = next(iter(policy.groups.values()))
@@ -56,22 +54,7 @@ def global_prune(model: nn.Module, train, input_shape: tuple[int, ...], policy: 
             nn.functional.cross_entropy(pruned(inputs), labels).backward()
     pruner.step()
     pruned.zero_grad()
-    return pruned.eval()
-
-
-def _pruned_and_trained(model, data, policy, settings, device, gate, timings):
-    start = time.perf_counter()
-    with gate.compute():
-        pruned = global_prune(model, data.train, data.input_shape, policy, settings).to(device)
-    timings["apply"] = time.perf_counter() - start
-    start = time.perf_counter()
-    recalibrate_batchnorm(pruned, data.train, settings.bn_batches, settings.batch_size, device, gate)
-    timings["bn_recalibration"] = time.perf_counter() - start
-    start = time.perf_counter()
-    fine_tune(pruned, data.train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed,
-              device, gate)  # fmt: skip
-    timings["fine_tune"] = time.perf_counter() - start
-    return pruned
+    return PrunedModel(pruned.eval(), None)  # no plan: the benchmark exports nothing
 
 
 def global_trial(model: nn.Module, data: TaskData, policy: Policy, settings: TrialSettings, *,
@@ -79,7 +62,8 @@ def global_trial(model: nn.Module, data: TaskData, policy: Policy, settings: Tri
     """A prunepilot trial with Torch-Pruning's global pruning in place of the policy's application."""
     gate = gate or NullGate()
     timings: dict[str, float] = {}
-    pruned = _pruned_and_trained(model, data, policy, settings, device, gate, timings)
+    pruned, _ = prune_and_train(model, data.train, data.input_shape, policy, settings, timings, device, gate,
+                                global_prune)  # fmt: skip
     shipped = deploy(pruned, data.train, data.input_shape, settings)
     reference = (deploy(model.to(device), data.train, data.input_shape, settings).module,
                  settings.reference_latency_ms) if settings.reference_latency_ms else None  # fmt: skip
@@ -92,7 +76,8 @@ def global_final(task, policy: Policy, settings: TrialSettings) -> dict:
     """The peer's final model: global pruning, the final fine-tune, validation score and latency
     re-timed beside the baseline (as ``prunepilot.final.finalize`` measures a policy)."""
     timings: dict[str, float] = {}
-    pruned = _pruned_and_trained(task.model, task, policy, settings, "cpu", NullGate(), timings)
+    pruned, _ = prune_and_train(task.model, task.train, task.input_shape, policy, settings, timings,
+                                pruning=global_prune)  # fmt: skip
     base, latency = compare_latency(task.model, pruned, task.input_shape, settings.latency)
     return {
         "val_accuracy": evaluate_metric(pruned, task.val, settings.metric),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -136,10 +137,14 @@ def prune_and_train(
     timings: dict[str, float] | None = None,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
+    pruning: Callable[..., PrunedModel] | None = None,
 ) -> PrunedModel:
     """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it.
 
     Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest.
+    ``pruning`` replaces prunepilot's own application of the policy (:func:`apply_policy`) with
+    another, called as ``pruning(model, train, input_shape, policy, settings)`` (benchmarks compare
+    other pruners under the same recalibration and fine-tune).
 
     Returns:
         The fine-tuned model (on ``device``) and its plan (see :func:`apply_policy`).
@@ -147,14 +152,7 @@ def prune_and_train(
     timings = {} if timings is None else timings
     start = time.perf_counter()
     with (gate or NullGate()).compute():
-        pruned, plan = apply_policy(
-            model,
-            policy,
-            input_shape,
-            gradient_batches=itertools.islice(batches(train, settings.batch_size), settings.gradient_batches),
-            seed=settings.seed,
-            loss=settings.loss,
-        )
+        pruned, plan = (pruning or _apply)(model, train, input_shape, policy, settings)
         pruned = pruned.to(device)
     timings["apply"] = time.perf_counter() - start
 
@@ -169,6 +167,17 @@ def prune_and_train(
     )  # fmt: skip
     timings["fine_tune"] = time.perf_counter() - start
     return PrunedModel(pruned, plan)
+
+
+def _apply(
+    model: nn.Module, train: torch.utils.data.Dataset, input_shape: tuple[int, ...], policy: Policy,
+    settings: TrialSettings,
+) -> PrunedModel:
+    """prunepilot's own pruning: ``policy`` applied to a copy of ``model`` (gradient-based criteria
+    get ``settings.gradient_batches`` training batches)."""
+    gradient_batches = itertools.islice(batches(train, settings.batch_size), settings.gradient_batches)
+    return apply_policy(model, policy, input_shape, gradient_batches=gradient_batches, seed=settings.seed,
+                        loss=settings.loss)  # fmt: skip
 
 
 def deploy(
