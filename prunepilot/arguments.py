@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--input-key", help="the key of the model's input in dict batches (default: "
                       "input_ids, pixel_values, input ... whichever the batch has)")  # fmt: skip
     task.add_argument("--label-key", help="the labels' key in dict batches (default: labels, label ...)")
-    task.add_argument("--output-key", help="the key or attribute of the class scores in the model's output "
-                      "(default: a tensor, logits of a dict or ModelOutput, a tuple's first)")
+    task.add_argument(
+        "--output-key",
+        help="the key or attribute of the class scores in the model's output "
+        "(default: a tensor, logits of a dict or ModelOutput, a tuple's first)",
+    )
     task.add_argument(
         "--device",
         help="the target device, where latency is measured and the final model is made: cpu, cuda or cuda:N "
@@ -209,10 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="policies measured to calibrate the latency predictor that screens a latency budget "
         f"({_default('calibration_samples')}; 0: no latency screen)",
     )
-    tuning.add_argument("--discovery-timeout", type=_positive_float,
-                        help=f"seconds each discovery step may take ({_default('discovery_timeout')})")
-    tuning.add_argument("--discovery-memory-gb", type=_positive_float,
-                        help="GiB each discovery step may add (default: half the machine's memory)")
+    tuning.add_argument(
+        "--discovery-timeout",
+        type=_positive_float,
+        help=f"seconds each discovery step may take ({_default('discovery_timeout')})",
+    )
+    tuning.add_argument(
+        "--discovery-memory-gb",
+        type=_positive_float,
+        help="GiB each discovery step may add (default: half the machine's memory)",
+    )
     latency = search.add_argument_group("latency measurement")
     latency.add_argument(
         "--latency-batch",
@@ -290,8 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["torchscript", "onnx", "plan", "int8"],
         help="export format; repeat for several (default: all; int8, model.int8.onnx, for an int8 trial)",
     )
-    for sub in (search, validate, report, export):
+    repair = commands.add_parser(
+        "repair",
+        help="mend a run's damaged study journal, keeping every readable record",
+        description="Mend a run's study journal that a crash or a full disk damaged: every readable "
+        "record is kept, a record written onto a torn one is salvaged, trials whose records were lost "
+        "are left to run again on --resume; the damaged file is kept as study.journal.bak.",
+        epilog=EPILOG,
+    )
+    repair.add_argument("run", help="the run directory")
+    for sub in (search, validate, report, export, repair):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
-

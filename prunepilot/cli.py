@@ -121,7 +121,19 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"search": _search, "validate": _validate, "report": _report, "export": _export}
+def _repair(args: argparse.Namespace) -> int:
+    from prunepilot.pipeline import repair_run
+
+    return repair_run(args.run)
+
+
+_COMMANDS = {
+    "search": _search,
+    "validate": _validate,
+    "report": _report,
+    "export": _export,
+    "repair": _repair,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,11 @@ class BudgetNotMetError(PrunepilotError):
     exit_code = EXIT_BUDGET_NOT_MET
 
 
+class StorageError(PrunepilotError):
+    """The run's folder could not be written (no space left, read-only, deleted); what was written
+    before is whole, and the message says how to continue."""
+
+
 class Interrupted(PrunepilotError):
     """The run was stopped by the user; what finished is saved and ``--resume`` continues it."""
 

@@ -4,7 +4,7 @@ and the commands on a finished run (revisit)."""
 
 from prunepilot.pipeline.jobs import SearchResult, check_job, resume_spec, run_job
 from prunepilot.pipeline.prepare import PreparedJob, check_reachable, measure_baseline, prepare
-from prunepilot.pipeline.revisit import export_trial, rebuild_report
+from prunepilot.pipeline.revisit import export_trial, rebuild_report, repair_run
 
 __all__ = [
     "PreparedJob",
@@ -15,6 +15,7 @@ __all__ = [
     "measure_baseline",
     "prepare",
     "rebuild_report",
+    "repair_run",
     "resume_spec",
     "run_job",
 ]

@@ -3,7 +3,9 @@ and resumption."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import errno
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -11,19 +13,22 @@ from typing import Any
 from torch import nn
 
 from prunepilot.budget import format_cost
-from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
+from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, StorageError, UsageError
 from prunepilot.export import EXPORT_FORMATS
 from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.finish import finish_stage
 from prunepilot.pipeline.prepare import PreparedJob, check_reachable, dry_run_lines, measure_baseline, prepare
 from prunepilot.pipeline.revisit import export_trial
-from prunepilot.pipeline.search import check_shared_study, search_stage
+from prunepilot.pipeline.search import check_shared_study, resume_command, search_stage
 from prunepilot.policies import Policy
 from prunepilot.rundir import RunDir, default_run_name
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task
 
 __all__ = ["SearchResult", "check_job", "resume_spec", "run_job"]
+
+#: Failures to write in the run's folder that the user can mend (then resume).
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 
 
 @dataclass(frozen=True)
@@ -133,11 +138,12 @@ def run_job(
             with clock.phase("prepare"):
                 prepared = prepare(job, start_policy, progress, task=task)
             baseline = run.read_json("baseline.json") if run.file("baseline.json").is_file() else None
-            if baseline is None:
-                with clock.phase("baseline"):
-                    baseline = measure_baseline(prepared)
-                run.write_json("baseline.json", baseline)
-            return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
+            with _written_whole(run, spec):
+                if baseline is None:
+                    with clock.phase("baseline"):
+                        baseline = measure_baseline(prepared)
+                    run.write_json("baseline.json", baseline)
+                return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
     RunDir.check(spec.out, str(spec.name), resume=False)  # before anything slow runs
     with clock.phase("prepare"):
         prepared = prepare(job, start_policy, progress, task=task)
@@ -146,7 +152,7 @@ def run_job(
         check_reachable(prepared, baseline, job.budget_limit(baseline))
     check_shared_study(spec)
     run = RunDir.open(spec.out, str(spec.name), resume=False)
-    with run:
+    with run, _written_whole(run, spec):
         run.write_json("config.json", spec.to_dict())
         run.write_json("baseline.json", baseline)
         return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
@@ -189,6 +195,30 @@ def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpe
     spec = JobSpec.from_dict(run.read_json("config.json"))
     given = {key: value for key, value in overrides.items() if value is not None}
     return replace(spec, **given, name=name, out=out, resume=True)
+
+
+@contextlib.contextmanager
+def _written_whole(run: RunDir, spec: JobSpec) -> Iterator[None]:
+    """Turns a failure to write in the run's folder (no space left, read-only, the folder deleted)
+    into one line naming the folder and how to continue; every file is written whole or not at all
+    (atomic files, the journal's whole records), so the run resumes once it can be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        what = f"{exc.strerror} ({Path(exc.filename).name})" if exc.filename else exc.strerror
+        if not run.path.is_dir():
+            raise StorageError(
+                f"The run directory {str(run.path)!r} was deleted while the search ran ({what}); "
+                "start a new run."
+            ) from None
+        saved = run.file("config.json").is_file()
+        then = f"continue with {resume_command(spec)}" if saved else "run it again"
+        raise StorageError(
+            f"Cannot write in {str(run.path)!r}: {what}; what finished is saved - make room (or make it "
+            f"writable), then {then}."
+        ) from None
 
 
 def _search_and_finish(

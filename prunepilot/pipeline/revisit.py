@@ -1,5 +1,5 @@
-"""Commands on a finished run: re-create its report from the study (``prunepilot report``) and make
-and export another front point (``prunepilot export --trial N``)."""
+"""Commands on a run: re-create its report from the study (``prunepilot report``), make and export
+another front point (``prunepilot export --trial N``), mend a damaged journal (``prunepilot repair``)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from prunepilot.pipeline.search import open_run_study
 from prunepilot.policies import Policy
 from prunepilot.report import write_report
 from prunepilot.rundir import RunDir, write_atomically
+from prunepilot.search.journal import repair_journal
+from prunepilot.search.study import STUDY_FILE, storage_location
 from prunepilot.spec import JobSpec, ResolvedJob
 from prunepilot.tasks import Task
 
-__all__ = ["export_trial", "rebuild_report"]
+__all__ = ["export_trial", "rebuild_report", "repair_run"]
 
 
 def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> int:
@@ -113,6 +115,31 @@ def export_trial(
             f"{final['latency_ms']:.3f} ms; exported {', '.join(files)} to {folder}"
         )
     return folder
+
+
+def repair_run(run_path: str | Path, log: Callable[[str], None] | None = None) -> int:
+    """Mends the run's damaged study journal: every readable record kept, the damaged file kept as
+    a backup (see :func:`~prunepilot.search.journal.repair_journal`).
+
+    Raises:
+        UsageError: when ``run_path`` is not a run, or its study is kept in a database.
+    """
+    log = log or (lambda text: print(text, flush=True))
+    run, job = _open_finished(run_path)
+    spec = job.spec
+    location = storage_location(spec.storage, spec.out, spec.study) or str(run.file(STUDY_FILE))
+    if "://" in location:
+        raise UsageError(
+            f"Run {spec.name!r} keeps its study in the database {location!r}; only journal files are "
+            "repaired here (use the database's own tools)."
+        )
+    with run:
+        summary = repair_journal(location)
+    log(
+        f"{location}: {summary.describe()}. Continue with 'prunepilot search --resume --name "
+        f"{spec.name} --out {spec.out}', or 'prunepilot report {run.path}'."
+    )
+    return EXIT_OK
 
 
 def _open_finished(run_path: str | Path) -> tuple[RunDir, ResolvedJob]:

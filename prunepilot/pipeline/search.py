@@ -100,9 +100,9 @@ def search_stage(
             "(a sweep of uniform policies first; no policy filled up to the budget)."
         )
     clock = clock or PhaseClock()
+    study = open_run_study(spec, run)  # a damaged journal is refused before anything is measured
     with clock.phase("calibration"):
         screen = _screen(prepared, run, baseline, budget, progress, log) if spec.screen else None
-    study = open_run_study(spec, run)
     recovered = recover_interrupted(study, space)
     if recovered:
         log(f"Recovered {recovered} trial(s) left running by an interrupted run; re-queued them.")
@@ -140,15 +140,17 @@ def search_stage(
                 with clock.phase("promotion"):
                     promote_front(study, executor, settings, spec.final_steps, spec.promotion_share, log)
     except KeyboardInterrupt:
-        again = (
-            f"prunepilot.search(model, ..., name={spec.name!r}, out={spec.out!r}, resume=True)"
-            if spec.python_model
-            else f"'prunepilot search --resume --name {spec.name} --out {spec.out}'"
-        )
         raise Interrupted(
-            f"interrupted; finished trials are saved in {run.path} - continue with {again}."
+            f"interrupted; finished trials are saved in {run.path} - continue with {resume_command(spec)}."
         ) from None
     return SearchOutcome(study, screen, settings, ran, time.perf_counter() - started)
+
+
+def resume_command(spec: JobSpec) -> str:
+    """How the user continues the run of ``spec`` (the command line, or the Python call)."""
+    if spec.python_model:
+        return f"prunepilot.search(model, ..., name={spec.name!r}, out={spec.out!r}, resume=True)"
+    return f"'prunepilot search --resume --name {spec.name} --out {spec.out}'"
 
 
 def warm_starts(

@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.metric import DEFAULT_METRIC_NAME
 from prunepilot.policies import Policy
+from prunepilot.search.journal import open_journal
 from prunepilot.search.pareto import maximizes, pareto_trials, violation
 from prunepilot.search.space import SearchSpace
 
@@ -129,14 +128,14 @@ def open_study(
 
 
 def open_storage(location: str) -> optuna.storages.BaseStorage | str:
-    """An Optuna storage from a URL, or a journal file from a path.
+    """An Optuna storage from a URL, or a journal file from a path (see :func:`open_journal`).
 
     Raises:
-        UsageError: naming the URL, when it cannot be opened.
+        UsageError: naming the URL, when it cannot be opened; naming the line of a damaged journal.
     """
     if "://" not in location:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(location))
+        return open_journal(location)
     try:
         return optuna.storages.get_storage(location)
     except Exception as exc:  # noqa: BLE001 - any storage failure is the URL's, reported as one line

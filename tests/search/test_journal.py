@@ -1,0 +1,154 @@
+"""A run's study journal survives a torn or damaged record: a torn end is dropped, damage elsewhere
+is one line pointing to ``prunepilot repair``, which keeps every readable record."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from prunepilot.cli import main
+from prunepilot.search import journal as journal_module
+from prunepilot.search.journal import WholeRecordBackend
+from tests.helpers import FAST_FLAGS, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_weights) -> Path:
+    out = str(tmp_path_factory.mktemp("journal"))
+    flags = ["--model", "tests.zoo:tiny_resnet", "--weights", str(tiny_weights),
+             "--data", "tests.zoo:small_digits_data", *FAST_FLAGS, "--calibration-samples", "0"]  # fmt: skip
+    searched = main(["search", "--budget", "1000ms", "--trials", "4", "--out", out, "--name", "r", *flags])
+    assert searched == 0
+    return Path(out) / "r"
+
+
+@pytest.fixture()
+def run(finished_run, tmp_path) -> Path:
+    """A copy of the finished run, to damage."""
+    return Path(shutil.copytree(finished_run, tmp_path / finished_run.name))
+
+
+def _completed(run: Path) -> dict[int, float]:
+    """Completed trial number -> validation score, as report.json gives them."""
+    trials = json.loads((run / "report.json").read_text())["trials"]
+    return {t["number"]: t["result"]["accuracy"] for t in trials if t["state"] == "COMPLETE"}
+
+
+def _records(run: Path) -> list[bytes]:
+    return (run / "study.journal").read_bytes().splitlines(keepends=True)
+
+
+def _index_of(run: Path, wanted) -> int:
+    """The index of the first record for which ``wanted(record)`` holds."""
+    return next(i for i, line in enumerate(_records(run)) if wanted(json.loads(line)))
+
+
+@pytest.mark.parametrize("tear", ["cut mid-record", "garbage line"])
+def test_a_torn_end_is_dropped_once_and_no_completed_trial_is_lost(capsys, run, tear):
+    before = _completed(run)
+    journal = run / "study.journal"
+    whole = journal.read_bytes()
+    last = _records(run)[-1]
+    tail = last[: len(last) // 2] if tear == "cut mid-record" else b"}{not a record\n"
+    journal.write_bytes(whole[: -len(last)] + tail if tear == "cut mid-record" else whole + tail)
+    code, _, err = run_cli(capsys, "report", run)
+    assert code == 0, err
+    assert err.count("warning") == 1 and "dropped 1 torn record(s) at its end" in err
+    assert _completed(run) == before
+    assert (run / "study.journal.torn").read_bytes().rstrip(b"\n") == tail.rstrip(b"\n")
+    code, _, err = run_cli(capsys, "report", run)  # dropped once: read again without a word
+    assert code == 0 and "torn" not in err
+    # The run resumes on it: two more trials, the earlier ones as they were.
+    resume = ["search", "--resume", "--name", run.name, "--out", run.parent, "--quiet"]
+    code, _, err = run_cli(capsys, *resume, "--trials", "6")
+    assert code == 0, err
+    after = _completed(run)
+    assert len(after) == 6 and all(after[n] == score for n, score in before.items())
+
+
+def test_damage_in_the_middle_is_one_line_and_repair_keeps_every_readable_record(capsys, run):
+    before = _completed(run)
+    lines = _records(run)
+    middle = len(lines) // 2
+    damaged = b"".join(lines[:middle] + [b"\x00\x00 not a record\n"] + lines[middle:])
+    (run / "study.journal").write_bytes(damaged)
+    for command in (["report", run], ["export", run, "--trial", min(before)],
+                    ["search", "--resume", "--name", run.name, "--out", run.parent]):  # fmt: skip
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2
+        assert_one_line_error(err, f"Line {middle + 1} of the study journal", f"prunepilot repair {run}")
+    assert (run / "study.journal").read_bytes() == damaged  # nothing changed by reading it
+    code, out, _ = run_cli(capsys, "repair", run)
+    assert code == 0 and "dropped 1 unreadable line(s)" in out and "--resume" in out
+    assert (run / "study.journal.bak").read_bytes() == damaged
+    assert run_cli(capsys, "report", run)[0] == 0
+    assert _completed(run) == before
+
+
+def test_a_record_written_onto_a_torn_trial_creation_is_salvaged_and_numbers_are_kept(capsys, run):
+    """The damage a full disk left before appends were whole: a trial's creation record cut, the
+    next record appended on the same line."""
+    before = _completed(run)
+    lines = _records(run)
+    second = [i for i, line in enumerate(lines) if json.loads(line)["op_code"] == 4][1]
+    lines[second : second + 2] = [lines[second][: len(lines[second]) // 2] + lines[second + 1]]
+    (run / "study.journal").write_bytes(b"".join(lines))
+    assert run_cli(capsys, "report", run)[0] == 2
+    code, out, _ = run_cli(capsys, "repair", run)
+    assert code == 0 and "salvaged 1 record(s)" in out and "1 trial(s) whose creation was lost" in out
+    assert run_cli(capsys, "report", run)[0] == 0
+    # Every later trial keeps its number and score; the one whose creation was cut keeps its number.
+    after = _completed(run)
+    assert set(after) <= set(before) and all(after[n] == before[n] for n in after)
+    assert len(after) >= len(before) - 1
+
+
+def test_a_completed_trial_that_lost_its_result_is_named_and_runs_again_after_repair(capsys, run):
+    before = _completed(run)
+    number, total = max(before), len(json.loads((run / "report.json").read_text())["trials"])
+    lines = _records(run)  # one study: trial ids are the trials' numbers
+    del lines[_index_of(run, lambda r: r.get("trial_id") == number and "result" in r.get("user_attr", {}))]
+    (run / "study.journal").write_bytes(b"".join(lines))
+    code, _, err = run_cli(capsys, "report", run)
+    assert code == 2
+    assert_one_line_error(err, f"trial {number}, complete without its result record", "prunepilot repair")
+    code, out, _ = run_cli(capsys, "repair", run)
+    assert code == 0 and "1 completed trial(s) without their result left to run again" in out
+    code, _, err = run_cli(capsys, "search", "--resume", "--name", run.name, "--out", run.parent, "--quiet")
+    assert code == 0, err
+    # Its policy ran again as a new trial; every other trial is as it was.
+    after = _completed(run)
+    assert set(after) == (set(before) - {number}) | {total}
+    assert all(after[n] == before[n] for n in before if n != number)
+
+
+def test_repair_of_a_whole_journal_changes_nothing(capsys, run):
+    whole = (run / "study.journal").read_bytes()
+    code, out, _ = run_cli(capsys, "repair", run)
+    assert code == 0 and "nothing to repair" in out
+    assert (run / "study.journal").read_bytes() == whole and not (run / "study.journal.bak").exists()
+
+
+def test_an_append_that_fails_for_space_leaves_no_half_record(tmp_path, monkeypatch):
+    path = tmp_path / "study.journal"
+    backend = WholeRecordBackend(str(path))
+    backend.append_logs([{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}])
+    whole = path.read_bytes()
+
+    def write_part_then_fail(handle: int, data: bytes) -> int:
+        if len(data) < 100:  # the rest, after a part went down
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(handle, data[:10])
+
+    monkeypatch.setattr(journal_module, "os", SimpleNamespace(**{**vars(os), "write": write_part_then_fail}))
+    with pytest.raises(OSError, match="No space left"):
+        backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": "v" * 100}}])
+    assert path.read_bytes() == whole
