@@ -18,9 +18,11 @@ from tests.helpers import FAST_FLAGS, assert_one_line_error, run_cli
 pytestmark = pytest.mark.slow
 
 
-def _flags(tiny_weights) -> list[str]:
-    return ["--model", "tests.zoo:tiny_resnet", "--weights", str(tiny_weights),
-            "--data", "tests.zoo:small_digits_data", *FAST_FLAGS, "--calibration-samples", "0"]  # fmt: skip
+def _search(capsys, out, name: str, trials: int, tiny_weights) -> tuple[int, str, str]:
+    """A search of the tiny model without a latency screen (nothing to calibrate)."""
+    return run_cli(capsys, "search", "--budget", "1000ms", "--trials", trials, "--out", out, "--name", name,
+                   "--model", "tests.zoo:tiny_resnet", "--weights", tiny_weights, "--data",
+                   "tests.zoo:small_digits_data", *FAST_FLAGS, "--calibration-samples", "0")  # fmt: skip
 
 
 def _after_trials(monkeypatch, count: int, then) -> None:
@@ -49,19 +51,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
 
     monkeypatch.setattr(journal_module, "os", SimpleNamespace(**{**vars(os), "write": write_unless_full}))
     _after_trials(monkeypatch, 2, lambda: full.append(True))
-    flags = [
-        "search",
-        "--budget",
-        "1000ms",
-        "--trials",
-        "4",
-        "--out",
-        tmp_path,
-        "--name",
-        "f",
-        *_flags(tiny_weights),
-    ]
-    code, _, err = run_cli(capsys, *flags)
+    code, _, err = _search(capsys, tmp_path, "f", 4, tiny_weights)
     assert code == 1
     assert_one_line_error(
         err, f"Cannot write in '{tmp_path / 'f'}': No space left on device (study.journal)",
@@ -81,19 +71,7 @@ def test_a_run_directory_deleted_while_the_search_runs_is_one_line(
 ):
     run = tmp_path / "gone"
     _after_trials(monkeypatch, 1, lambda: shutil.rmtree(run))
-    flags = [
-        "search",
-        "--budget",
-        "1000ms",
-        "--trials",
-        "3",
-        "--out",
-        tmp_path,
-        "--name",
-        "gone",
-        *_flags(tiny_weights),
-    ]
-    code, _, err = run_cli(capsys, *flags)
+    code, _, err = _search(capsys, tmp_path, "gone", 3, tiny_weights)
     assert code == 1
     assert_one_line_error(
         err, f"The run directory '{run}' was deleted while the search ran", "start a new run"
