@@ -19,6 +19,10 @@ from prunepilot.adapters import batches as read_batches
 from prunepilot.gate import NullGate
 
 
+class NonFiniteLoss(FloatingPointError):
+    """Fine-tuning stopped: the loss became NaN or infinite (a trial then fails with this reason)."""
+
+
 def recalibrate_batchnorm(
     model: nn.Module,
     dataset: Dataset | DataLoader | Split,
@@ -68,6 +72,9 @@ def fine_tune(
 
     Returns:
         The mean training loss over the last ten steps (nan when ``steps`` is 0).
+
+    Raises:
+        NonFiniteLoss: when the loss becomes NaN or infinite (training on would train on nothing).
     """
     if steps <= 0:
         return float("nan")
@@ -82,6 +89,11 @@ def fine_tune(
         with gate.compute():
             optimizer.zero_grad(set_to_none=True)
             value = loss_of(model, batch, device)
+            if not torch.isfinite(value):
+                raise NonFiniteLoss(
+                    f"the training loss became {value.item()} at step {len(losses) + 1} of {steps} "
+                    f"(learning rate {lr:g}); lower --lr or check the training data"
+                )
             value.backward()
             optimizer.step()
             schedule.step()

@@ -126,6 +126,44 @@ def unlabelled_data():
     return tuple(TensorDataset(split.tensors[0][:100]) for split in digits_datasets())
 
 
+def _with(name: str, change) -> tuple:
+    """``small_digits_data`` with split ``name`` changed: ``change(inputs, labels) -> (inputs, labels)``."""
+    splits = dict(zip(("train", "val", "test"), small_digits_data()))
+    splits[name] = TensorDataset(*change(*(t.clone() for t in splits[name].tensors)))
+    return tuple(splits.values())
+
+
+def nan_input_data():
+    """Every input NaN: the poisoned data set."""
+    splits = small_digits_data()
+    return tuple(TensorDataset(torch.full_like(s.tensors[0], float("nan")), s.tensors[1]) for s in splits)
+
+
+def late_inf_data():
+    """One infinite pixel in training sample 300 (past the first batches)."""
+    return _with("train", lambda x, y: (x.index_put_((torch.tensor(300),), torch.tensor(float("inf"))), y))
+
+
+def out_of_range_label_data():
+    """Validation sample 100 labelled 12, for a model of 10 classes."""
+    return _with("val", lambda x, y: (x, y.index_put_((torch.tensor(100),), torch.tensor(12))))
+
+
+def tiny_train_data():
+    """A training split of 10 samples."""
+    return _with("train", lambda x, y: (x[:10], y[:10]))
+
+
+def one_class_val_data():
+    """A validation split whose labels are all 3."""
+    return _with("val", lambda x, y: (x, torch.full_like(y, 3)))
+
+
+def constant_metric(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """A metric that does not look at the outputs."""
+    return 0.5
+
+
 def slow_trial(model, data, policy, settings, **where):
     """``run_trial`` preceded by a pause, leaving a file named by this process while it runs.
 

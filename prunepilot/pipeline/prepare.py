@@ -21,6 +21,7 @@ from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
+from prunepilot.tasks.checks import check_data as check_task_data
 from prunepilot.trial import TrialSettings, deploy
 
 __all__ = [
@@ -94,6 +95,7 @@ def prepare(
     progress: bool = True,
     on_device: bool = True,
     task: Task | None = None,
+    check_data: bool = True,
 ) -> PreparedJob:
     """Loads and checks the job's task, groups, space and settings.
 
@@ -104,6 +106,8 @@ def prepare(
         on_device: Check the target device (``prunepilot report`` needs no GPU).
         task: The model and data given as Python objects (``prunepilot.search``); None loads what
             the job names.
+        check_data: Check the data before anything is measured (:func:`~prunepilot.tasks.checks.check_data`);
+            a finished run's report needs no check.
 
     Raises:
         UsageError: naming what is wrong.
@@ -123,6 +127,11 @@ def prepare(
             spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype,
             **spec.reading(),
         )  # fmt: skip
+    builtin = spec.model is None and not spec.python_model
+    settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
+    _check_metric(task, settings.metric)
+    if check_data:
+        check_task_data(task, settings.batch_size, settings.metric)
     bounds = DiscoveryBounds(spec.discovery_timeout, spec.discovery_memory_gb)
     found = discover(task.model, task.input_shape, bounds, spec.ratio_max)
     discovered, removable = list(found.groups), list(found.blocks)
@@ -133,9 +142,6 @@ def prepare(
     criteria = {"criteria": tuple(spec.criteria)} if spec.criteria else {}
     if spec.round_to_choices:
         criteria["round_to_choices"] = tuple(spec.round_to_choices)
-    builtin = spec.model is None and not spec.python_model
-    settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
-    _check_metric(task, settings.metric)
     int8_note = _check_deployable(task, settings)
     if int8_note is not None:  # the search of the precision falls back to fp32 for every policy
         settings = replace(settings, quantize="none")

@@ -38,7 +38,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
     run, job = _open_finished(run_path)
     spec = job.spec
     with run:
-        prepared = prepare(job, on_device=False, progress=False)
+        prepared = prepare(job, on_device=False, progress=False, check_data=False)
         baseline = run.read_json("baseline.json")
         budget = job.budget_limit(baseline)
         previous = run.read_json("report.json") if run.file("report.json").is_file() else {}
