@@ -117,19 +117,20 @@ def _val_outputs(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _check_metric_varies(outputs: torch.Tensor, labels: torch.Tensor, metric: Metric) -> None:
-    """Refuses a metric that gives the same value for the model's outputs, the same shuffled
-    across samples and the same reversed (it could not rank pruned models)."""
+    """Refuses a metric that gives the same value for the model's outputs, for scores that pick
+    every right class and for scores that pick a wrong one (it could not rank pruned models)."""
     function = metric.resolve() or _top1
-    shuffled = outputs[torch.randperm(len(outputs), generator=torch.Generator().manual_seed(0))]
+    classes = outputs.shape[1]
+    right = 10.0 * torch.nn.functional.one_hot(labels.long().clamp(0, classes - 1), classes).float()
+    wrong = right.roll(1, dims=1)
     try:
-        values = [float(function(scores, labels)) for scores in (outputs, shuffled, -outputs)]
+        values = [float(function(scores, labels)) for scores in (outputs, right, wrong)]
     except Exception:  # noqa: BLE001 - a failing metric is reported by the metric's own check
         return
-    if all(math.isclose(v, values[0], rel_tol=1e-9, abs_tol=1e-12) for v in values):
+    if classes > 1 and all(math.isclose(v, values[0], rel_tol=1e-9, abs_tol=1e-12) for v in values):
         raise UsageError(
-            f"The metric {metric.label!r} gives {values[0]:.4g} on the val split whatever the model "
-            "outputs (its own outputs, shuffled and reversed); it cannot rank pruned models: check "
-            "the metric and the validation labels.",
+            f"The metric {metric.label!r} gives {values[0]:.4g} on the val split whatever the scores "
+            "(the model's, all right, all wrong); it cannot rank pruned models: check the metric.",
             "metric",
         )
 

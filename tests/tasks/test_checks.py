@@ -23,7 +23,7 @@ from tests.helpers import FAST_FLAGS, assert_one_line_error, run_cli
         ("tiny_train_data", ["--batch-size", "32"], ["The train split has 10 samples, fewer than one batch"]),
         ("one_class_val_data", [], ["The val split holds one class only (label 3 in all 150 samples read)"]),
         ("small_digits_data", ["--metric", "tests.zoo:constant_metric"],
-         ["The metric 'tests.zoo:constant_metric' gives 0.5 on the val split whatever the model outputs"]),
+         ["The metric 'tests.zoo:constant_metric' gives 0.5 on the val split whatever the scores"]),
     ],
 )  # fmt: skip
 def test_data_no_search_can_use_is_one_line_before_anything_is_measured(capsys, tmp_path, tiny_weights,
