@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         "are left to run again on --resume; the damaged file is kept as study.journal.bak.",
         epilog=EPILOG,
     )
-    repair.add_argument("run", help="the run directory")
+    repair.add_argument("run", help="the run directory (or a journal shared by a --study's runs)")
     for sub in (search, validate, report, export, repair):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -27,7 +27,7 @@ from prunepilot.tasks import Task
 
 __all__ = ["SearchResult", "check_job", "resume_spec", "run_job"]
 
-#: Failures to write in the run's folder that the user can mend (then resume).
+#: Failures to write in the run's folder that the user can mend (then resume); ENOENT: the folder deleted.
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 
 
@@ -205,10 +205,12 @@ def _written_whole(run: RunDir, spec: JobSpec) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRORS:
+        deleted = not run.path.is_dir()
+        # A missing file is the run's own only when its folder went away.
+        if exc.errno not in _WRITE_ERRORS or (exc.errno == errno.ENOENT and not deleted):
             raise
         what = f"{exc.strerror} ({Path(exc.filename).name})" if exc.filename else exc.strerror
-        if not run.path.is_dir():
+        if deleted:
             raise StorageError(
                 f"The run directory {str(run.path)!r} was deleted while the search ran ({what}); "
                 "start a new run."

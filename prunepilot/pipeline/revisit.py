@@ -118,13 +118,17 @@ def export_trial(
 
 
 def repair_run(run_path: str | Path, log: Callable[[str], None] | None = None) -> int:
-    """Mends the run's damaged study journal: every readable record kept, the damaged file kept as
-    a backup (see :func:`~prunepilot.search.journal.repair_journal`).
+    """Mends a damaged study journal: the run's (``run_path`` a run directory) or a journal file
+    shared by the runs of a named study (``run_path`` the file); every readable record kept, the
+    damaged file kept as a backup (see :func:`~prunepilot.search.journal.repair_journal`).
 
     Raises:
-        UsageError: when ``run_path`` is not a run, or its study is kept in a database.
+        UsageError: when ``run_path`` is neither, or the run's study is kept in a database.
     """
     log = log or (lambda text: print(text, flush=True))
+    if Path(run_path).is_file():  # a shared journal: its runs are named in the journal itself
+        log(f"{run_path}: {repair_journal(run_path).describe()}.")
+        return EXIT_OK
     run, job = _open_finished(run_path)
     spec = job.spec
     location = storage_location(spec.storage, spec.out, spec.study) or str(run.file(STUDY_FILE))

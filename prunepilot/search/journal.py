@@ -56,7 +56,7 @@ class WholeRecordBackend(JournalFileBackend):
     space left) is cut back off before the error is raised."""
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        payload = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        payload = _as_lines(logs).encode()
         with get_lock_file(self._lock):
             handle = os.open(self._file_path, os.O_WRONLY | os.O_APPEND)
             try:
@@ -160,8 +160,13 @@ def repair_journal(path: str | Path) -> RepairSummary:
             return RepairSummary(len(records), 0, 0, 0, 0, None)
         backup = _free_name(path.with_name(path.name + BACKUP_SUFFIX))
         shutil.copy2(path, backup)
-        write_atomically(path, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        write_atomically(path, _as_lines(records))
     return RepairSummary(len(records), dropped, salvaged, placeholders, unfinished, backup)
+
+
+def _as_lines(records: list[dict[str, Any]]) -> str:
+    """``records`` as the journal holds them: compact JSON, one a line (Optuna's own format)."""
+    return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
 
 
 def _read_lines(path: Path) -> list[_Line]:

@@ -130,6 +130,15 @@ def test_a_completed_trial_that_lost_its_result_is_named_and_runs_again_after_re
     assert all(after[n] == before[n] for n in before if n != number)
 
 
+def test_repair_takes_a_journal_shared_by_a_studys_runs_as_the_damage_line_says(capsys, run, tmp_path):
+    lines = _records(run)
+    shared = tmp_path / "studies.journal"
+    shared.write_bytes(b"".join([*lines[:3], b"not a record\n", *lines[3:]]))
+    code, out, _ = run_cli(capsys, "repair", shared)
+    assert code == 0 and "dropped 1 unreadable line(s)" in out
+    assert shared.read_bytes() == b"".join(lines)
+
+
 def test_repair_of_a_whole_journal_changes_nothing(capsys, run):
     whole = (run / "study.journal").read_bytes()
     code, out, _ = run_cli(capsys, "repair", run)
