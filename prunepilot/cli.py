@@ -77,16 +77,16 @@ def _search(args: argparse.Namespace) -> int:
     if given.get("resume"):
         if job is not None:
             raise UsageError("--resume continues a run with its saved job; give no job file.")
+        overrides = {k: given[k] for k in RESUMABLE if k in given}
+        spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
         ignored = sorted(k for k in given if k not in {"resume", "name", "out", *RESUMABLE})
-        if ignored:
+        if ignored:  # said once the run is known to exist
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             print(
                 f"prunepilot: warning: {flags} ignored with --resume: the run's saved job is used "
                 "(only --trials, --timeout and where trials run can change).",
                 file=sys.stderr,
             )
-        overrides = {k: given[k] for k in RESUMABLE if k in given}
-        spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
         return run(spec, progress=not getattr(args, "quiet", False)).exit_code
     with _blamed_on(job, given):
         spec = JobSpec(**{**(job.values if job else {}), **given})

@@ -54,10 +54,11 @@ class Interrupted(PrunepilotError):
     exit_code = EXIT_INTERRUPTED
 
 
-def check_integer(owner: str, name: str, value: object, low: int) -> None:
-    """Raises the standard message unless ``value`` is an integer (not a bool) >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise invalid_parameter(name, owner, f"an integer >= {low}", value)
+def check_integer(owner: str, name: str, value: object, low: int, high: int | None = None) -> None:
+    """Raises the standard message unless ``value`` is an integer (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+        accepted = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise invalid_parameter(name, owner, accepted, value)
 
 
 def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> UsageError:

@@ -133,13 +133,17 @@ def load_job_file(path: str | Path) -> JobFile:
     """
     shown = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is allowed
     except OSError as exc:
         raise UsageError(f"Cannot read the job file {shown!r}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{shown}: not a TOML job file (not UTF-8 text: byte {exc.start}).") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{shown}: not valid TOML ({exc}).") from None
+    except RecursionError:
+        raise UsageError(f"{shown}: not a TOML job file (nested too deeply to read).") from None
     values, origin = {}, {}
     for dotted, value in _flatten(data, shown):
         key = _BY_PATH.get(dotted)

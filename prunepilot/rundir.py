@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prunepilot.errors import UsageError
+from prunepilot.errors import UsageError, invalid_parameter
 
 LOCK_FILE = ".lock"
 #: Temporary files start with this; a writer killed mid-write leaves one, removed at the next open.
@@ -21,6 +21,18 @@ def cache_dir() -> Path:
     """Where what outlives a run is kept: trained built-in models, latency calibrations
     (``$PRUNEPILOT_CACHE``, default ``~/.cache/prunepilot``)."""
     return Path(os.environ.get("PRUNEPILOT_CACHE", Path.home() / ".cache" / "prunepilot"))
+
+
+#: What a run name may be, in the standard message's words.
+FOLDER_NAME = "a folder name (no '/', '\\' or control characters, not '.' or '..', at most 200 bytes)"
+
+
+def is_folder_name(name: object) -> bool:
+    """Whether ``name`` is one folder inside ``--out`` (never a path leading elsewhere)."""
+    return (
+        isinstance(name, str) and name not in ("", ".", "..") and name.isprintable()
+        and not any(c in name for c in "/\\") and len(name.encode("utf-8", "replace")) <= 200
+    )  # fmt: skip
 
 
 def default_run_name(root: str | Path) -> str:
@@ -71,6 +83,8 @@ class RunDir:
         Raises:
             UsageError: when the folder exists without ``resume`` or holds no run with ``resume``.
         """
+        if not is_folder_name(name):
+            raise invalid_parameter("name", "JobSpec (--name)", FOLDER_NAME, name)
         path = Path(root) / name
         if resume and not (path / "config.json").is_file():
             raise UsageError(
@@ -139,6 +153,23 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         return json.loads(self.file(name).read_text())
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's saved job (``config.json``).
+
+        Raises:
+            UsageError: when it is not a JSON object (a damaged run directory).
+        """
+        try:
+            config = self.read_json("config.json")
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
+            config = exc
+        if not isinstance(config, dict):
+            raise UsageError(
+                f"The saved job {str(self.file('config.json'))!r} is not a JSON object of settings "
+                f"({config}); the run directory is damaged, so start a new run."
+            )
+        return config
 
 
 def _exists(path: Path) -> UsageError:

@@ -1,13 +1,13 @@
 """The job: everything one search needs, validated once, before anything runs.
 
-:class:`JobSpec` holds the settings as given (flags, a job file, the Python API);
-:meth:`JobSpec.resolve` checks every field and returns a :class:`ResolvedJob`, the frozen form the
-pipeline runs (with the budget parsed).
+:class:`JobSpec` holds the settings as given (flags, a job file, the Python API); its ``resolve``
+checks every field and returns a :class:`ResolvedJob`, the frozen form the pipeline runs.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -20,6 +20,7 @@ from prunepilot.evaluators.metric import DIRECTIONS, Metric
 from prunepilot.imports import callable_name, is_import_path
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
+from prunepilot.rundir import FOLDER_NAME, is_folder_name
 from prunepilot.runtimes import QUANTIZE_MODES, runtime_names
 from prunepilot.search.calibration import CALIBRATION_SAMPLES
 from prunepilot.search.executors import UNGATED_DIR, RaySettings
@@ -33,6 +34,7 @@ __all__ = ["RESUMABLE", "JobSpec", "ResolvedJob"]
 #: Fields that may change when a run is resumed: how many trials, and where they run.
 RESUMABLE = ("trials", "timeout", "workers", "ray_address", "cpus_per_trial", "gpus_per_trial",
              "max_retries", "latency_gate")  # fmt: skip
+MAX_TRIALS = 1_000_000  # a study's journal is replayed whole when it is opened
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,8 @@ class JobSpec:
         return found
 
     def _checks(self) -> list[Callable[[], None]]:
-        def integers(*names: str, low: int) -> list[Callable[[], None]]:
-            return [lambda name=name: _integer(self, name, low) for name in names]
+        def integers(*names: str, low: int, high: int | None = None) -> list[Callable[[], None]]:
+            return [lambda name=name: _integer(self, name, low, high) for name in names]
 
         def require(ok: Callable[[], bool], name: str, accepted: str) -> Callable[[], None]:
             def check() -> None:
@@ -216,8 +218,12 @@ class JobSpec:
 
         roundings = self.round_to_choices
         return [
-            *integers("trials", low=1),
-            *integers("seed", "finetune_steps", "final_steps", "bn_batches", "max_retries", low=0),
+            *integers("trials", low=1, high=MAX_TRIALS),
+            *integers("seed", low=0, high=2**32 - 1),  # what NumPy and torch accept
+            *integers("finetune_steps", "final_steps", "bn_batches", "max_retries", low=0),
+            require(lambda: self.name is None or is_folder_name(self.name), "name", FOLDER_NAME),
+            require(lambda: self.policy is None or isinstance(self.policy, (str, os.PathLike)), "policy",
+                    "None or the path of a policy JSON file"),
             *integers("batch_size", "threads", "latency_repeats", "round_to", low=1),
             *([] if self.calibration_samples == 0 else integers(
                 "calibration_samples", low=MIN_SAMPLES * (2 if self._calibrates_both_precisions() else 1))),
@@ -299,17 +305,11 @@ class JobSpec:
 
     def trial_settings(self, latency_batch: int) -> TrialSettings:
         return TrialSettings(
-            runtime=self.deploy_runtime,
-            quantize=self.quantize,
-            bn_batches=self.bn_batches,
-            finetune_steps=self.finetune_steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            latency=self.latency_settings(latency_batch),
-            seed=self.seed,
-            metric=Metric(self.metric, self.metric_direction),
-            loss=Loss(self.loss),
-        )
+            runtime=self.deploy_runtime, quantize=self.quantize, bn_batches=self.bn_batches,
+            finetune_steps=self.finetune_steps, batch_size=self.batch_size, lr=self.lr,
+            latency=self.latency_settings(latency_batch), seed=self.seed,
+            metric=Metric(self.metric, self.metric_direction), loss=Loss(self.loss),
+        )  # fmt: skip
 
     def reading(self) -> dict[str, object]:
         """How the model's data, outputs and loss are read (``checked_task``'s keyword arguments)."""
@@ -387,8 +387,8 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _integer(spec: JobSpec, name: str, low: int) -> None:
-    check_integer(_owner(name), name, getattr(spec, name), low)
+def _integer(spec: JobSpec, name: str, low: int, high: int | None) -> None:
+    check_integer(_owner(name), name, getattr(spec, name), low, high)
 
 
 def _owner(name: str) -> str:

@@ -192,7 +192,7 @@ def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpe
             raise UsageError(f"--resume found no run in {out!r}; pass --name of the run to resume.")
         name = runs[-1].parent.name
     run = RunDir.open(out, name, resume=True)
-    spec = JobSpec.from_dict(run.read_json("config.json"))
+    spec = JobSpec.from_dict(run.read_config())
     given = {key: value for key, value in overrides.items() if value is not None}
     return replace(spec, **given, name=name, out=out, resume=True)
 

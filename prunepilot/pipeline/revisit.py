@@ -127,6 +127,10 @@ def repair_run(run_path: str | Path, log: Callable[[str], None] | None = None) -
     """
     log = log or (lambda text: print(text, flush=True))
     if Path(run_path).is_file():  # a shared journal: its runs are named in the journal itself
+        if not str(run_path).endswith(".journal"):
+            raise UsageError(
+                f"{str(run_path)!r} is neither a run directory nor a study journal (a '.journal' file)."
+            )
         log(f"{run_path}: {repair_journal(run_path).describe()}.")
         return EXIT_OK
     run, job = _open_finished(run_path)
@@ -151,5 +155,5 @@ def _open_finished(run_path: str | Path) -> tuple[RunDir, ResolvedJob]:
     if not (path / "config.json").is_file():
         raise UsageError(f"{run_path!r} is not a run directory (it has no config.json).")
     run = RunDir.open(str(path.parent), path.name, resume=True)
-    spec = replace(JobSpec.from_dict(run.read_json("config.json")), name=path.name, out=str(path.parent))
+    spec = replace(JobSpec.from_dict(run.read_config()), name=path.name, out=str(path.parent))
     return run, spec.resolve()

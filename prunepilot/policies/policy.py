@@ -151,15 +151,23 @@ class Policy:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UsageError(f"A policy file must be JSON: {exc}.") from None
+        except RecursionError:
+            raise UsageError(
+                "A policy file must be a JSON object of groups; this one nests too deeply."
+            ) from None
         return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
         """Reads a policy JSON file."""
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"Cannot read the policy file {str(path)!r}: {exc.strerror}.") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{path}: A policy file must be JSON text (not UTF-8: byte {exc.start})."
+            ) from None
         try:
             return cls.from_json(text)
         except UsageError as exc:

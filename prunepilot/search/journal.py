@@ -170,7 +170,9 @@ def _as_lines(records: list[dict[str, Any]]) -> str:
 
 
 def _read_lines(path: Path) -> list[_Line]:
-    if not path.is_file():
+    if path.exists() and not path.is_file():
+        raise UsageError(f"The study journal {path} is not a file; move what stands in its place aside.")
+    if not path.exists():
         return []
     lines = []
     for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), start=1):

@@ -113,17 +113,19 @@ def open_study(
     try:
         existing = len(optuna.load_study(study_name=name, storage=backend).trials)
     except KeyError:
-        existing = 0
+        existing = None
     # A resumed study re-seeds its sampler so it does not replay the first run's proposals.
     if sampler is None:
-        sampler = optuna.samplers.TPESampler(seed=seed + existing, multivariate=True, n_startup_trials=8)
-    study = optuna.create_study(
-        study_name=name,
-        storage=backend,
-        directions=[direction, "minimize"],
-        sampler=sampler,
-        load_if_exists=True,
-    )
+        sampler = optuna.samplers.TPESampler(
+            seed=seed + (existing or 0), multivariate=True, n_startup_trials=8
+        )
+    if existing is None:  # another run of a shared study may create it first: loaded then
+        study = optuna.create_study(
+            study_name=name, storage=backend, directions=[direction, "minimize"], sampler=sampler,
+            load_if_exists=True,
+        )  # fmt: skip
+    else:  # loaded, not created again: reading a run (report, export) writes nothing to its journal
+        study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
     return RunStudy(study, run or Path(run_dir).name)
 
 

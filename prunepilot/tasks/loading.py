@@ -6,6 +6,7 @@ import contextlib
 import copy
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -214,7 +215,9 @@ def _load_weights(network: nn.Module, path: str) -> None:
     if not Path(path).is_file():
         raise UsageError(f"--weights {path!r} is not a file; expected a checkpoint saved by torch.save.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on a foreign pickle: the error below says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         raise UsageError(
             f"Cannot load --weights {path!r} with weights_only=True ({type(exc).__name__}); "
