@@ -64,9 +64,11 @@ def completed(journal: Path) -> dict[int, list[float]]:
 
 
 def one_line(result: subprocess.CompletedProcess) -> bool:
-    """The command worked, or answered with one line and no traceback."""
+    """The command worked (exit 0, or 3: the report written, no model within the budget chosen), or
+    answered with one line (exit 2) and no traceback."""
     lines = [line for line in result.stderr.splitlines() if line.startswith("prunepilot: error")]
-    return result.returncode == 0 or (len(lines) == 1 and "Traceback" not in result.stderr)
+    worked = result.returncode in (0, 3) and not lines
+    return worked or (result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr)
 
 
 def kill_at(out: Path, name: str, phase: str, offset: float, trials: int, seed: int) -> dict:
@@ -133,10 +135,14 @@ def main() -> None:
     started = time.perf_counter()
     rng = random.Random(args.seed)
     out = Path(tempfile.mkdtemp(prefix="crash-recovery-"))
+    began = time.perf_counter()
     reference = start(out, "reference", args.trials, args.seed)
     assert reference.wait() == 0, reference.stderr.read()
-    phases = json.loads((out / "reference" / "report.json").read_text())["run"]["phases_s"]
-    starts, clock = {}, 0.0
+    run = json.loads((out / "reference" / "report.json").read_text())["run"]
+    phases = run["phases_s"]
+    # The phases start once the process has imported its libraries.
+    starts, clock = {}, max(0.0, time.perf_counter() - began - run["wall_s"])
+    print(f"reference: {clock:.1f} s before the first phase", flush=True)
     for phase, seconds in phases.items():
         starts[phase], clock = (clock, seconds), clock + seconds
     print("reference phases (s):", {k: round(v, 1) for k, v in phases.items()}, flush=True)

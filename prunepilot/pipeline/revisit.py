@@ -54,7 +54,11 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
             "trial": (previous.get("chosen") or {}).get("number"),
             "final": previous.get("final"),
         }
-        chosen = next((t for t in study.trials if t.number == kept["trial"]), None)
+        # A journal cut short may have lost the chosen trial's result: then nothing is chosen.
+        chosen = next(
+            (t for t in study.trials if t.number == kept["trial"] and "result" in t.user_attrs
+             and t.state.name == "COMPLETE"), None,
+        )  # fmt: skip
         report = write_report(run, study, header, chosen, kept["final"] if chosen else None)
         log(f"Report re-created from the study: {run.file('report.html')}")
     return EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET

@@ -45,23 +45,25 @@ class RunStudy:
 
     Several runs (one a night) may share a study: the sampler learns from all of their trials, while
     counting, recovery, the front and the report see only the trials of this run (tagged with the
-    user attribute ``run``; untagged trials of older runs count as this run's). Everything else is
-    the study's own (``tell``, ``_storage``, ``study_name`` ...).
+    user attribute ``run``; untagged trials of older runs count as this run's). A study in the run's
+    own journal is the run's alone, whatever its folder is called now (a renamed or copied run keeps
+    its trials). Everything else is the study's own (``tell``, ``_storage``, ``study_name`` ...).
 
     Attributes:
         study: The Optuna study.
         run: The run's name.
+        shared: Whether other runs may share the study (else every trial is this run's).
     """
 
-    def __init__(self, study: optuna.Study, run: str) -> None:
-        self.study, self.run = study, run
+    def __init__(self, study: optuna.Study, run: str, shared: bool = True) -> None:
+        self.study, self.run, self.shared = study, run, shared
 
     def __getattr__(self, name: str):
         return getattr(self.study, name)
 
     def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
         trials = self.study.get_trials(deepcopy=deepcopy, states=states)
-        return [t for t in trials if t.user_attrs.get("run", self.run) == self.run]
+        return [t for t in trials if not self.shared or t.user_attrs.get("run", self.run) == self.run]
 
     @property
     def trials(self) -> list[optuna.trial.FrozenTrial]:
@@ -70,7 +72,7 @@ class RunStudy:
     def other_runs_trials(self) -> list[optuna.trial.FrozenTrial]:
         """Completed trials of the study's other runs (earlier nights)."""
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [t for t in trials if t.user_attrs.get("run", self.run) != self.run]
+        return [t for t in trials if self.shared and t.user_attrs.get("run", self.run) != self.run]
 
     def ask(self) -> optuna.Trial:
         trial = self.study.ask()
@@ -126,7 +128,7 @@ def open_study(
         )  # fmt: skip
     else:  # loaded, not created again: reading a run (report, export) writes nothing to its journal
         study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
-    return RunStudy(study, run or Path(run_dir).name)
+    return RunStudy(study, run or Path(run_dir).name, shared=storage is not None)
 
 
 def open_storage(location: str) -> optuna.storages.BaseStorage | str:

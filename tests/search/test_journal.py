@@ -4,6 +4,7 @@ is one line pointing to ``prunepilot repair``, which keeps every readable record
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -72,6 +73,47 @@ def test_a_torn_end_is_dropped_once_and_no_completed_trial_is_lost(capsys, run, 
     assert code == 0, err
     after = _completed(run)
     assert len(after) == 6 and all(after[n] == score for n, score in before.items())
+
+
+@pytest.mark.parametrize("where", [0.35, 0.7, 0.95, "before the chosen trial's result"])
+def test_a_journal_cut_anywhere_is_read_and_resumed_keeping_every_trial_completed_before_the_cut(
+    capsys, run, where
+):
+    scores = _completed(run)
+    whole = (run / "study.journal").read_bytes()
+    if isinstance(where, float):
+        cut = int(len(whole) * where)
+    else:  # the report's chosen trial then exists, unfinished
+        chosen = json.loads((run / "report.json").read_text())["chosen"]["number"]
+        index = _index_of(run, lambda r: r.get("trial_id") == chosen and "result" in r.get("user_attr", {}))
+        cut = sum(len(line) for line in _records(run)[:index])
+    ends = itertools.accumulate(len(line) for line in _records(run))
+    before = {  # trials whose completion was written whole before the cut (one study: id = number)
+        record["trial_id"] for record, end in zip(map(json.loads, _records(run)), ends)
+        if end <= cut and record["op_code"] == 6 and record["state"] == 1
+    }  # fmt: skip
+    assert len(before) < len(scores)
+    (run / "study.journal").write_bytes(whole[:cut])
+    code, _, err = run_cli(capsys, "report", run)  # the chosen trial may be gone: then exit 3
+    assert code in (0, 3) and "error" not in err, err
+    assert {n: s for n, s in _completed(run).items() if n in before} == {n: scores[n] for n in before}
+    if before:
+        code, _, err = run_cli(capsys, "export", run, "--trial", min(before), "--format", "plan", "--quiet")
+        assert code == 0, err
+    code, _, err = run_cli(capsys, "search", "--resume", "--name", run.name, "--out", run.parent, "--quiet")
+    assert code == 0, err
+    after = _completed(run)
+    assert len(after) == len(scores) and all(after[n] == scores[n] for n in before)
+
+
+def test_a_renamed_run_folder_keeps_its_trials(capsys, run):
+    scores = _completed(run)
+    renamed = run.rename(run.with_name("renamed"))
+    code, _, err = run_cli(capsys, "report", renamed)
+    assert code == 0, err
+    assert _completed(renamed) == scores
+    code, _, err = run_cli(capsys, "export", renamed, "--trial", min(scores), "--format", "plan", "--quiet")
+    assert code == 0, err
 
 
 def test_damage_in_the_middle_is_one_line_and_repair_keeps_every_readable_record(capsys, run):
