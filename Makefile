@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trial_phases.py --trials 40
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate
+	$(BIN)/python benchmarks/crash_recovery.py
 	$(BIN)/python benchmarks/zoo.py
 	$(BIN)/python benchmarks/transformer_heads.py
 	$(BIN)/python benchmarks/quantization.py

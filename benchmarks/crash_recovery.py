@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,22 +32,50 @@ import optuna
 from results_file import finish
 
 from prunepilot.search.journal import open_journal
+from prunepilot.tasks.builtin import cache_dir
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 PHASES = ("calibration", "trials", "final", "export", "journal")
+#: The line each phase begins with (the calibration prints none).
+MARKERS = {"trials": "Trials run", "journal": "Trials run", "final": "Final fine-tune of trial",
+           "export": "Exporting trial"}  # fmt: skip
 SEARCH = ["--budget", "2x", "--finetune-steps", "60", "--final-steps", "200", "--workers", "0", "--quiet"]
 
 
-def prunepilot(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "prunepilot", *map(str, args)], capture_output=True, text=True
-    )
+def prunepilot(*args: object, cache: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"PRUNEPILOT_CACHE": str(cache)} if cache else {})}
+    command = [sys.executable, "-m", "prunepilot", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
 def start(out: Path, name: str, trials: int, seed: int) -> subprocess.Popen:
+    """Starts a search with a cache of its own holding the built-in model (so that its latency
+    calibration is measured, not reused); its output is read line by line."""
+    cache = out / f"cache-{name}"
+    cache.mkdir()
+    for trained in cache_dir().glob("digits_*.pt"):
+        shutil.copy2(trained, cache / trained.name)
     command = [sys.executable, "-m", "prunepilot", "search", *SEARCH, "--trials", str(trials),
                "--seed", str(seed), "--out", str(out), "--name", name]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PRUNEPILOT_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+class Lines:
+    """The lines a process prints, read by a thread of their own."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.seen.extend(process.stdout), daemon=True)
+        self.thread.start()
+
+    def wait_for(self, marker: str, process: subprocess.Popen) -> bool:
+        """Waits until a line starts with ``marker``; False when the process ended first."""
+        while not any(line.startswith(marker) for line in self.seen):
+            if process.poll() is not None:
+                return False
+            time.sleep(0.005)
+        return True
 
 
 def completed(journal: Path) -> dict[int, list[float]]:
@@ -71,30 +101,36 @@ def one_line(result: subprocess.CompletedProcess) -> bool:
     return worked or (result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr)
 
 
-def kill_at(out: Path, name: str, phase: str, offset: float, trials: int, seed: int) -> dict:
-    """Starts a search, kills it at ``offset`` s (or after a journal append), then resumes it."""
+def kill_at(out: Path, name: str, phase: str, delay: float, trials: int, seed: int) -> dict:
+    """Starts a search, kills it ``delay`` s after its phase begins (for ``journal``, at the first
+    journal append after that), then resumes it."""
     process = start(out, name, trials, seed)
-    began = time.perf_counter()
+    lines = Lines(process)
     journal = out / name / "study.journal"
-    if phase == "journal":  # the first append after ``offset`` seconds
-        time.sleep(offset)
-        size = journal.stat().st_size if journal.exists() else 0
-        while process.poll() is None and (journal.stat().st_size if journal.exists() else 0) == size:
-            time.sleep(0.001)
+    began = time.perf_counter()
+    if phase == "calibration":  # it prints nothing as it starts: measured from the process start
+        time.sleep(delay)
     else:
-        while process.poll() is None and time.perf_counter() - began < offset:
-            time.sleep(0.01)
+        lines.wait_for(MARKERS[phase], process)
+        time.sleep(delay)
+    if phase == "journal":
+        size = journal.stat().st_size
+        while process.poll() is None and journal.stat().st_size == size:
+            time.sleep(0.0005)
     finished_first = process.poll() is not None
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = time.perf_counter() - began
     before = completed(journal)
-    resumed = prunepilot("search", "--resume", "--name", name, "--out", out, "--quiet")
+    resumed = prunepilot(
+        "search", "--resume", "--name", name, "--out", out, "--quiet", cache=out / f"cache-{name}"
+    )
     after = completed(journal)
-    kept = all(after.get(number) == values for number, values in before.items())
     return {
         "phase": phase, "killed_at_s": round(killed_at, 2), "finished_before_the_kill": finished_first,
-        "completed_before": len(before), "completed_after": len(after), "kept_every_completed": kept,
+        "last_line_before_the_kill": lines.seen[-1].strip()[:100] if lines.seen else "",
+        "completed_before": len(before), "completed_after": len(after),
+        "kept_every_completed": all(after.get(number) == values for number, values in before.items()),
         "resume_exit": resumed.returncode,
         "resume_error": resumed.stderr.strip()[-300:] if resumed.returncode else "",
     }  # fmt: skip
@@ -132,26 +168,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="benchmarks/results/crash_recovery.json")
     args = parser.parse_args()
-    started = time.perf_counter()
+    began = time.perf_counter()
     rng = random.Random(args.seed)
     out = Path(tempfile.mkdtemp(prefix="crash-recovery-"))
-    began = time.perf_counter()
     reference = start(out, "reference", args.trials, args.seed)
-    assert reference.wait() == 0, reference.stderr.read()
+    output, _ = reference.communicate()
+    assert reference.returncode == 0, output
     run = json.loads((out / "reference" / "report.json").read_text())["run"]
     phases = run["phases_s"]
-    # The phases start once the process has imported its libraries.
-    starts, clock = {}, max(0.0, time.perf_counter() - began - run["wall_s"])
-    print(f"reference: {clock:.1f} s before the first phase", flush=True)
-    for phase, seconds in phases.items():
-        starts[phase], clock = (clock, seconds), clock + seconds
-    print("reference phases (s):", {k: round(v, 1) for k, v in phases.items()}, flush=True)
+    startup = max(0.0, time.perf_counter() - began - run["wall_s"])  # imports, before the first phase
+    print(f"reference: {startup:.1f} s of start-up, phases (s):", phases, flush=True)
     kills = []
     for k in range(args.kills):
         phase = PHASES[k % len(PHASES)]
-        begin, length = starts.get(phase, (rng.uniform(0, clock), 0.0))
-        offset = begin + rng.uniform(0.1, 0.9) * length
-        kills.append(kill_at(out, f"kill-{k}", phase, offset, args.trials, args.seed + 1 + k))
+        length = phases["trials" if phase == "journal" else phase]
+        delay = rng.uniform(0.1, 0.8) * length
+        if phase == "calibration":
+            delay += startup + phases["prepare"] + phases.get("baseline", 0.0)
+        kills.append(kill_at(out, f"kill-{k}", phase, delay, args.trials, args.seed + 1 + k))
         print(json.dumps(kills[-1]), flush=True)
     size = (out / "reference" / "study.journal").stat().st_size
     cuts = []
@@ -171,7 +205,7 @@ def main() -> None:
     }
     print(json.dumps(summary, indent=1))
     shutil.rmtree(out, ignore_errors=True)
-    finish(args.json, {"phases_s": phases, "kills": kills, "cuts": cuts, "summary": summary}, started)
+    finish(args.json, {"phases_s": phases, "kills": kills, "cuts": cuts, "summary": summary}, began)
 
 
 if __name__ == "__main__":
