@@ -70,9 +70,10 @@ def finish_stage(
         "latency_predictor": predictor_summary(outcome.screen),
     }  # fmt: skip
     report = write_report(run, study, header, done and done.trial, done and done.final)
-    _print_summary(log, run, report, budget)
+    completed = any(t["state"] == "COMPLETE" for t in report["trials"])
+    _print_summary(log, run, report, budget, completed)
     log(clock.summary())
-    if not any(t["state"] == "COMPLETE" for t in report["trials"]):
+    if not completed:
         errors = Counter(t["error"] for t in report["trials"] if t["error"])
         if errors:
             common, count = errors.most_common(1)[0]
@@ -101,7 +102,8 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
     }  # fmt: skip
 
 
-def _print_summary(log, run: RunDir, report: dict[str, Any], budget: BudgetLimit) -> None:
+def _print_summary(log, run: RunDir, report: dict[str, Any], budget: BudgetLimit, completed: bool) -> None:
+    """The chosen model's line, or why there is none (unless no trial completed: an error says so)."""
     final = report["final"]
     if final:
         log(
@@ -113,7 +115,7 @@ def _print_summary(log, run: RunDir, report: dict[str, Any], budget: BudgetLimit
             f"{', int8' if final.get('int8') else ''}{_runtime(report)}), "
             f"budget {'met' if report['budget_met'] else 'NOT met'}."
         )
-    else:
+    elif completed:
         closest = report["closest"]
         where = (
             f" Closest: trial {closest['number']} at "

@@ -56,7 +56,7 @@ def test_a_trial_whose_loss_stops_being_finite_fails_with_the_reason(capsys, tmp
     flags = ["--budget", "1000ms", "--trials", "2", "--out", tmp_path, "--name", "n", *tiny_flags]
     code, _, err = run_cli(capsys, "search", *flags, "--calibration-samples", "0", "--lr", "1e9")
     assert code == 1
-    assert "error: every trial failed (2 of 2 with: NonFiniteLoss: the training loss became nan" in err
+    assert_one_line_error(err, "every trial failed (2 of 2 with: NonFiniteLoss: the training loss became nan")
     trials = json.loads((tmp_path / "n" / "report.json").read_text())["trials"]
     assert len(trials) == 2 and all(t["state"] == "FAIL" for t in trials)
     assert all("the training loss became" in t["error"] for t in trials)
