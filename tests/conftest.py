@@ -6,8 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-# Ray processes started by the tests bind to loopback only (read when ray is first imported).
+# Ray processes started by the tests bind to loopback only (read when ray is first imported), and
+# their workers run at the tests' priority (Ray's default niceness 15 starves them on a busy machine).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import pytest
 import torch

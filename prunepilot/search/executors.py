@@ -253,8 +253,11 @@ class RayExecutor(TrialExecutor):
         rs = self.ray_settings
         address = rs.address or os.environ.get("RAY_ADDRESS")
         if not address:
-            # A local instance listens on loopback only (read when ray is first imported).
+            # A local instance listens on loopback only (read when ray is first imported), and its
+            # trials run at the driver's priority: Ray lowers its workers' (niceness 15) by default,
+            # which on a shared machine starves the trials and skews the latency they measure.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_worker_niceness", "0")
         import ray
 
         self._ray = ray
