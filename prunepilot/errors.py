@@ -56,7 +56,8 @@ class Interrupted(PrunepilotError):
 
 def check_integer(owner: str, name: str, value: object, low: int, high: int | None = None) -> None:
     """Raises the standard message unless ``value`` is an integer (not a bool) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+    too_high = high is not None and isinstance(value, int) and value > high
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or too_high:
         accepted = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise invalid_parameter(name, owner, accepted, value)
 

@@ -170,10 +170,10 @@ def _as_lines(records: list[dict[str, Any]]) -> str:
 
 
 def _read_lines(path: Path) -> list[_Line]:
-    if path.exists() and not path.is_file():
-        raise UsageError(f"The study journal {path} is not a file; move what stands in its place aside.")
     if not path.exists():
         return []
+    if not path.is_file():
+        raise UsageError(f"The study journal {path} is not a file; move what stands in its place aside.")
     lines = []
     for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), start=1):
         lines.append(_Line(number, raw, _parse(raw) if raw.endswith(b"\n") else None))
