@@ -23,5 +23,5 @@ def test_the_mnist_model_halves_its_input_in_the_stem():
 
 
 def test_an_unknown_built_in_task_is_named_with_the_accepted_ones():
-    with pytest.raises(UsageError, match=r"'task' parameter must be one of \['digits', 'mnist'\]"):
+    with pytest.raises(UsageError, match=r"'task' parameter must be one of \['digits', 'mnist', 'tabular'\]"):
         get_builtin("cifar")
