@@ -7,6 +7,7 @@ import argparse
 from prunepilot._version import __version__
 from prunepilot.budget import ACCEPTED_FORMS
 from prunepilot.errors import EXIT_USAGE, PrunepilotError
+from prunepilot.families import add_family_arguments
 from prunepilot.policies import MAX_RATIO, criterion_names
 from prunepilot.spec import JobSpec
 from prunepilot.tasks.builtin import BUILTIN_TASKS
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"timed passes per measurement; the median is kept ({_default('latency_repeats')})",
     )
+    add_family_arguments(search, _default)
     where = search.add_argument_group("where trials run (Ray)")
     where.add_argument(
         "--workers",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from optuna.trial import FrozenTrial
@@ -19,6 +19,7 @@ from prunepilot.evaluators import (
     time_models,
 )
 from prunepilot.evaluators.metric import evaluate_metric
+from prunepilot.gradual import prune_gradually, schedule_record
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Plan, Policy
 from prunepilot.policies.heads import head_counts
@@ -148,7 +149,8 @@ def finalize(
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    model, plan = prune_and_train(task.model, task.train, task.input_shape, policy, settings, timings, device)
+    prune = prune_gradually if settings.schedule == "gradual" else prune_and_train
+    model, plan = prune(task.model, task.train, task.input_shape, policy, settings, timings, device)
     base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
     shipped = deploy(model, task.train, task.input_shape, settings, policy.int8)
     base_latency, latency = compare_latency(
@@ -167,6 +169,8 @@ def finalize(
         "runtime": settings.runtime,
         "int8": shipped.quantized,
         "finetune_steps": settings.finetune_steps,
+        "schedule": schedule_record(settings),
+        "distill": None if settings.distill is None else asdict(settings.distill),
         "timings": timings,
     }
     if shipped.fallback:
@@ -194,7 +198,7 @@ def score_on_test(
     model = on_device(model, device)
     if deployed is None:
         deployed = deploy(model, task.train, task.input_shape, settings)
-    base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
+    base = deploy(on_device(task.baseline_model, device), task.train, task.input_shape, settings)
     scores = {
         "test_accuracy": evaluate_metric(deployed.module, task.test, settings.metric, device=device),
         "baseline_test_accuracy": evaluate_metric(base.module, task.test, settings.metric, device=device),

@@ -13,6 +13,7 @@ from typing import Any
 import tomllib
 
 from prunepilot.errors import UsageError
+from prunepilot.families import FAMILY_KEYS
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ KEYS = (
     Key("ray.gpus_per_trial", "gpus_per_trial", "float", "GPUs a trial reserves"),
     Key("ray.max_retries", "max_retries", "int", "re-runs of a trial whose worker died"),
     Key("ray.latency_gate", "latency_gate", "bool", "pause a node's other trials while one is timed"),
+    *(Key(*key) for key in FAMILY_KEYS),
 )
 _BY_PATH = {key.path: key for key in KEYS}
 _PATH_OF = {key.field: key.path for key in KEYS}

@@ -14,9 +14,10 @@ from dataclasses import dataclass, fields, replace
 
 from prunepilot.adapters import BatchFormat, Loss
 from prunepilot.budget import Budget, BudgetLimit, parse_budget
-from prunepilot.errors import UsageError, check_integer, invalid_parameter
+from prunepilot.errors import UsageError, check_integer
 from prunepilot.evaluators import LatencySettings
 from prunepilot.evaluators.metric import DIRECTIONS, Metric
+from prunepilot.families import FamilyFields, field_owner, invalid_field
 from prunepilot.imports import callable_name, is_import_path
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.policies import MAX_RATIO, criterion_names
@@ -38,8 +39,10 @@ MAX_TRIALS = 1_000_000  # a study's journal is replayed whole when it is opened
 
 
 @dataclass(frozen=True)
-class JobSpec:
+class JobSpec(FamilyFields):
     """A search job (what the command-line flags hold); change it with ``dataclasses.replace``.
+
+    The pruning families' settings (distillation, schedule, slimming) are :class:`FamilyFields`'.
 
     Attributes:
         budget: Budget text (``30ms``, ``2x``, ``120MFLOPs`` ...); None only for a dry run.
@@ -212,7 +215,7 @@ class JobSpec:
                 except (TypeError, ValueError):
                     valid = False
                 if not valid:
-                    raise _invalid(name, accepted, getattr(self, name))
+                    raise invalid_field(name, accepted, getattr(self, name))
 
             return check
 
@@ -283,6 +286,7 @@ class JobSpec:
             require(lambda: self.task in BUILTIN_TASKS, "task", f"one of {sorted(BUILTIN_TASKS)}"),
             require(lambda: self.budget is not None or self.dry_run, "budget", "given (e.g. 30ms, 2x, 50%)"),
             self._check_budget,
+            *self._family_checks(),
         ]  # fmt: skip
 
     def _calibrates_both_precisions(self) -> bool:  # fp32 and int8 policies share a calibration
@@ -309,6 +313,7 @@ class JobSpec:
             finetune_steps=self.finetune_steps, batch_size=self.batch_size, lr=self.lr,
             latency=self.latency_settings(latency_batch), seed=self.seed,
             metric=Metric(self.metric, self.metric_direction), loss=Loss(self.loss),
+            distill=self.distillation(),
         )  # fmt: skip
 
     def reading(self) -> dict[str, object]:
@@ -333,8 +338,9 @@ class JobSpec:
         )
 
     def final_settings(self, settings: TrialSettings) -> TrialSettings:
-        """The trial settings with the final fine-tune's length."""
-        return replace(settings, finetune_steps=self.final_steps)
+        """The trial settings with the final fine-tune's length and schedule."""
+        return replace(settings, finetune_steps=self.final_steps, schedule=self.schedule,
+                       schedule_stages=self.schedule_stages)  # fmt: skip
 
     def latency_settings(self, latency_batch: int, repeats: int | None = None) -> LatencySettings:
         return LatencySettings(
@@ -379,7 +385,7 @@ class ResolvedJob:
             UsageError: when the job has no budget (only a dry run may lack one).
         """
         if self.budget is None:
-            raise _invalid("budget", "given (e.g. 30ms, 2x, 50%)", None)
+            raise invalid_field("budget", "given (e.g. 30ms, 2x, 50%)", None)
         return self.budget.resolve(baseline[self.budget.cost])
 
 
@@ -388,13 +394,4 @@ def _is_int(value: object) -> bool:
 
 
 def _integer(spec: JobSpec, name: str, low: int, high: int | None) -> None:
-    check_integer(_owner(name), name, getattr(spec, name), low, high)
-
-
-def _owner(name: str) -> str:
-    """The standard message's owner, naming the field's flag (``--finetune-steps``)."""
-    return f"JobSpec (--{name.replace('_', '-')})"
-
-
-def _invalid(name: str, accepted: str, got: object) -> UsageError:
-    return invalid_parameter(name, _owner(name), accepted, got)
+    check_integer(field_owner(name), name, getattr(spec, name), low, high)

@@ -8,7 +8,7 @@ candidates, and a short fine-tune sharpens it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from prunepilot.adapters import Batch, Loss, Split
 from prunepilot.adapters import batches as read_batches
+from prunepilot.distill import Teacher, distilled
 from prunepilot.gate import NullGate
 
 
@@ -66,9 +67,17 @@ def fine_tune(
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
     loss: Loss | None = None,
+    *,
+    teacher: Teacher | None = None,
+    regularize: Callable[[nn.Module], None] | None = None,
 ) -> float:
     """Trains ``model`` for ``steps`` mini-batches of ``loss`` (cross-entropy by default) with AdamW
     and a cosine-decayed learning rate.
+
+    Args:
+        teacher: Distil toward this model's class scores as well (see :mod:`prunepilot.distill`).
+        regularize: Called with the model after each backward pass, before the optimizer's step
+            (to add a penalty's gradient, as the slimming warm-up does).
 
     Returns:
         The mean training loss over the last ten steps (nan when ``steps`` is 0).
@@ -79,6 +88,8 @@ def fine_tune(
     if steps <= 0:
         return float("nan")
     loss_of = (loss or Loss()).bind()
+    if teacher is not None:
+        loss_of = distilled(loss_of, teacher, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
@@ -95,6 +106,8 @@ def fine_tune(
                     f"(learning rate {lr:g}); lower --lr or check the training data"
                 )
             value.backward()
+            if regularize is not None:
+                regularize(model)
             optimizer.step()
             schedule.step()
             losses.append(value.item())

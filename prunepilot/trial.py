@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from prunepilot.adapters import Loss, batches, samples
+from prunepilot.distill import Distillation, Teacher
 from prunepilot.errors import check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings, evaluate_model
 from prunepilot.evaluators.metric import Metric
@@ -26,6 +27,8 @@ from prunepilot.runtimes.int8 import CALIBRATION_SAMPLES
 from prunepilot.tasks.base import TaskData
 from prunepilot.training import fine_tune, recalibrate_batchnorm
 
+#: How the final model is pruned: all at once, or in stages with fine-tuning between them.
+SCHEDULES = ("oneshot", "gradual")
 #: Trial phases, in order, as keys of :attr:`TrialResult.timings`.
 PHASES = ("apply", "bn_recalibration", "fine_tune", "deploy", "evaluation", "latency")
 
@@ -51,6 +54,12 @@ class TrialSettings:
             ``onnxruntime``).
         quantize: ``none``, ``int8`` or ``search``: with ``search``, a policy's model that the
             runtime cannot quantize runs in fp32 (the reason recorded); with ``int8`` it fails.
+        distill: Fine-tunes also follow the unpruned model's class scores (see
+            :mod:`prunepilot.distill`); None trains on the loss alone.
+        schedule: ``oneshot`` prunes the policy at once, then fine-tunes; ``gradual`` prunes in
+            ``schedule_stages`` steps along a cubic ramp with fine-tuning between them (see
+            :mod:`prunepilot.gradual`), the same steps in all.
+        schedule_stages: The stages of a ``gradual`` schedule (>= 2).
     """
 
     bn_batches: int = 8
@@ -65,6 +74,9 @@ class TrialSettings:
     loss: Loss = field(default_factory=Loss)
     runtime: str = "torch"
     quantize: str = "none"
+    distill: Distillation | None = None
+    schedule: str = "oneshot"
+    schedule_stages: int = 4
 
     def __post_init__(self) -> None:
         if self.runtime not in runtime_names():
@@ -83,6 +95,11 @@ class TrialSettings:
         for name in ("bn_batches", "finetune_steps", "gradient_batches", "seed"):
             check_integer("TrialSettings", name, getattr(self, name), 0)
         check_integer("TrialSettings", "batch_size", self.batch_size, 1)
+        check_integer("TrialSettings", "schedule_stages", self.schedule_stages, 2)
+        if self.schedule not in SCHEDULES:
+            raise invalid_parameter("schedule", "TrialSettings", f"one of {list(SCHEDULES)}", self.schedule)
+        if self.distill is not None and not isinstance(self.distill, Distillation):
+            raise invalid_parameter("distill", "TrialSettings", "None or a Distillation", self.distill)
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise invalid_parameter("lr", "TrialSettings", "a number > 0", self.lr)
 
@@ -139,7 +156,9 @@ def prune_and_train(
     gate: NullGate | None = None,
     pruning: Callable[..., PrunedModel] | None = None,
 ) -> PrunedModel:
-    """Applies ``policy`` to a copy of ``model``, recalibrates BatchNorm and fine-tunes it.
+    """Applies ``policy`` to a copy of ``model`` at once, recalibrates BatchNorm and fine-tunes it
+    (toward ``model`` as the teacher with ``settings.distill``); ``settings.schedule`` is
+    :func:`~prunepilot.final.finalize`'s to read.
 
     Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest.
     ``pruning`` replaces prunepilot's own application of the policy (:func:`apply_policy`) with
@@ -150,6 +169,7 @@ def prune_and_train(
         The fine-tuned model (on ``device``) and its plan (see :func:`apply_policy`).
     """
     timings = {} if timings is None else timings
+    teacher = None if settings.distill is None else Teacher(model, settings.distill)
     start = time.perf_counter()
     with (gate or NullGate()).compute():
         pruned, plan = (pruning or _apply)(model, train, input_shape, policy, settings)
@@ -163,7 +183,7 @@ def prune_and_train(
     start = time.perf_counter()
     fine_tune(
         pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate,
-        settings.loss,
+        settings.loss, teacher=teacher,
     )  # fmt: skip
     timings["fine_tune"] = time.perf_counter() - start
     return PrunedModel(pruned, plan)

@@ -99,6 +99,7 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
         "blocks": list(prepared.space.blocks),
         "baseline": baseline,
         "budget": {**budget.to_dict(), "baseline_value": baseline[budget.cost]},
+        "slimming": prepared.slimming,
     }  # fmt: skip
 
 

@@ -128,7 +128,7 @@ def run_job(
     # A resumed run's study already holds its warm starts; the policy file is not read again.
     start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
     if spec.dry_run:
-        prepared = prepare(job, start_policy, progress, task=task)
+        prepared = prepare(job, start_policy, progress, task=task, slimming=False)
         for line in dry_run_lines(prepared, measure_baseline(prepared)):
             log(line)
         return SearchResult(EXIT_OK)
@@ -137,6 +137,7 @@ def run_job(
         with run:
             with clock.phase("prepare"):
                 prepared = prepare(job, start_policy, progress, task=task)
+            _log_slimming(prepared, log)
             baseline = run.read_json("baseline.json") if run.file("baseline.json").is_file() else None
             with _written_whole(run, spec):
                 if baseline is None:
@@ -147,6 +148,7 @@ def run_job(
     RunDir.check(spec.out, str(spec.name), resume=False)  # before anything slow runs
     with clock.phase("prepare"):
         prepared = prepare(job, start_policy, progress, task=task)
+    _log_slimming(prepared, log)
     with clock.phase("baseline"):
         baseline = measure_baseline(prepared)
         check_reachable(prepared, baseline, job.budget_limit(baseline))
@@ -169,7 +171,7 @@ def check_job(spec: JobSpec, log: Callable[[str], None] | None = None, task: Tas
     log = log or (lambda text: print(text, flush=True))
     job = spec.resolve()
     start_policy = Policy.load(spec.policy) if spec.policy else None
-    prepared = prepare(job, start_policy, progress=False, task=task)
+    prepared = prepare(job, start_policy, progress=False, task=task, slimming=False)
     baseline = measure_baseline(prepared)
     reach = ""
     if job.budget is not None:
@@ -182,6 +184,20 @@ def check_job(spec: JobSpec, log: Callable[[str], None] | None = None, task: Tas
         f"{baseline['accuracy']:.4f}, {format_cost('latency_ms', baseline['latency_ms'])}{reach}."
     )
     return EXIT_OK
+
+
+def _log_slimming(prepared: PreparedJob, log: Callable[[str], None]) -> None:
+    record = prepared.slimming
+    if record is None:
+        return
+    if "note" in record:
+        log(record["note"])
+        return
+    how = "from the cache" if record["cached"] else f"in {record['seconds']:.0f} s"
+    log(f"Slimming warm-up: {record['steps']} steps (reg {record['reg']:g}) {how}; mean BatchNorm scale "
+        f"{record['mean_scale_before']:.3f} -> {record['mean_scale_after']:.3f} (under 0.01: "
+        f"{record['small_scale_share_after']:.0%}); validation {prepared.settings.metric.label} "
+        f"{record['val_accuracy']:.4f}.")  # fmt: skip
 
 
 def resume_spec(out: str, name: str | None, overrides: dict[str, Any]) -> JobSpec:

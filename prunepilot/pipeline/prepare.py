@@ -19,6 +19,7 @@ from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
+from prunepilot.slimming import slim
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
@@ -52,6 +53,8 @@ class PreparedJob:
         left_whole: Groups never pruned -> why (listed by ``--dry-run``).
         int8_note: Why a search of the precision (``--quantize search``) runs fp32 only (the base
             model cannot be quantized); None otherwise.
+        slimming: What the slimming warm-up did (see :func:`~prunepilot.slimming.slim`); None
+            without one.
     """
 
     job: ResolvedJob
@@ -61,6 +64,7 @@ class PreparedJob:
     settings: TrialSettings
     left_whole: dict[str, str] = field(default_factory=dict)
     int8_note: str | None = None
+    slimming: dict[str, Any] | None = None
 
     @property
     def spec(self):
@@ -96,6 +100,7 @@ def prepare(
     on_device: bool = True,
     task: Task | None = None,
     check_data: bool = True,
+    slimming: bool = True,
 ) -> PreparedJob:
     """Loads and checks the job's task, groups, space and settings.
 
@@ -108,6 +113,8 @@ def prepare(
             the job names.
         check_data: Check the data before anything is measured (:func:`~prunepilot.tasks.checks.check_data`);
             a finished run's report needs no check.
+        slimming: Run the job's slimming warm-up (or take it from the cache); checking a job needs
+            none.
 
     Raises:
         UsageError: naming what is wrong.
@@ -132,6 +139,9 @@ def prepare(
     _check_metric(task, settings.metric)
     if check_data:
         check_task_data(task, settings.batch_size, settings.metric)
+    slimmed = None
+    if slimming and spec.slimming_steps:
+        task, slimmed = _slim(task, spec.slimming_steps, spec.slimming_reg, settings)
     bounds = DiscoveryBounds(spec.discovery_timeout, spec.discovery_memory_gb)
     found = discover(task.model, task.input_shape, bounds, spec.ratio_max)
     discovered, removable = list(found.groups), list(found.blocks)
@@ -154,14 +164,23 @@ def prepare(
         quantize=settings.quantize,
         **criteria,
     )
-    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole), int8_note)
+    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole), int8_note, slimmed)
+
+
+def _slim(task: Task, steps: int, reg: float, settings: TrialSettings) -> tuple[Task, dict[str, Any]]:
+    """The task with its model after the slimming warm-up (the model as given kept as the baseline)."""
+    model, record = slim(task.model, task.train, steps, reg, settings)
+    if model is task.model:  # no BatchNorm: nothing to slim
+        return task, record
+    record["val_accuracy"] = evaluate_metric(model, task.val, settings.metric)
+    return replace(task, model=model, unslimmed=task.model), record
 
 
 def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
     """The baseline's validation metric and costs, as it runs in the job's runtime (fp32); latency is
     the median of a few measurements."""
     task, settings, device = prepared.task, prepared.settings, prepared.spec.device
-    model = on_device(task.model, device)
+    model = on_device(task.baseline_model, device)
     shipped = deploy(model, task.train, task.input_shape, settings)
     metrics = evaluate_model(
         model, task.val, task.input_shape, settings.latency, device=device, metric=settings.metric,

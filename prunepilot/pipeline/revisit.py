@@ -38,7 +38,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
     run, job = _open_finished(run_path)
     spec = job.spec
     with run:
-        prepared = prepare(job, on_device=False, progress=False, check_data=False)
+        prepared = prepare(job, on_device=False, progress=False, check_data=False, slimming=False)
         baseline = run.read_json("baseline.json")
         budget = job.budget_limit(baseline)
         previous = run.read_json("report.json") if run.file("report.json").is_file() else {}
@@ -47,6 +47,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
             "run": {**previous.get("run", {}), "name": spec.name, "path": str(run.path),
                     "prunepilot": __version__, "report_rebuilt": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
             **job_header(prepared, baseline, budget),
+            "slimming": previous.get("slimming"),
             "trial_settings": previous.get("trial_settings", prepared.settings.to_dict()),
             "latency_predictor": previous.get("latency_predictor"),
         }  # fmt: skip

@@ -145,6 +145,36 @@ def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn
     return pruned.eval()
 
 
+class GroupSize(NamedTuple):
+    """A group of a model whose blocks were removed (see :func:`group_sizes`).
+
+    Attributes:
+        local_name: Its name in that smaller model (its root layer's), which can differ from its
+            name in the whole model (see :func:`apply_policy`).
+        channels: The root layer's channel indices.
+        unit: Channels removed together: an attention group's head size, else 1.
+    """
+
+    local_name: str
+    channels: list[int]
+    unit: int
+
+
+def group_sizes(
+    model: nn.Module, blocks: tuple[str, ...], input_shape: tuple[int, ...]
+) -> dict[str, GroupSize]:
+    """The groups of ``model`` once ``blocks`` are removed, keyed by their names in the whole model."""
+    pruned, graph, groups, _ = _without_blocks(model, blocks, input_shape)
+    names = {module: name for name, module in pruned.named_modules()}
+    attention = find_attention(pruned)
+    sizes = {}
+    for name, group in groups.items():
+        heads = attention_of(graph, group, attention)
+        root = names[group[0].dep.target.module]
+        sizes[name] = GroupSize(root, [int(i) for i in group[0].idxs], heads.head_dim if heads else 1)
+    return sizes
+
+
 def unprunable_groups(
     model: nn.Module, names: Iterable[str], input_shape: tuple[int, ...], ratio: float | None = None
 ) -> dict[str, str]:

@@ -34,6 +34,8 @@ class Task:
         val: Validation split (scores trials).
         test: Test split (touched once, for the chosen model).
         input_shape: Shape of one input sample, without the batch dimension.
+        unslimmed: The model as given, when a slimming warm-up made ``model`` (see
+            :mod:`prunepilot.slimming`); None otherwise.
     """
 
     name: str
@@ -42,6 +44,12 @@ class Task:
     val: Dataset
     test: Dataset
     input_shape: tuple[int, ...]
+    unslimmed: nn.Module | None = None
+
+    @property
+    def baseline_model(self) -> nn.Module:
+        """The model as given: what the budget and the report's baseline are measured on."""
+        return self.model if self.unslimmed is None else self.unslimmed
 
     @property
     def search_data(self) -> TaskData:
