@@ -11,7 +11,8 @@ For each task (mnist at 30% of the baseline's latency, digits at 20%) and seed:
 3. ``prunepilot search --slimming-steps N``: a search of its own (the warm-up changes the model the
    trials rank), compared with step 1's final model.
 
-Reported per arm: the test accuracy of the chosen model (None when no candidate met the budget),
+Reported per arm: the test accuracy of the chosen model and whether it met the budget on
+re-measurement (when no candidate does, the cheapest one finalized is scored),
 the per-seed difference to one-shot (to step 1 for slimming), and the median over seeds. The
 final fine-tune's wall time shows each arm's cost.
 
@@ -76,7 +77,7 @@ def refinalize(spec: JobSpec, out: Path) -> dict[str, dict]:
         )
         met = done is not None and done.final["budget_met"]
         results[arm] = {
-            "test_accuracy": done.final["test_accuracy"] if met else None,
+            "test_accuracy": done.final["test_accuracy"] if done else None,
             "val_accuracy": done.final["val_accuracy"] if done else None,
             "trial": done.trial.number if done else None,
             "budget_met": met,
@@ -130,9 +131,10 @@ def main() -> None:
                 print(f"  slimming warm-up of {args.slimming_steps} steps, then the search ...", flush=True)
                 slimmed = search(replace(spec, name=f"{task}-{seed}-slim", slimming_steps=args.slimming_steps,
                                          slimming_reg=args.slimming_reg), out)  # fmt: skip
-                row["slimming"] = slimmed["final"]["test_accuracy"] if slimmed["budget_met"] else None
+                row["slimming"] = slimmed["final"] and slimmed["final"]["test_accuracy"]
                 row["slimming_record"] = slimmed["slimming"]
-                row["search"] = row["search"] if plain["budget_met"] else None
+                row["budget_met"] = {"search": plain["budget_met"], "slimming": slimmed["budget_met"],
+                                     **{arm: arms[arm]["budget_met"] for arm in ARMS}}  # fmt: skip
                 print(f"  {json.dumps({k: row[k] for k in ('search', *ARMS, 'slimming')})}", flush=True)
                 rows.append(row)
             results["tasks"][task] = {

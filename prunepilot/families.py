@@ -1,5 +1,6 @@
 """The job's settings of the pruning families beside channel and block pruning: distillation, the
-gradual schedule and the slimming warm-up (their fields, checks, job-file keys and flags).
+gradual schedule, the slimming warm-up and unstructured sparsity (their fields, checks, job-file
+keys and flags).
 
 :class:`FamilyFields` is a base of :class:`~prunepilot.spec.JobSpec`, so each setting is a job
 field like any other (``config.json``, ``--resume``, the Python API).
@@ -12,12 +13,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prunepilot.budget import parse_budget
 from prunepilot.distill import Distillation
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
+from prunepilot.policies.policy import MAX_SPARSITY
+from prunepilot.runtimes.base import SIZE_MEASURES
 from prunepilot.trial import SCHEDULES
 
 __all__ = ["FamilyFields", "add_family_arguments", "field_owner", "invalid_field"]
 
+#: ``--sparsity`` choices: no unstructured sparsity, or one share for the whole model per policy.
+SPARSITY_MODES = ("none", "global")
 #: At most this many slimming warm-up steps, and schedule stages.
 MAX_SLIMMING_STEPS = 100_000
 MAX_STAGES = 20
@@ -30,6 +36,9 @@ FAMILY_KEYS = (
     ("finetune.schedule_stages", "schedule_stages", "int", "stages of the gradual schedule (2 to 20)"),
     ("slimming.steps", "slimming_steps", "int", "L1 steps on BatchNorm scales before the search"),
     ("slimming.reg", "slimming_reg", "float", "strength of the slimming warm-up's L1 penalty"),
+    ("space.sparsity", "sparsity", "str", "unstructured sparsity searched: none or global (size budgets)"),
+    ("space.sparsity_max", "sparsity_max", "float", "largest share of weights zeroed (at most 0.99)"),
+    ("deploy.size_measure", "size_measure", "str", "sizes counted as saved or zlib-compressed bytes"),
 )  # fmt: skip
 
 
@@ -60,6 +69,13 @@ class FamilyFields:
             on its BatchNorm scales (see :mod:`prunepilot.slimming`); the budget is still judged
             against the model as given. 0: no warm-up.
         slimming_reg: The penalty's strength.
+        sparsity: ``global``: each policy also zeroes a share (searched, up to ``sparsity_max``) of
+            its Conv and Linear weights, smallest magnitude first across layers (see
+            :mod:`prunepilot.policies.sparsity`). Zeros make a model neither faster nor fewer FLOPs,
+            only its stored weights smaller once compressed: only with a size budget. ``none``: off.
+        sparsity_max: The largest share proposed.
+        size_measure: How sizes are counted: ``saved`` bytes or ``zlib``-compressed ones; None:
+            ``zlib`` with sparsity, else ``saved``.
     """
 
     distill: bool = False
@@ -69,6 +85,14 @@ class FamilyFields:
     schedule_stages: int = 4
     slimming_steps: int = 0
     slimming_reg: float = 1e-4
+    sparsity: str = "none"
+    sparsity_max: float = 0.9
+    size_measure: str | None = None
+
+    @property
+    def sizes_counted(self) -> str:
+        """How sizes are counted: ``size_measure``, else ``zlib`` with sparsity and ``saved`` without."""
+        return self.size_measure or ("saved" if self.sparsity == "none" else "zlib")
 
     def distillation(self) -> Distillation | None:
         """The fine-tunes' distillation settings; None without ``distill``."""
@@ -110,8 +134,30 @@ class FamilyFields:
                 field_owner("slimming_steps"), "slimming_steps", self.slimming_steps, 0, MAX_SLIMMING_STEPS
             )
 
+        def sparsity() -> None:
+            if self.sparsity not in SPARSITY_MODES:
+                raise invalid_field("sparsity", f"one of {list(SPARSITY_MODES)}", self.sparsity)
+            measure = self.size_measure
+            if measure is not None and measure not in SIZE_MEASURES:
+                raise invalid_field("size_measure", f"None or one of {list(SIZE_MEASURES)}", measure)
+            if not (isinstance(self.sparsity_max, (int, float)) and 0 < self.sparsity_max <= MAX_SPARSITY):
+                raise invalid_field("sparsity_max", f"in (0, {MAX_SPARSITY}]", self.sparsity_max)
+            if self.sparsity == "none":
+                return
+            if measure == "saved":
+                accepted = "'zlib' with --sparsity (zeroed weights take as many bytes saved plainly)"
+                raise invalid_field("size_measure", accepted, measure)
+            try:
+                cost = parse_budget(getattr(self, "budget", None)).cost
+            except (UsageError, TypeError, AttributeError):
+                return  # the budget's own check names what is wrong with it
+            if cost != "size_bytes":
+                accepted = ("'none' unless the budget bounds size (e.g. 2MB): zeroed weights are neither "
+                            "faster nor fewer FLOPs")
+                raise invalid_field("sparsity", accepted, self.sparsity)
+
         return [flag, positive("distill_temperature"), positive("distill_weight"), schedule, stages, slimming,
-                positive("slimming_reg")]  # fmt: skip
+                positive("slimming_reg"), sparsity]  # fmt: skip
 
 
 def add_family_arguments(parser: argparse.ArgumentParser, default: Callable[[str], str]) -> None:
@@ -151,3 +197,15 @@ def add_family_arguments(parser: argparse.ArgumentParser, default: Callable[[str
     group.add_argument(
         "--slimming-reg", type=float, help=f"strength of the slimming penalty ({default('slimming_reg')})"
     )
+    group.add_argument(
+        "--sparsity", choices=list(SPARSITY_MODES),
+        help="with a size budget: each policy also zeroes a share of its weights (searched, smallest "
+        "magnitude first across layers); zeros shrink the stored weights once compressed (sizes then count "
+        f"zlib bytes), not latency or FLOPs ({default('sparsity')})",
+    )  # fmt: skip
+    group.add_argument("--sparsity-max", type=float,
+                       help=f"largest share of weights zeroed ({default('sparsity_max')})")  # fmt: skip
+    group.add_argument(
+        "--size-measure", choices=list(SIZE_MEASURES),
+        help="sizes counted as saved bytes or zlib-compressed (default: zlib with --sparsity)",
+    )  # fmt: skip

@@ -23,6 +23,7 @@ from prunepilot.gradual import prune_gradually, schedule_record
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Plan, Policy
 from prunepilot.policies.heads import head_counts
+from prunepilot.policies.sparsity import output_layer_names, sparse_targets, sparsity_record
 from prunepilot.runtimes import Deployed
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings, deploy, prune_and_train
@@ -175,6 +176,9 @@ def finalize(
     }
     if shipped.fallback:
         final["int8_fallback"] = shipped.fallback
+    if policy.sparsity:  # the zeros in the stored weights (output layers stay dense)
+        targets = sparse_targets(model, output_layer_names(model, task.input_shape))
+        final["sparsity"] = {"amount": policy.sparsity, **sparsity_record(model, targets)}
     heads = head_counts(model)
     if heads:  # attention heads kept per layer, of the baseline's
         final["heads"] = {name: {"kept": kept, "baseline": count} for (name, count), kept

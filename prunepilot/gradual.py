@@ -24,6 +24,7 @@ from prunepilot.distill import Teacher
 from prunepilot.policies import Plan, Policy, PrunedModel, apply_policy
 from prunepilot.policies.apply import group_sizes
 from prunepilot.policies.policy import GroupSetting, kept_channels
+from prunepilot.policies.sparsity import fold_sparsity
 from prunepilot.training import fine_tune, recalibrate_batchnorm
 from prunepilot.trial import TrialSettings
 
@@ -95,6 +96,7 @@ def prune_gradually(
         stage_policy = Policy(
             {local: GroupSetting(ratio, policy.groups[n].criterion) for local, (n, ratio) in targets.items()},
             removed_blocks=policy.removed_blocks if stage == 0 else (),
+            sparsity=policy.sparsity if stage == stages - 1 else 0.0,  # on the final architecture
         )
         renamed = {local: name for local, (name, _) in targets.items()}
         current = _stage(current.cpu(), train, input_shape, stage_policy, settings, timings, device, steps,
@@ -123,7 +125,7 @@ def _stage(
     start = time.perf_counter()
     gradient_batches = itertools.islice(batches(train, settings.batch_size), settings.gradient_batches)
     pruned, plan = apply_policy(model, policy, input_shape, gradient_batches=gradient_batches,
-                                seed=settings.seed + stage, loss=settings.loss)  # fmt: skip
+                                seed=settings.seed + stage, loss=settings.loss, keep_masks=True)  # fmt: skip
     for local, drop in plan.channels.items():
         name = whole_name[local]
         gone = {alive[name][i] for i in drop}
@@ -137,6 +139,7 @@ def _stage(
     start = time.perf_counter()
     fine_tune(pruned, train, steps, settings.batch_size, settings.lr, settings.seed + stage, device,
               loss=settings.loss, teacher=teacher)  # fmt: skip
+    fold_sparsity(pruned)
     _add(timings, "fine_tune", start)
     return pruned
 

@@ -42,7 +42,8 @@ MAX_TRIALS = 1_000_000  # a study's journal is replayed whole when it is opened
 class JobSpec(FamilyFields):
     """A search job (what the command-line flags hold); change it with ``dataclasses.replace``.
 
-    The pruning families' settings (distillation, schedule, slimming) are :class:`FamilyFields`'.
+    The pruning families' settings (distillation, schedule, slimming, sparsity) are
+    :class:`FamilyFields`'.
 
     Attributes:
         budget: Budget text (``30ms``, ``2x``, ``120MFLOPs`` ...); None only for a dry run.
@@ -313,7 +314,7 @@ class JobSpec(FamilyFields):
             finetune_steps=self.finetune_steps, batch_size=self.batch_size, lr=self.lr,
             latency=self.latency_settings(latency_batch), seed=self.seed,
             metric=Metric(self.metric, self.metric_direction), loss=Loss(self.loss),
-            distill=self.distillation(),
+            distill=self.distillation(), size_measure=self.sizes_counted,
         )  # fmt: skip
 
     def reading(self) -> dict[str, object]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -22,7 +22,9 @@ from prunepilot.evaluators.metric import Metric
 from prunepilot.gate import NullGate
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Policy, PrunedModel, apply_policy
+from prunepilot.policies.sparsity import fold_sparsity
 from prunepilot.runtimes import QUANTIZE_MODES, Deployed, get_runtime, runtime_names
+from prunepilot.runtimes.base import SIZE_MEASURES
 from prunepilot.runtimes.int8 import CALIBRATION_SAMPLES
 from prunepilot.tasks.base import TaskData
 from prunepilot.training import fine_tune, recalibrate_batchnorm
@@ -60,6 +62,8 @@ class TrialSettings:
             ``schedule_stages`` steps along a cubic ramp with fine-tuning between them (see
             :mod:`prunepilot.gradual`), the same steps in all.
         schedule_stages: The stages of a ``gradual`` schedule (>= 2).
+        size_measure: How sizes are counted: ``saved`` bytes, or ``zlib``-compressed (where the
+            zeros of unstructured sparsity count).
     """
 
     bn_batches: int = 8
@@ -77,6 +81,7 @@ class TrialSettings:
     distill: Distillation | None = None
     schedule: str = "oneshot"
     schedule_stages: int = 4
+    size_measure: str = "saved"
 
     def __post_init__(self) -> None:
         if self.runtime not in runtime_names():
@@ -98,6 +103,9 @@ class TrialSettings:
         check_integer("TrialSettings", "schedule_stages", self.schedule_stages, 2)
         if self.schedule not in SCHEDULES:
             raise invalid_parameter("schedule", "TrialSettings", f"one of {list(SCHEDULES)}", self.schedule)
+        if self.size_measure not in SIZE_MEASURES:
+            raise invalid_parameter("size_measure", "TrialSettings", f"one of {list(SIZE_MEASURES)}",
+                                    self.size_measure)  # fmt: skip
         if self.distill is not None and not isinstance(self.distill, Distillation):
             raise invalid_parameter("distill", "TrialSettings", "None or a Distillation", self.distill)
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
@@ -185,6 +193,7 @@ def prune_and_train(
         pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate,
         settings.loss, teacher=teacher,
     )  # fmt: skip
+    fold_sparsity(pruned)  # the zeros the masks kept while training, as plain weights
     timings["fine_tune"] = time.perf_counter() - start
     return PrunedModel(pruned, plan)
 
@@ -197,7 +206,7 @@ def _apply(
     get ``settings.gradient_batches`` training batches)."""
     gradient_batches = itertools.islice(batches(train, settings.batch_size), settings.gradient_batches)
     return apply_policy(model, policy, input_shape, gradient_batches=gradient_batches, seed=settings.seed,
-                        loss=settings.loss)  # fmt: skip
+                        loss=settings.loss, keep_masks=True)  # fmt: skip
 
 
 def deploy(
@@ -220,8 +229,10 @@ def deploy(
     calibration = samples(train, CALIBRATION_SAMPLES) if int8 else None
     threads = settings.latency.threads
     if settings.quantize == "search":
-        return runtime.deploy_or_fp32(model, example, threads, int8, calibration)
-    return runtime.deploy(model, example, threads, int8, calibration)
+        deployed = runtime.deploy_or_fp32(model, example, threads, int8, calibration)
+    else:
+        deployed = runtime.deploy(model, example, threads, int8, calibration)
+    return replace(deployed, size_measure=settings.size_measure)
 
 
 def run_trial(

@@ -98,7 +98,8 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
         "groups": [g.to_dict() for g in prepared.groups],
         "blocks": list(prepared.space.blocks),
         "baseline": baseline,
-        "budget": {**budget.to_dict(), "baseline_value": baseline[budget.cost]},
+        "budget": {**budget.to_dict(), "baseline_value": baseline[budget.cost],
+                   "size_measure": prepared.settings.size_measure},
         "slimming": prepared.slimming,
     }  # fmt: skip
 

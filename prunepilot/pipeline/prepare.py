@@ -162,6 +162,7 @@ def prepare(
         ratio_high=spec.ratio_max,
         round_to=spec.round_to,
         quantize=settings.quantize,
+        sparsity_high=spec.sparsity_max if spec.sparsity == "global" else 0.0,
         **criteria,
     )
     return PreparedJob(job, task, groups, space, settings, dict(found.left_whole), int8_note, slimmed)
@@ -204,7 +205,8 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     """
     task, space, device, settings = prepared.task, prepared.space, prepared.spec.device, prepared.settings
     int8 = space.quantize != "none"
-    smallest_policy = replace(space.uniform(space.max_ratio, "l1", int8=int8), removed_blocks=space.blocks)
+    smallest_policy = replace(space.uniform(space.max_ratio, "l1", int8=int8), removed_blocks=space.blocks,
+                              sparsity=space.max_sparsity)  # fmt: skip
     base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
     reference = (base.module, baseline["latency_ms"])
     try:

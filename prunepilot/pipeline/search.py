@@ -157,7 +157,8 @@ def warm_starts(
     space: SearchSpace, start_policy: Policy | None, screen: BudgetScreen | None, sweep: int = 0
 ) -> list[Policy]:
     """The user's policy, then uniform policies and (with a screen) a uniform policy, the same with
-    every removable block removed, and a global LAMP policy that just fit the budget; policies
+    every removable block removed, the same at the sparsities of :func:`sparse_warm_starts` (in a
+    space that searches sparsity), and a global LAMP policy that just fit the budget; policies
     predicted over budget are left out. With ``sweep`` (a budget the baseline meets), the user's
     policy and then that many uniform policies spread over the space's whole range (half of them
     with every removable block removed, see :meth:`SearchSpace.trade_off_sweep`)."""
@@ -176,11 +177,20 @@ def warm_starts(
         for p in (
             *(screen.uniform_within(space, int8=q) for q in precisions),
             *(screen.uniform_within(space, space.blocks, int8=q) for q in precisions if space.blocks),
+            *(screen.uniform_within(space, sparsity=s) for s in sparse_warm_starts(space)),
             screen.global_within(space),
         )
         if p is not None and (p.removed_blocks or any(s.ratio > 0 for s in p.groups.values()))
     ]
     return warm + fitting + [p for p in fixed if p not in fitting and screen.fits(p)]
+
+
+def sparse_warm_starts(space: SearchSpace) -> list[float]:
+    """The sparsities of warm starts in a space that searches sparsity: half of its most, and its most."""
+    if not space.sparsity_high:
+        return []
+    half = round(round(space.max_sparsity / 2 / space.ratio_step) * space.ratio_step, 6)
+    return sorted({half, space.max_sparsity})
 
 
 def open_run_study(spec: JobSpec, run: RunDir) -> RunStudy:
@@ -240,7 +250,8 @@ def _screen(
     run: the measurements are kept in ``latency_calibration.json``)."""
     spec, task, settings = prepared.spec, prepared.task, prepared.settings
     if budget.cost != "latency_ms":
-        return BudgetScreen(task.model, task.input_shape, budget, runtime=settings.runtime)
+        return BudgetScreen(task.model, task.input_shape, budget, runtime=settings.runtime,
+                            size_measure=settings.size_measure)  # fmt: skip
     if spec.calibration_samples == 0:
         return None
     path = run.file(CALIBRATION_FILE)

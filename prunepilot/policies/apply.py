@@ -19,6 +19,7 @@ from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
 from prunepilot.policies.heads import find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
+from prunepilot.policies.sparsity import fold_sparsity, sparsify
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def apply_policy(
     gradient_batches: Iterable[Batch] = (),
     seed: int = 0,
     loss: Loss | None = None,
+    keep_masks: bool = False,
 ) -> PrunedModel:
     """Returns a pruned copy of ``model`` and its plan; ``model`` itself is never changed.
 
@@ -79,6 +81,9 @@ def apply_policy(
         gradient_batches: Training batches for criteria that need gradients (taylor).
         seed: Seeds the random criterion.
         loss: What those gradients are of (cross-entropy by default).
+        keep_masks: The policy's sparsity stays behind ``torch.nn.utils.prune`` masks (so that a
+            fine-tune keeps the zeros; :func:`~prunepilot.policies.sparsity.fold_sparsity` makes them
+            plain weights); else the zeroed weights are plain.
 
     Returns:
         The pruned model (in eval mode) and its :class:`Plan` (:func:`apply_plan` replays it).
@@ -120,6 +125,10 @@ def apply_policy(
 
     _remove(graph, groups, removals)
     pruned.zero_grad(set_to_none=True)
+    if policy.sparsity:  # after the channels: what is zeroed is what is left
+        sparsify(pruned, policy.sparsity, input_shape)
+        if not keep_masks:
+            fold_sparsity(pruned)
     return PrunedModel(pruned.eval(), Plan(dict(removals), policy.removed_blocks))
 
 

@@ -15,6 +15,8 @@ from prunepilot.policies.criteria import criterion_names
 
 #: Largest pruning ratio a policy may give a group.
 MAX_RATIO = 0.95
+#: Largest share of the weights that unstructured sparsity may zero.
+MAX_SPARSITY = 0.99
 SCHEMA = "prunepilot.policy/1"
 
 
@@ -58,12 +60,17 @@ class Policy:
             kept sorted. The settings of groups inside a removed block have no effect.
         int8: Quantize the pruned, fine-tuned model to int8 (a runtime that supports it, such as
             ``onnxruntime``).
+        sparsity: After the channels and blocks, this share of the remaining Conv and Linear
+            weights (output layers aside) is zeroed, smallest magnitude first across all layers
+            (see :mod:`prunepilot.policies.sparsity`); it makes the stored weights compress, not
+            the model faster.
     """
 
     groups: Mapping[str, GroupSetting] = field(default_factory=dict)
     round_to: int = 1
     removed_blocks: tuple[str, ...] = ()
     int8: bool = False
+    sparsity: float = 0.0
 
     def __post_init__(self) -> None:
         check_integer("Policy", "round_to", self.round_to, 1)
@@ -74,6 +81,12 @@ class Policy:
         object.__setattr__(self, "removed_blocks", tuple(sorted(set(self.removed_blocks))))
         if not isinstance(self.int8, bool):
             raise invalid_parameter("int8", "Policy", "true or false", self.int8)
+        sparsity = self.sparsity
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (
+            0.0 <= sparsity <= MAX_SPARSITY
+        ):
+            raise invalid_parameter("sparsity", "Policy", f"a number in [0, {MAX_SPARSITY}]", sparsity)
+        object.__setattr__(self, "sparsity", float(sparsity))
         for name, setting in self.groups.items():
             if not isinstance(name, str) or not isinstance(setting, GroupSetting):
                 raise invalid_parameter(
@@ -89,14 +102,19 @@ class Policy:
         return cls({name: GroupSetting(ratio, criterion) for name in group_names}, round_to)
 
     def to_dict(self) -> dict:
-        """Plain data; ``int8`` appears only when set (an fp32 policy reads as before it existed)."""
+        """Plain data; ``int8`` and ``sparsity`` appear only when set (a policy without them reads as
+        before they existed)."""
         data = {
             "schema": SCHEMA,
             "round_to": self.round_to,
             "groups": {name: {"ratio": s.ratio, "criterion": s.criterion} for name, s in self.groups.items()},
             "removed_blocks": list(self.removed_blocks),
         }
-        return {**data, "int8": True} if self.int8 else data
+        if self.int8:
+            data["int8"] = True
+        if self.sparsity:
+            data["sparsity"] = self.sparsity
+        return data
 
     @classmethod
     def from_dict(cls, data: object) -> Policy:
@@ -107,11 +125,12 @@ class Policy:
         """
         if not isinstance(data, Mapping):
             raise UsageError(f"A policy must be a JSON object. Got {type(data).__name__} instead.")
-        unknown = set(data) - {"schema", "round_to", "groups", "removed_blocks", "int8", *OLD_KEYS}
+        known = {"schema", "round_to", "groups", "removed_blocks", "int8", "sparsity", *OLD_KEYS}
+        unknown = set(data) - known
         if unknown:
             raise UsageError(
                 f"Unknown policy field(s) {sorted(unknown)}; "
-                "accepted: schema, round_to, groups, removed_blocks, int8."
+                "accepted: schema, round_to, groups, removed_blocks, int8, sparsity."
             )
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
@@ -140,7 +159,11 @@ class Policy:
         int8 = data.get("int8", False)
         if not isinstance(int8, bool):
             raise UsageError(f"The 'int8' field of a policy must be true or false. Got {int8!r} instead.")
-        return cls(settings, data.get("round_to", 1), tuple(removed_blocks), int8)
+        sparsity = data.get("sparsity", 0.0)
+        try:
+            return cls(settings, data.get("round_to", 1), tuple(removed_blocks), int8, sparsity)
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("parameter of Policy", "field of a policy")) from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -187,8 +210,8 @@ class Policy:
     def describe(self) -> str:
         """One line: the mean ratio, the criteria used and the blocks removed."""
         removed = f"blocks removed: {', '.join(self.removed_blocks)}" if self.removed_blocks else ""
-        if self.int8:
-            removed = f"{removed}; int8" if removed else "int8"
+        for extra in ["int8"] * self.int8 + [f"sparsity {self.sparsity:.2f}"] * bool(self.sparsity):
+            removed = f"{removed}; {extra}" if removed else extra
         if not self.groups:
             return removed or "no pruning"
         ratios = [s.ratio for s in self.groups.values()]

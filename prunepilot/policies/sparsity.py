@@ -20,9 +20,10 @@ from torch.nn.utils import prune
 from prunepilot.errors import invalid_parameter
 from prunepilot.inputs import eval_copy, example_batch
 from prunepilot.policies.groups import TRACE_BATCH, output_layers
+from prunepilot.policies.policy import MAX_SPARSITY
 
 #: Largest share of a tensor's weights that may be zeroed.
-MAX_AMOUNT = 0.99
+MAX_AMOUNT = MAX_SPARSITY
 
 #: A weight to sparsify: the module and its parameter's name (as ``torch.nn.utils.prune`` takes).
 Target = tuple[nn.Module, str]
@@ -114,6 +115,14 @@ def apply_sparsity(
         if amount > 0 and targets:
             prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=float(amount))
     return sum(int((mask == 0).sum()) for mask in _masks(targets))
+
+
+def sparsify(model: nn.Module, amount: float, input_shape: tuple[int, ...]) -> list[Target]:
+    """Zeroes ``amount`` of ``model``'s Conv and Linear weights pooled, its output layers aside
+    (behind masks, see :func:`apply_sparsity`); returns the targets."""
+    targets = sparse_targets(model, output_layer_names(model, input_shape))
+    apply_sparsity(model, amount, targets)
+    return targets
 
 
 def fold_sparsity(model: nn.Module) -> int:

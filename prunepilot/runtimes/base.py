@@ -10,10 +10,13 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
-from prunepilot.evaluators.cost import serialized_size
+from prunepilot.evaluators.cost import compressed_size, state_dict_bytes
 
 #: ``--quantize`` choices: never, always (int8), or chosen by the search per policy.
 QUANTIZE_MODES = ("none", "int8", "search")
+#: How a model's size is counted: the bytes saved, or those bytes compressed with zlib (where
+#: zeroed weights count).
+SIZE_MEASURES = ("saved", "zlib")
 
 
 class DeployError(UsageError):
@@ -30,18 +33,22 @@ class Deployed:
         quantized: Whether it runs in int8.
         fallback: Why int8 was asked for but the model runs in fp32; None otherwise.
         data: The serialized model (ONNX bytes); None for PyTorch.
+        size_measure: One of :data:`SIZE_MEASURES`: how :attr:`size_bytes` counts.
     """
 
     module: nn.Module
     quantized: bool = False
     fallback: str | None = None
     data: bytes | None = None
+    size_measure: str = "saved"
 
     @property
     def size_bytes(self) -> int:
         """Bytes of what ships: the serialized model (int8 weights as stored), else the module's
-        saved state dict (computed when asked: a reference model's size is never needed)."""
-        return len(self.data) if self.data is not None else serialized_size(self.module)
+        saved state dict (computed when asked: a reference model's size is never needed); with the
+        ``zlib`` measure, those bytes compressed."""
+        data = self.data if self.data is not None else state_dict_bytes(self.module)
+        return compressed_size(data) if self.size_measure == "zlib" else len(data)
 
 
 class Runtime(abc.ABC):

@@ -44,7 +44,7 @@ def structure_only(policy: Policy) -> Policy:
     """The same channel counts, scored by L1 (counts do not depend on the criterion, and L1 needs
     neither gradients nor BatchNorm)."""
     settings = {n: GroupSetting(s.ratio, "l1") for n, s in policy.groups.items()}
-    return Policy(settings, policy.round_to, policy.removed_blocks, policy.int8)
+    return replace(policy, groups=settings)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class BudgetScreen:
         int8_predictor: The predictor of int8 policies' latency, when the space searches the
             precision.
         runtime: The runtime whose size a size budget counts (int8 weights as stored).
+        size_measure: How a size budget counts (see :data:`~prunepilot.runtimes.base.SIZE_MEASURES`).
         observed_int8: For each entry of ``observed``, whether it was an int8 policy measured
             against ``int8_predictor``.
         calibration: Where the predictor's calibration came from, for the report (``source``:
@@ -70,6 +71,7 @@ class BudgetScreen:
     observed: list[tuple[float, float]] = field(default_factory=list)
     int8_predictor: LatencyPredictor | None = None
     runtime: str = "torch"
+    size_measure: str = "saved"
     observed_int8: list[bool] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -156,9 +158,8 @@ class BudgetScreen:
                 self._cache[key] = layer_table(pruned, self.input_shape)
             elif self.budget.cost == "size_bytes":
                 example = example_batch(self.input_shape, 2)
-                self._cache[key] = (
-                    get_runtime(self.runtime).deploy_or_fp32(pruned, example, 1, policy.int8).size_bytes
-                )
+                deployed = get_runtime(self.runtime).deploy_or_fp32(pruned, example, 1, policy.int8)
+                self._cache[key] = replace(deployed, size_measure=self.size_measure).size_bytes
             else:
                 self._cache[key] = _static_metric(pruned, self.input_shape, self.budget.cost)
         return self._cache[key]
@@ -203,13 +204,15 @@ class BudgetScreen:
         return _first_fitting(candidates, self, margin) or candidates[-1]
 
     def uniform_within(
-        self, space: SearchSpace, removed_blocks: tuple[str, ...] = (), int8: bool | None = None
+        self, space: SearchSpace, removed_blocks: tuple[str, ...] = (), int8: bool | None = None,
+        sparsity: float = 0.0,
     ) -> Policy | None:
         """The uniform policy of the smallest ratio on the grid that fits (the hand-made recipe),
-        with ``removed_blocks`` removed (int8 as :meth:`SearchSpace.uniform` has it)."""
+        with ``removed_blocks`` removed and ``sparsity`` (int8 as :meth:`SearchSpace.uniform` has it)."""
         uniform = [
-            replace(space.uniform(r, int8=int8), removed_blocks=removed_blocks) for r in space.grid_ratios
-        ]
+            replace(space.uniform(r, int8=int8), removed_blocks=removed_blocks, sparsity=sparsity)
+            for r in space.grid_ratios
+        ]  # fmt: skip
         return _first_fitting(uniform, self)
 
     def global_within(self, space: SearchSpace, criterion: str = "lamp") -> Policy | None:
@@ -263,7 +266,7 @@ def _toward_low(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio - share * max(setting.ratio - space.ratio_low, 0.0)
         settings[group.name] = GroupSetting(_on_grid_down(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to, policy.removed_blocks, policy.int8)
+    return replace(policy, groups=settings)
 
 
 def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
@@ -272,7 +275,7 @@ def _toward_max(policy: Policy, space: SearchSpace, share: float) -> Policy:
         setting = policy.groups.get(group.name, GroupSetting(0.0, space.criteria_for(group)[0]))
         ratio = setting.ratio + share * max(space.max_ratio - setting.ratio, 0.0)
         settings[group.name] = GroupSetting(_on_grid_up(ratio, space), setting.criterion)
-    return Policy(settings, policy.round_to, policy.removed_blocks, policy.int8)
+    return replace(policy, groups=settings)
 
 
 def _static_metric(model: nn.Module, input_shape: tuple[int, ...], metric: str) -> float:

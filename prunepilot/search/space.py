@@ -10,6 +10,7 @@ import optuna
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
 from prunepilot.policies.criteria import get_criterion
+from prunepilot.policies.policy import MAX_SPARSITY
 from prunepilot.runtimes import QUANTIZE_MODES
 
 
@@ -33,6 +34,8 @@ class SearchSpace:
             counts that suit the hardware's vector width can be faster at equal FLOPs).
         quantize: ``none`` (every policy fp32), ``int8`` (every policy int8) or ``search`` (the
             search chooses per policy).
+        sparsity_high: The largest unstructured sparsity proposed (one share for the whole model, on
+            the ratio grid's step); 0 proposes none.
     """
 
     groups: tuple[GroupInfo, ...]
@@ -44,6 +47,7 @@ class SearchSpace:
     round_to: int = 1
     round_to_choices: tuple[int, ...] = ()
     quantize: str = "none"
+    sparsity_high: float = 0.0
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -62,6 +66,9 @@ class SearchSpace:
             raise invalid_parameter("ratio_step", "SearchSpace", "in (0, 0.5]", self.ratio_step)
         if not self.criteria:
             raise invalid_parameter("criteria", "SearchSpace", "a non-empty list", self.criteria)
+        if not 0.0 <= self.sparsity_high <= MAX_SPARSITY:
+            accepted = f"in [0, {MAX_SPARSITY}]"
+            raise invalid_parameter("sparsity_high", "SearchSpace", accepted, self.sparsity_high)
         for name in self.criteria:
             get_criterion(name)  # raises naming the accepted criteria
         for group in self.groups:
@@ -76,6 +83,11 @@ class SearchSpace:
         """The largest ratio on the grid (``ratio_high`` rounded down onto it)."""
         steps = int((self.ratio_high - self.ratio_low) / self.ratio_step + 1e-9)
         return round(self.ratio_low + steps * self.ratio_step, 6)
+
+    @property
+    def max_sparsity(self) -> float:
+        """The largest sparsity on the grid (``sparsity_high`` rounded down onto its step)."""
+        return round(int(self.sparsity_high / self.ratio_step + 1e-9) * self.ratio_step, 6)
 
     @property
     def grid_ratios(self) -> list[float]:
@@ -113,7 +125,10 @@ class SearchSpace:
         int8 = self.quantize == "int8"
         if self.quantize == "search":
             int8 = trial.suggest_categorical("int8", [False, True])
-        return Policy(settings, round_to, removed, int8)
+        sparsity = 0.0
+        if self.sparsity_high:
+            sparsity = round(trial.suggest_float("sparsity", 0.0, self.max_sparsity, step=self.ratio_step), 6)
+        return Policy(settings, round_to, removed, int8, sparsity)
 
     def params_of(self, policy: Policy) -> dict[str, float | str]:
         """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
@@ -134,6 +149,9 @@ class SearchSpace:
             params[f"{block}:remove"] = block in policy.removed_blocks
         if self.quantize == "search":
             params["int8"] = policy.int8
+        if self.sparsity_high:
+            steps = round(policy.sparsity / self.ratio_step)
+            params["sparsity"] = round(min(steps * self.ratio_step, self.max_sparsity), 6)
         return params
 
     def uniform(self, ratio: float, criterion: str | None = None, int8: bool | None = None) -> Policy:
@@ -196,7 +214,8 @@ class SearchSpace:
         }
         removed = tuple(b for b in self.blocks if params[f"{b}:remove"])
         int8 = bool(params.get("int8", self.quantize == "int8"))
-        return Policy(settings, int(params.get("round_to", self.round_to)), removed, int8)
+        sparsity = float(params.get("sparsity", 0.0))
+        return Policy(settings, int(params.get("round_to", self.round_to)), removed, int8, sparsity)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
@@ -209,4 +228,6 @@ class SearchSpace:
             "removable blocks: " + (", ".join(self.blocks) if self.blocks else "none"),
             "precision: "
             + {"none": "fp32", "int8": "int8", "search": "fp32 or int8, per policy"}[self.quantize],
+            "unstructured sparsity: "
+            + (f"0 .. {self.sparsity_high:g} of the weights, global" if self.sparsity_high else "none"),
         ]
