@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from prunepilot.budget import parse_budget
 from prunepilot.distill import Distillation
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
-from prunepilot.policies.policy import MAX_SPARSITY
+from prunepilot.policies.policy import MAX_RATIO, MAX_SPARSITY
 from prunepilot.runtimes.base import SIZE_MEASURES
 from prunepilot.trial import SCHEDULES
 
@@ -39,6 +39,8 @@ FAMILY_KEYS = (
     ("space.sparsity", "sparsity", "str", "unstructured sparsity searched: none or global (size budgets)"),
     ("space.sparsity_max", "sparsity_max", "float", "largest share of weights zeroed (at most 0.99)"),
     ("deploy.size_measure", "size_measure", "str", "sizes counted as saved or zlib-compressed bytes"),
+    ("space.input_features", "input_features", "bool", "drop uninformative input features"),
+    ("space.input_ratio_max", "input_ratio_max", "float", "largest share of input features dropped"),
 )  # fmt: skip
 
 
@@ -76,6 +78,11 @@ class FamilyFields:
         sparsity_max: The largest share proposed.
         size_measure: How sizes are counted: ``saved`` bytes or ``zlib``-compressed ones; None:
             ``zlib`` with sparsity, else ``saved``.
+        input_features: For a model whose input is flat features feeding an ``nn.Linear``: the
+            search also chooses how many input features to keep, the most informative ones
+            (mutual information with the labels on the training split, see
+            :mod:`prunepilot.tasks.features`); the exported model takes only those.
+        input_ratio_max: The largest share of the input features dropped.
     """
 
     distill: bool = False
@@ -88,6 +95,8 @@ class FamilyFields:
     sparsity: str = "none"
     sparsity_max: float = 0.9
     size_measure: str | None = None
+    input_features: bool = False
+    input_ratio_max: float = 0.8
 
     @property
     def sizes_counted(self) -> str:
@@ -156,8 +165,18 @@ class FamilyFields:
                             "faster nor fewer FLOPs")
                 raise invalid_field("sparsity", accepted, self.sparsity)
 
+        def features() -> None:
+            if not isinstance(self.input_features, bool):
+                raise invalid_field("input_features", "true or false", self.input_features)
+            ratio = self.input_ratio_max
+            if not (isinstance(ratio, (int, float)) and 0 < ratio <= MAX_RATIO):
+                raise invalid_field("input_ratio_max", f"in (0, {MAX_RATIO}]", self.input_ratio_max)
+            if self.input_features and getattr(self, "loss", None) is not None:
+                accepted = "false with --loss (the loss would be given the model cut to fewer features)"
+                raise invalid_field("input_features", accepted, self.input_features)
+
         return [flag, positive("distill_temperature"), positive("distill_weight"), schedule, stages, slimming,
-                positive("slimming_reg"), sparsity]  # fmt: skip
+                positive("slimming_reg"), sparsity, features]  # fmt: skip
 
 
 def add_family_arguments(parser: argparse.ArgumentParser, default: Callable[[str], str]) -> None:
@@ -205,6 +224,16 @@ def add_family_arguments(parser: argparse.ArgumentParser, default: Callable[[str
     )  # fmt: skip
     group.add_argument("--sparsity-max", type=float,
                        help=f"largest share of weights zeroed ({default('sparsity_max')})")  # fmt: skip
+    group.add_argument(
+        "--input-features", action="store_true",
+        help="for a model whose input is flat features feeding an nn.Linear: the search also chooses how "
+        "many input features to keep, the most informative (mutual information with the labels); the "
+        "exported model takes only those",
+    )  # fmt: skip
+    group.add_argument(
+        "--input-ratio-max", type=float,
+        help=f"largest share of input features dropped ({default('input_ratio_max')})",
+    )  # fmt: skip
     group.add_argument(
         "--size-measure", choices=list(SIZE_MEASURES),
         help="sizes counted as saved bytes or zlib-compressed (default: zlib with --sparsity)",

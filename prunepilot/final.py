@@ -179,6 +179,9 @@ def finalize(
     if policy.sparsity:  # the zeros in the stored weights (output layers stay dense)
         targets = sparse_targets(model, output_layer_names(model, task.input_shape))
         final["sparsity"] = {"amount": policy.sparsity, **sparsity_record(model, targets)}
+    if policy.input_features is not None:
+        final["input_features"] = {"kept": len(policy.input_features), "of": int(task.input_shape[0]),
+                                   "indices": list(policy.input_features)}  # fmt: skip
     heads = head_counts(model)
     if heads:  # attention heads kept per layer, of the baseline's
         final["heads"] = {name: {"kept": kept, "baseline": count} for (name, count), kept

@@ -14,7 +14,9 @@ from prunepilot.export.int8 import export_int8
 from prunepilot.export.onnx import export_onnx
 from prunepilot.export.plan import build_from_plan, export_plan, load_plan
 from prunepilot.export.torchscript import export_torchscript, load_torchscript
+from prunepilot.inputs import InputShape, dtype_of
 from prunepilot.policies import Plan
+from prunepilot.policies.features import KeptFeatures
 from prunepilot.runtimes import Deployed
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings
@@ -68,14 +70,23 @@ def export_all(
 
     Returns:
         The ``export`` entry of the report.
+
+    A model cut to some input features is exported without its wrapper: the files take the kept
+    features only (``export["input_features"]``, in that order; ``plan.json`` lists them too).
     """
     inputs = samples(task.test, 64)
     export: dict[str, Any] = {"policy": "policy.json"}
+    shape = task.input_shape
+    if isinstance(model, KeptFeatures):  # what ships takes the kept input features only
+        export["input_features"] = list(model.kept)
+        inputs, shape = inputs.index_select(-1, model.index), InputShape((len(model.kept),), dtype_of(shape))
+        model = model.inner
+    export["input_shape"] = list(shape)
     if "torchscript" in formats:
         export["torchscript"] = "model.ts.pt"
         export["torchscript_max_abs_diff"] = export_torchscript(model, inputs, folder / "model.ts.pt")
         scripted = load_torchscript(folder / "model.ts.pt")
-        export["torchscript_latency_ms"] = measure_latency(scripted, task.input_shape, settings.latency)
+        export["torchscript_latency_ms"] = measure_latency(scripted, shape, settings.latency)
     if "onnx" in formats:
         export["onnx"] = "model.onnx"
         export.update(export_onnx(model, inputs, folder / "model.onnx", settings.latency))

@@ -15,6 +15,7 @@ from prunepilot.errors import PrunepilotError, UsageError
 from prunepilot.export._compare import TOLERANCE, max_difference
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_of
 from prunepilot.policies import Plan, apply_plan
+from prunepilot.policies.features import KeptFeatures
 from prunepilot.rundir import TEMPORARY_PREFIX, write_atomically
 
 PLAN_SCHEMA = "prunepilot.plan/1"
@@ -90,7 +91,8 @@ def load_plan(folder: Path, base_model: nn.Module | None = None) -> nn.Module:
 
 
 def build_from_plan(plan: dict[str, Any], weights: Path, base_model: nn.Module | None = None) -> nn.Module:
-    """The model of ``plan`` with the state dict in ``weights`` (see :func:`load_plan`)."""
+    """The model of ``plan`` with the state dict in ``weights`` (see :func:`load_plan`); a plan with
+    ``input_features`` gives a model that takes those features only, in that order."""
     from prunepilot.tasks.loading import build_base_model
 
     if plan.get("schema") != PLAN_SCHEMA:
@@ -98,6 +100,8 @@ def build_from_plan(plan: dict[str, Any], weights: Path, base_model: nn.Module |
     base = build_base_model(plan, base_model)
     shape = InputShape(plan["input_shape"], plan.get("input_dtype", DEFAULT_DTYPE))
     model = apply_plan(base, Plan.from_dict(plan), shape)
+    if isinstance(model, KeptFeatures):  # the exported model takes the kept features only
+        model = model.inner
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.train()  # then eval(): layers that cache values derived from their weights when put in
     model.eval()  # eval mode (LeViT's attention biases) derive them from the loaded weights

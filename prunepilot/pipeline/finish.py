@@ -101,6 +101,7 @@ def job_header(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLi
         "budget": {**budget.to_dict(), "baseline_value": baseline[budget.cost],
                    "size_measure": prepared.settings.size_measure},
         "slimming": prepared.slimming,
+        "features": prepared.features,
     }  # fmt: skip
 
 

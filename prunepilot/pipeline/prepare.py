@@ -17,12 +17,14 @@ from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.metric import Metric, evaluate_metric
 from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
+from prunepilot.policies.features import check_single_use
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
 from prunepilot.slimming import slim
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
+from prunepilot.tasks.features import rank_features
 from prunepilot.trial import TrialSettings, deploy
 
 __all__ = [
@@ -55,6 +57,8 @@ class PreparedJob:
             model cannot be quantized); None otherwise.
         slimming: What the slimming warm-up did (see :func:`~prunepilot.slimming.slim`); None
             without one.
+        features: The input features' ranking (see :func:`~prunepilot.tasks.features.rank_features`)
+            when the search may drop some; None otherwise.
     """
 
     job: ResolvedJob
@@ -65,6 +69,7 @@ class PreparedJob:
     left_whole: dict[str, str] = field(default_factory=dict)
     int8_note: str | None = None
     slimming: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
 
     @property
     def spec(self):
@@ -165,7 +170,13 @@ def prepare(
         sparsity_high=spec.sparsity_max if spec.sparsity == "global" else 0.0,
         **criteria,
     )
-    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole), int8_note, slimmed)
+    ranking = None
+    if spec.input_features:  # the input must feed one Linear; features ranked on the training split
+        check_single_use(task.model, task.input_shape)
+        ranking = rank_features(task.train, spec.seed)
+        space = replace(space, feature_order=ranking.order, input_ratio_high=spec.input_ratio_max)
+    return PreparedJob(job, task, groups, space, settings, dict(found.left_whole), int8_note, slimmed,
+                       ranking and ranking.to_dict())  # fmt: skip
 
 
 def _slim(task: Task, steps: int, reg: float, settings: TrialSettings) -> tuple[Task, dict[str, Any]]:
@@ -205,8 +216,10 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     """
     task, space, device, settings = prepared.task, prepared.space, prepared.spec.device, prepared.settings
     int8 = space.quantize != "none"
-    smallest_policy = replace(space.uniform(space.max_ratio, "l1", int8=int8), removed_blocks=space.blocks,
-                              sparsity=space.max_sparsity)  # fmt: skip
+    smallest_policy = replace(
+        space.uniform(space.max_ratio, "l1", int8=int8), removed_blocks=space.blocks,
+        sparsity=space.max_sparsity, input_features=space.kept_features(space.max_input_ratio),
+    )
     base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
     reference = (base.module, baseline["latency_ms"])
     try:

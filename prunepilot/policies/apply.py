@@ -16,6 +16,7 @@ from prunepilot.errors import UsageError
 from prunepilot.inputs import eval_copy
 from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
+from prunepilot.policies.features import keep_features
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
 from prunepilot.policies.heads import find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
@@ -30,23 +31,32 @@ class Plan:
     Attributes:
         channels: Group name -> removed channel indices, in the order the groups were pruned.
         removed_blocks: The blocks removed whole (the policy's ``removed_blocks``).
+        input_features: The input features kept (the policy's ``input_features``); None: all.
     """
 
     channels: Mapping[str, list[int]] = field(default_factory=dict)
     removed_blocks: tuple[str, ...] = ()
+    input_features: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", MappingProxyType({k: list(v) for k, v in self.channels.items()}))
         object.__setattr__(self, "removed_blocks", tuple(self.removed_blocks))
+        if self.input_features is not None:
+            object.__setattr__(self, "input_features", tuple(int(i) for i in self.input_features))
 
     def to_dict(self) -> dict:
-        """Plain data, as ``plan.json`` stores it (channels under ``removed``)."""
-        return {"removed_blocks": list(self.removed_blocks), "removed": dict(self.channels)}
+        """Plain data, as ``plan.json`` stores it (channels under ``removed``; ``input_features``
+        only when features were cut)."""
+        data = {"removed_blocks": list(self.removed_blocks), "removed": dict(self.channels)}
+        if self.input_features is not None:
+            data["input_features"] = list(self.input_features)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Plan:
         """The inverse of :meth:`to_dict`; plans written before ``removed_blocks`` call it ``skipped``."""
-        return cls(data.get("removed", {}), tuple(data.get("removed_blocks", data.get("skipped", []))))
+        return cls(data.get("removed", {}), tuple(data.get("removed_blocks", data.get("skipped", []))),
+                   data.get("input_features"))  # fmt: skip
 
 
 class PrunedModel(NamedTuple):
@@ -125,16 +135,19 @@ def apply_policy(
 
     _remove(graph, groups, removals)
     pruned.zero_grad(set_to_none=True)
-    if policy.sparsity:  # after the channels: what is zeroed is what is left
+    if policy.input_features is not None:  # after the channels: the graph was traced at the full input
+        pruned = keep_features(pruned, input_shape, policy.input_features)
+    if policy.sparsity:  # what is zeroed is what is left
         sparsify(pruned, policy.sparsity, input_shape)
         if not keep_masks:
             fold_sparsity(pruned)
-    return PrunedModel(pruned.eval(), Plan(dict(removals), policy.removed_blocks))
+    return PrunedModel(pruned.eval(), Plan(dict(removals), policy.removed_blocks, policy.input_features))
 
 
 def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn.Module:
     """Returns a copy of ``model`` with exactly what ``plan`` records taken out (the blocks, then the
-    channels): the pruned architecture, re-created from the original class.
+    channels, then the input features): the pruned architecture, re-created from the original
+    class (in a :class:`~prunepilot.policies.features.KeptFeatures` when features were cut).
 
     Raises:
         UsageError: when the plan names a module or group the model lacks or a channel it does not
@@ -151,6 +164,8 @@ def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn
                 f"The plan removes channels of group {name!r} that it cannot ({channels} channels)."
             )
     _remove(graph, groups, list(plan.channels.items()))
+    if plan.input_features is not None:
+        pruned = keep_features(pruned, input_shape, plan.input_features)
     return pruned.eval()
 
 

@@ -20,6 +20,8 @@ MAX_SPARSITY = 0.99
 SCHEMA = "prunepilot.policy/1"
 
 
+#: The fields of a policy file besides its schema.
+FIELDS = ("round_to", "groups", "removed_blocks", "int8", "sparsity", "input_features")
 #: Keys of policy files written by earlier versions, still read (``skip``: ``removed_blocks``).
 OLD_KEYS = ("skip",)
 
@@ -64,6 +66,9 @@ class Policy:
             weights (output layers aside) is zeroed, smallest magnitude first across all layers
             (see :mod:`prunepilot.policies.sparsity`); it makes the stored weights compress, not
             the model faster.
+        input_features: The indices (sorted) of the input features the model keeps: the others'
+            weight columns in its first Linear are cut (see :mod:`prunepilot.policies.features`);
+            None keeps every feature.
     """
 
     groups: Mapping[str, GroupSetting] = field(default_factory=dict)
@@ -71,6 +76,7 @@ class Policy:
     removed_blocks: tuple[str, ...] = ()
     int8: bool = False
     sparsity: float = 0.0
+    input_features: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_integer("Policy", "round_to", self.round_to, 1)
@@ -87,6 +93,14 @@ class Policy:
         ):
             raise invalid_parameter("sparsity", "Policy", f"a number in [0, {MAX_SPARSITY}]", sparsity)
         object.__setattr__(self, "sparsity", float(sparsity))
+        kept = self.input_features
+        if kept is not None:
+            if not isinstance(kept, (tuple, list)) or not kept or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in kept
+            ) or len(set(kept)) != len(kept):
+                accepted = "None or a list of distinct feature indices"
+                raise invalid_parameter("input_features", "Policy", accepted, kept)
+            object.__setattr__(self, "input_features", tuple(sorted(kept)))
         for name, setting in self.groups.items():
             if not isinstance(name, str) or not isinstance(setting, GroupSetting):
                 raise invalid_parameter(
@@ -114,6 +128,8 @@ class Policy:
             data["int8"] = True
         if self.sparsity:
             data["sparsity"] = self.sparsity
+        if self.input_features is not None:
+            data["input_features"] = list(self.input_features)
         return data
 
     @classmethod
@@ -125,12 +141,11 @@ class Policy:
         """
         if not isinstance(data, Mapping):
             raise UsageError(f"A policy must be a JSON object. Got {type(data).__name__} instead.")
-        known = {"schema", "round_to", "groups", "removed_blocks", "int8", "sparsity", *OLD_KEYS}
-        unknown = set(data) - known
+        unknown = set(data) - {*FIELDS, "schema", *OLD_KEYS}
         if unknown:
             raise UsageError(
                 f"Unknown policy field(s) {sorted(unknown)}; "
-                "accepted: schema, round_to, groups, removed_blocks, int8, sparsity."
+                f"accepted: schema, {', '.join(FIELDS)}."
             )
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
@@ -159,9 +174,9 @@ class Policy:
         int8 = data.get("int8", False)
         if not isinstance(int8, bool):
             raise UsageError(f"The 'int8' field of a policy must be true or false. Got {int8!r} instead.")
-        sparsity = data.get("sparsity", 0.0)
+        sparsity, kept = data.get("sparsity", 0.0), data.get("input_features")
         try:
-            return cls(settings, data.get("round_to", 1), tuple(removed_blocks), int8, sparsity)
+            return cls(settings, data.get("round_to", 1), tuple(removed_blocks), int8, sparsity, kept)
         except UsageError as exc:
             raise UsageError(str(exc).replace("parameter of Policy", "field of a policy")) from None
 
@@ -210,7 +225,10 @@ class Policy:
     def describe(self) -> str:
         """One line: the mean ratio, the criteria used and the blocks removed."""
         removed = f"blocks removed: {', '.join(self.removed_blocks)}" if self.removed_blocks else ""
-        for extra in ["int8"] * self.int8 + [f"sparsity {self.sparsity:.2f}"] * bool(self.sparsity):
+        extras = ["int8"] * self.int8 + [f"sparsity {self.sparsity:.2f}"] * bool(self.sparsity)
+        if self.input_features is not None:
+            extras.append(f"{len(self.input_features)} input features")
+        for extra in extras:
             removed = f"{removed}; {extra}" if removed else extra
         if not self.groups:
             return removed or "no pruning"

@@ -10,7 +10,7 @@ import optuna
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
 from prunepilot.policies.criteria import get_criterion
-from prunepilot.policies.policy import MAX_SPARSITY
+from prunepilot.policies.policy import MAX_SPARSITY, kept_channels
 from prunepilot.runtimes import QUANTIZE_MODES
 
 
@@ -36,6 +36,10 @@ class SearchSpace:
             search chooses per policy).
         sparsity_high: The largest unstructured sparsity proposed (one share for the whole model, on
             the ratio grid's step); 0 proposes none.
+        feature_order: The model's input features, most informative first (see
+            :func:`~prunepilot.tasks.features.rank_features`); empty: every feature kept.
+        input_ratio_high: The largest share of the input features removed (the least informative
+            ones), on the ratio grid.
     """
 
     groups: tuple[GroupInfo, ...]
@@ -48,6 +52,8 @@ class SearchSpace:
     round_to_choices: tuple[int, ...] = ()
     quantize: str = "none"
     sparsity_high: float = 0.0
+    feature_order: tuple[int, ...] = ()
+    input_ratio_high: float = 0.0
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -87,7 +93,21 @@ class SearchSpace:
     @property
     def max_sparsity(self) -> float:
         """The largest sparsity on the grid (``sparsity_high`` rounded down onto its step)."""
-        return round(int(self.sparsity_high / self.ratio_step + 1e-9) * self.ratio_step, 6)
+        return self._on_step(self.sparsity_high)
+
+    @property
+    def max_input_ratio(self) -> float:
+        """The largest share of input features removed, on the grid."""
+        return self._on_step(self.input_ratio_high) if self.feature_order else 0.0
+
+    def kept_features(self, ratio: float) -> tuple[int, ...] | None:
+        """The best-ranked features left when ``ratio`` of them are removed (None: all of them)."""
+        total = len(self.feature_order)
+        keep = kept_channels(total, ratio, 1)
+        return None if keep >= total else tuple(sorted(self.feature_order[:keep]))
+
+    def _on_step(self, value: float) -> float:
+        return round(int(value / self.ratio_step + 1e-9) * self.ratio_step, 6)
 
     @property
     def grid_ratios(self) -> list[float]:
@@ -125,10 +145,13 @@ class SearchSpace:
         int8 = self.quantize == "int8"
         if self.quantize == "search":
             int8 = trial.suggest_categorical("int8", [False, True])
-        sparsity = 0.0
+        sparsity, kept = 0.0, None
         if self.sparsity_high:
             sparsity = round(trial.suggest_float("sparsity", 0.0, self.max_sparsity, step=self.ratio_step), 6)
-        return Policy(settings, round_to, removed, int8, sparsity)
+        if self.max_input_ratio:
+            kept = self.kept_features(trial.suggest_float("input:ratio", 0.0, self.max_input_ratio,
+                                                          step=self.ratio_step))  # fmt: skip
+        return Policy(settings, round_to, removed, int8, sparsity, kept)
 
     def params_of(self, policy: Policy) -> dict[str, float | str]:
         """Trial parameters closest to ``policy`` (ratios snapped onto the grid), for enqueueing."""
@@ -152,6 +175,10 @@ class SearchSpace:
         if self.sparsity_high:
             steps = round(policy.sparsity / self.ratio_step)
             params["sparsity"] = round(min(steps * self.ratio_step, self.max_sparsity), 6)
+        if self.max_input_ratio:
+            kept = len(policy.input_features or self.feature_order)
+            steps = round((1 - kept / len(self.feature_order)) / self.ratio_step)
+            params["input:ratio"] = round(min(steps * self.ratio_step, self.max_input_ratio), 6)
         return params
 
     def uniform(self, ratio: float, criterion: str | None = None, int8: bool | None = None) -> Policy:
@@ -215,7 +242,8 @@ class SearchSpace:
         removed = tuple(b for b in self.blocks if params[f"{b}:remove"])
         int8 = bool(params.get("int8", self.quantize == "int8"))
         sparsity = float(params.get("sparsity", 0.0))
-        return Policy(settings, int(params.get("round_to", self.round_to)), removed, int8, sparsity)
+        kept = self.kept_features(float(params.get("input:ratio", 0.0))) if self.max_input_ratio else None
+        return Policy(settings, int(params.get("round_to", self.round_to)), removed, int8, sparsity, kept)
 
     def describe(self) -> list[str]:
         """Lines for ``--dry-run``."""
@@ -230,4 +258,7 @@ class SearchSpace:
             + {"none": "fp32", "int8": "int8", "search": "fp32 or int8, per policy"}[self.quantize],
             "unstructured sparsity: "
             + (f"0 .. {self.sparsity_high:g} of the weights, global" if self.sparsity_high else "none"),
-        ]
+            "input features removed: "
+            + (f"0 .. {self.max_input_ratio:g} of {len(self.feature_order)}, least informative first"
+               if self.max_input_ratio else "none"),
+        ]  # fmt: skip
