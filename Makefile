@@ -39,6 +39,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_scaling.py
 	$(BIN)/python benchmarks/ray_scaling.py --no-gate
 	$(BIN)/python benchmarks/crash_recovery.py
+	$(BIN)/python benchmarks/pruning_families.py
+	$(BIN)/python benchmarks/pruning_families.py --part sparsity
+	$(BIN)/python benchmarks/pruning_families.py --part tabular
 	$(BIN)/python benchmarks/zoo.py
 	$(BIN)/python benchmarks/transformer_heads.py
 	$(BIN)/python benchmarks/quantization.py

@@ -16,8 +16,16 @@ re-measurement (when no candidate does, the cheapest one finalized is scored),
 the per-seed difference to one-shot (to step 1 for slimming), and the median over seeds. The
 final fine-tune's wall time shows each arm's cost.
 
+Two more parts, each a search per arm and seed: ``--part sparsity``, mnist under a size budget of
+25% of the baseline's zlib-compressed weights, channels and blocks only against the same with
+``--sparsity global``; ``--part tabular``, the tabular task under 40% of the baseline's FLOPs,
+channels only against ``--input-features``, and the best front point keeping at most half the
+features, given the final fine-tune.
+
     .venv/bin/python benchmarks/pruning_families.py [--tasks mnist,digits] [--seeds 0,1,2] [--trials 16]
         [--slimming-steps 300] [--json benchmarks/results/pruning_families.json]
+    .venv/bin/python benchmarks/pruning_families.py --part sparsity [--size-share 0.25]
+    .venv/bin/python benchmarks/pruning_families.py --part tabular [--flops-share 0.4]
 """
 
 from __future__ import annotations
@@ -35,11 +43,15 @@ from results_file import finish
 from prunepilot.api import run
 from prunepilot.distill import Distillation
 from prunepilot.errors import UsageError
+from prunepilot.evaluators import count_flops
 from prunepilot.final import finalize_candidates
+from prunepilot.inputs import example_batch
 from prunepilot.pipeline import prepare
+from prunepilot.policies import Policy
 from prunepilot.search import open_study
-from prunepilot.search.pareto import maximizes, ranked_front
+from prunepilot.search.pareto import maximizes, ranked_front, violation
 from prunepilot.spec import JobSpec
+from prunepilot.trial import deploy
 
 BUDGETS = {"mnist": "30%", "digits": "20%"}
 ARMS = ("oneshot", "distill", "gradual")
@@ -99,54 +111,150 @@ def summarize(rows: list[dict], arm: str, reference: str) -> dict:
     return {"deltas_pt": deltas, "median_pt": statistics.median(deltas) if deltas else None}
 
 
+def families_part(args: argparse.Namespace, out: Path) -> dict:
+    """Distillation, the gradual schedule and the slimming warm-up (steps 1 to 3 above)."""
+    results = {}
+    for task in args.tasks.split(","):
+        rows = []
+        for seed in _seeds(args):
+            print(f"{task} seed {seed}: search at {BUDGETS[task]} ...", flush=True)
+            spec = JobSpec(budget=BUDGETS[task], task=task, trials=args.trials, seed=seed, out=str(out),
+                           name=f"{task}-{seed}", ratio_max=0.9)  # fmt: skip
+            try:
+                plain = search(spec, out)
+            except UsageError as exc:  # a budget the space cannot reach
+                print(f"  {exc}", flush=True)
+                rows.append({"seed": seed, "error": str(exc)})
+                continue
+            row = {"seed": seed, "search": plain["final"] and plain["final"]["test_accuracy"],
+                   "baseline": plain["final"] and plain["final"]["baseline_test_accuracy"]}  # fmt: skip
+            arms = refinalize(spec, out)
+            row.update({arm: arms[arm]["test_accuracy"] for arm in ARMS}, arms=arms)
+            print(f"  slimming warm-up of {args.slimming_steps} steps, then the search ...", flush=True)
+            slimmed = search(replace(spec, name=f"{task}-{seed}-slim", slimming_steps=args.slimming_steps,
+                                     slimming_reg=args.slimming_reg), out)  # fmt: skip
+            row["slimming"] = slimmed["final"] and slimmed["final"]["test_accuracy"]
+            row["slimming_record"] = slimmed["slimming"]
+            row["budget_met"] = {"search": plain["budget_met"], "slimming": slimmed["budget_met"],
+                                 **{arm: arms[arm]["budget_met"] for arm in ARMS}}  # fmt: skip
+            print(f"  {json.dumps({k: row[k] for k in ('search', *ARMS, 'slimming')})}", flush=True)
+            rows.append(row)
+        results[task] = {
+            "budget": BUDGETS[task],
+            "rows": rows,
+            "distill": summarize(rows, "distill", "oneshot"),
+            "gradual": summarize(rows, "gradual", "oneshot"),
+            "slimming": summarize(rows, "slimming", "search"),
+        }
+        print(f"{task}: " + json.dumps({k: v for k, v in results[task].items() if k != "rows"}), flush=True)
+    return results
+
+
+def sparsity_part(args: argparse.Namespace, out: Path) -> dict:
+    """mnist under a size budget (a share of the baseline's zlib-compressed weights): channels and
+    blocks only, against the same with unstructured sparsity in the space."""
+    probe = prepare(JobSpec(budget="1GB", task="mnist", size_measure="zlib").resolve(), progress=False)
+    task = probe.task
+    baseline = deploy(task.model, task.train, task.input_shape, probe.settings).size_bytes
+    budget = f"{int(args.size_share * baseline)}B"
+    rows = []
+    for seed in _seeds(args):
+        row: dict = {"seed": seed}
+        for arm, fields in (("channels", {"size_measure": "zlib"}), ("sparsity", {"sparsity": "global"})):
+            print(
+                f"mnist seed {seed}: {arm} at {budget} ({args.size_share:.0%} of {baseline} B) ...",
+                flush=True,
+            )
+            spec = JobSpec(budget=budget, task="mnist", trials=args.trials, seed=seed, out=str(out),
+                           name=f"size-{seed}-{arm}", ratio_max=0.9, **fields)  # fmt: skip
+            final = search(spec, out)["final"]
+            row[arm] = final and final["test_accuracy"]
+            row[f"{arm}_final"] = final and {
+                k: final.get(k) for k in ("size_bytes", "params", "budget_met", "sparsity", "latency_ms")
+            }
+            print(f"  test {row[arm]}  {row[f'{arm}_final']}", flush=True)
+        rows.append(row)
+    return {"budget": budget, "baseline_zlib_bytes": baseline, "rows": rows,
+            "sparsity": summarize(rows, "sparsity", "channels")}  # fmt: skip
+
+
+def tabular_part(args: argparse.Namespace, out: Path) -> dict:
+    """The tabular task under a FLOPs budget: channels only, against the same with input features
+    in the space; and the best front point keeping at most half the features, finalized."""
+    probe = prepare(JobSpec(budget="1GFLOPs", task="tabular").resolve(), progress=False)
+    flops = count_flops(probe.task.model, example_batch(probe.task.input_shape))
+    budget = f"{args.flops_share * flops / 1000:.3f}kFLOPs"
+    rows = []
+    for seed in _seeds(args):
+        row: dict = {"seed": seed}
+        for arm, fields in (("channels", {}), ("features", {"input_features": True})):
+            print(f"tabular seed {seed}: {arm} at {budget} ...", flush=True)
+            spec = JobSpec(budget=budget, task="tabular", trials=args.trials, seed=seed, out=str(out),
+                           name=f"tab-{seed}-{arm}", **fields)  # fmt: skip
+            report = search(spec, out)
+            final = report["final"]
+            row[arm] = final and final["test_accuracy"]
+            row["baseline"] = final and final["baseline_test_accuracy"]
+            row[f"{arm}_kept"] = (final.get("input_features") or {}).get("kept", 30) if final else None
+        row["half"] = _best_with_half_the_features(spec, out)
+        print(f"  {json.dumps(row)}", flush=True)
+        rows.append(row)
+    return {"budget": budget, "baseline_flops": flops, "rows": rows,
+            "features": summarize(rows, "features", "channels")}  # fmt: skip
+
+
+def _best_with_half_the_features(spec: JobSpec, out: Path) -> dict | None:
+    """The trial within budget keeping at most half the input features with the best trial score
+    (on the front or not), given the final fine-tune and scored on test."""
+    prepared = prepare(spec.resolve(), progress=False)
+    run_dir = out / str(spec.name)
+    baseline = json.loads((run_dir / "baseline.json").read_text())
+    study = open_study(run_dir, spec.seed)
+    half = sorted(
+        (t for t in study.trials if t.state.name == "COMPLETE" and violation(t) == 0
+         and len(Policy.from_dict(t.user_attrs["policy"]).input_features or range(30)) <= 15),
+        key=lambda t: -t.values[0],
+    )  # fmt: skip
+    done = finalize_candidates(half[:1], prepared.task, spec.final_settings(prepared.settings),
+                               prepared.job.budget_limit(baseline), _quiet)  # fmt: skip
+    if done is None:
+        return None
+    return {
+        "trial": done.trial.number,
+        "kept": len(done.policy.input_features or ()),
+        "test_accuracy": done.final["test_accuracy"],
+        "baseline": done.final["baseline_test_accuracy"],
+    }
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    return [int(s) for s in args.seeds.split(",")]
+
+
+PARTS = {"families": families_part, "sparsity": sparsity_part, "tabular": tabular_part}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=list(PARTS), default="families")
     parser.add_argument("--tasks", default="mnist,digits")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--slimming-steps", type=int, default=300)
     parser.add_argument("--slimming-reg", type=float, default=JobSpec.slimming_reg)
-    parser.add_argument("--json", default="benchmarks/results/pruning_families.json")
+    parser.add_argument(
+        "--size-share", type=float, default=0.25, help="size budget: this share of the baseline's"
+    )
+    parser.add_argument("--flops-share", type=float, default=0.4, help="tabular FLOPs budget: this share")
+    parser.add_argument(
+        "--json", default=None, help="default: benchmarks/results/pruning_families[-PART].json"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    results: dict = {"settings": vars(args), "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        for task in args.tasks.split(","):
-            rows = []
-            for seed in (int(s) for s in args.seeds.split(",")):
-                print(f"{task} seed {seed}: search at {BUDGETS[task]} ...", flush=True)
-                spec = JobSpec(budget=BUDGETS[task], task=task, trials=args.trials, seed=seed, out=str(out),
-                               name=f"{task}-{seed}", ratio_max=0.9)  # fmt: skip
-                try:
-                    plain = search(spec, out)
-                except UsageError as exc:  # a budget the space cannot reach
-                    print(f"  {exc}", flush=True)
-                    rows.append({"seed": seed, "error": str(exc)})
-                    continue
-                row = {"seed": seed, "search": plain["final"] and plain["final"]["test_accuracy"],
-                       "baseline": plain["final"] and plain["final"]["baseline_test_accuracy"]}  # fmt: skip
-                arms = refinalize(spec, out)
-                row.update({arm: arms[arm]["test_accuracy"] for arm in ARMS}, arms=arms)
-                print(f"  slimming warm-up of {args.slimming_steps} steps, then the search ...", flush=True)
-                slimmed = search(replace(spec, name=f"{task}-{seed}-slim", slimming_steps=args.slimming_steps,
-                                         slimming_reg=args.slimming_reg), out)  # fmt: skip
-                row["slimming"] = slimmed["final"] and slimmed["final"]["test_accuracy"]
-                row["slimming_record"] = slimmed["slimming"]
-                row["budget_met"] = {"search": plain["budget_met"], "slimming": slimmed["budget_met"],
-                                     **{arm: arms[arm]["budget_met"] for arm in ARMS}}  # fmt: skip
-                print(f"  {json.dumps({k: row[k] for k in ('search', *ARMS, 'slimming')})}", flush=True)
-                rows.append(row)
-            results["tasks"][task] = {
-                "budget": BUDGETS[task],
-                "rows": rows,
-                "distill": summarize(rows, "distill", "oneshot"),
-                "gradual": summarize(rows, "gradual", "oneshot"),
-                "slimming": summarize(rows, "slimming", "search"),
-            }
-            print(f"{task}: " + json.dumps({k: v for k, v in results["tasks"][task].items() if k != "rows"}),
-                  flush=True)  # fmt: skip
-    finish(args.json, results, started)
+        results = {"settings": vars(args), "results": PARTS[args.part](args, Path(tmp))}
+    suffix = "" if args.part == "families" else f"-{args.part}"
+    finish(args.json or f"benchmarks/results/pruning_families{suffix}.json", results, started)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ def test_a_search_with_every_family_keeps_the_given_model_as_its_baseline(capsys
     val = zoo.small_digits_data()[1]
     assert report["baseline"]["accuracy"] == pytest.approx(evaluate_metric(trained_tiny, val), abs=1e-9)
     assert report["job"]["schedule"] == "gradual" and report["job"]["slimming_steps"] == 20
+    page = (tmp_path / "f" / "report.md").read_text()
+    assert ("pruning families: distillation from the unpruned model (T 2, weight 1); gradual final pruning "
+            "in 3 stages (5/5/20 steps); slimming warm-up of 20 steps (reg 0.01)") in page
+    assert "Pruning families: distillation" in (tmp_path / "f" / "report.html").read_text()
     # The plan export re-creates the gradually pruned model from the model's class.
     plan = json.loads((tmp_path / "f" / "plan.json").read_text())
     assert plan["removed"] or plan["removed_blocks"]

@@ -78,3 +78,28 @@ def precision(trial: dict[str, Any]) -> str:
 def policy_blocks(policy: dict[str, Any]) -> list[str]:
     """The blocks a policy (as JSON) removes; older runs call them ``skip``, the oldest have none."""
     return list(policy.get("removed_blocks", policy.get("skip", [])))
+
+
+def families_line(report: dict[str, Any]) -> str | None:
+    """What the pruning families did in the run, in one line (None when none was used)."""
+    final, parts = report.get("final") or {}, []
+    distill = (report.get("trial_settings") or {}).get("distill")
+    if distill:
+        temperature, weight = distill["temperature"], distill["weight"]
+        parts.append(f"distillation from the unpruned model (T {temperature:g}, weight {weight:g})")
+    schedule = final.get("schedule") or {}
+    if schedule.get("kind") == "gradual":
+        steps = "/".join(map(str, schedule["steps"]))
+        parts.append(f"gradual final pruning in {schedule['stages']} stages ({steps} steps)")
+    slimming = report.get("slimming")
+    if slimming:
+        parts.append(
+            slimming.get("note") or f"slimming warm-up of {slimming['steps']} steps (reg {slimming['reg']:g})"
+        )
+    if final.get("sparsity"):
+        sparse = final["sparsity"]
+        parts.append(f"{sparse['zeros']:,} of {sparse['weights']:,} weights zeroed (sizes zlib-compressed)")
+    if final.get("input_features"):
+        kept = final["input_features"]
+        parts.append(f"{kept['kept']} of {kept['of']} input features kept")
+    return "pruning families: " + "; ".join(parts) if parts else None

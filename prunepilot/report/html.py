@@ -9,6 +9,7 @@ from typing import Any
 
 from prunepilot.budget import format_cost
 from prunepilot.report._labels import (
+    families_line,
     front_caption,
     metric_change,
     metric_label,
@@ -39,6 +40,7 @@ def html_report(report: dict[str, Any]) -> str:
         f"<p>Task {_e(report['task']['name'])}, {len(report['groups'])} prunable groups. Budget "
         f"{_e(report['budget']['text'])} = {_e(format_cost(metric, report['budget']['limit']))} on "
         f"{_e(metric)}: <b class='{'met' if report['budget_met'] else 'missed'}'>{outcome}</b>.</p>",
+        *([f"<p>{_e(line[0].upper() + line[1:])}.</p>"] if (line := families_line(report)) else []),
     ]
     if final:
         parts += [

@@ -6,6 +6,7 @@ from typing import Any
 
 from prunepilot.budget import format_cost
 from prunepilot.report._labels import (
+    families_line,
     front_caption,
     metric_change,
     metric_label,
@@ -39,6 +40,7 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
         f"{sum(t['state'] == 'FAIL' and not t['interrupted'] for t in report['trials'])} failed, "
         f"{sum(bool(t['interrupted']) for t in report['trials'])} interrupted and re-run",
         _screening_line(report["screening"]),
+        *([f"- {line}"] if (line := families_line(report)) else []),
         "",
     ]
     if final:

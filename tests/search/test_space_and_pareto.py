@@ -171,7 +171,7 @@ def test_a_space_that_searches_the_precision_proposes_both_and_enqueues_either()
     int8 = space.uniform(0.5, int8=True)
     assert space.params_of(int8)["int8"] is True
     assert space.clamp(int8) == int8
-    assert "fp32 or int8" in space.describe()[-1]
+    assert "precision: fp32 or int8, per policy" in space.describe()
 
 
 def test_a_fixed_precision_space_keeps_every_policy_in_its_precision():
