@@ -97,11 +97,13 @@ def prune_gradually(
             {local: GroupSetting(ratio, policy.groups[n].criterion) for local, (n, ratio) in targets.items()},
             removed_blocks=policy.removed_blocks if stage == 0 else (),
             sparsity=policy.sparsity if stage == stages - 1 else 0.0,  # on the final architecture
+            input_features=policy.input_features if stage == stages - 1 else None,
         )
         renamed = {local: name for local, (name, _) in targets.items()}
         current = _stage(current.cpu(), train, input_shape, stage_policy, settings, timings, device, steps,
                          teacher, stage, renamed, alive, removed)  # fmt: skip
-    plan = Plan({name: sorted(drop) for name, drop in removed.items() if drop}, policy.removed_blocks)
+    channels = {name: sorted(drop) for name, drop in removed.items() if drop}
+    plan = Plan(channels, policy.removed_blocks, policy.input_features)
     return PrunedModel(current, plan)
 
 

@@ -72,3 +72,24 @@ def test_gradual_pruning_lands_on_one_shot_architecture_and_its_plan_recreates_i
 
 def plan_weights(model) -> torch.Tensor:
     return next(model.parameters()).detach().flatten()
+
+
+def test_a_gradual_schedule_cuts_input_features_and_zeroes_weights_at_its_last_stage():
+    from prunepilot.policies.features import KeptFeatures
+    from prunepilot.tasks.tabular import tabular_mlp
+
+    torch.manual_seed(0)
+    model, shape = tabular_mlp(), (30,)
+    features = torch.randn(256, 30)
+    train = torch.utils.data.TensorDataset(features, (features[:, 0] > 0).long())
+    groups = [g.name for g in discover_groups(model, shape)]
+    policy = Policy(Policy.uniform(groups, 0.5).groups, sparsity=0.5, input_features=(1, 4, 9, 16, 25))
+    settings = TrialSettings(finetune_steps=8, batch_size=32, bn_batches=0, schedule="gradual")
+    gradual, plan = prune_gradually(model, train, shape, policy, settings, {})
+    oneshot, _ = prune_and_train(model, train, shape, policy, replace(settings, schedule="oneshot"))
+    assert isinstance(gradual, KeptFeatures) and plan.input_features == policy.input_features
+    assert {k: v.shape for k, v in gradual.state_dict().items()} == {
+        k: v.shape for k, v in oneshot.state_dict().items()
+    }
+    assert not any(k.endswith("_mask") for k in gradual.state_dict())
+    assert int((gradual.inner.body[0].weight == 0).sum()) > 0  # the sparsity, folded
