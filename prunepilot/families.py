@@ -211,7 +211,7 @@ def add_family_arguments(parser: argparse.ArgumentParser, default: Callable[[str
         "--slimming-steps", type=int,
         help="before the search, train the model this many steps with an L1 penalty on its BatchNorm "
         "scales, so that bn_scale finds channels to prune; the budget stays relative to the model as "
-        f"given ({default('slimming_steps')}: none)",
+        f"given ({default('slimming_steps')}; 0: none)",
     )  # fmt: skip
     group.add_argument(
         "--slimming-reg", type=float, help=f"strength of the slimming penalty ({default('slimming_reg')})"
