@@ -13,20 +13,15 @@ the base model in one step (as every export does).
 
 from __future__ import annotations
 
-import itertools
-import time
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from prunepilot.adapters import batches
-from prunepilot.distill import Teacher
-from prunepilot.policies import Plan, Policy, PrunedModel, apply_policy
+from prunepilot.policies import Plan, Policy, PrunedModel
 from prunepilot.policies.apply import group_sizes
 from prunepilot.policies.policy import GroupSetting, kept_channels
-from prunepilot.policies.sparsity import fold_sparsity
-from prunepilot.training import fine_tune, recalibrate_batchnorm
-from prunepilot.trial import TrialSettings
+from prunepilot.trial import TrialSettings, prune_and_train
 
 __all__ = ["agp_ramp", "prune_gradually", "schedule_record", "stage_steps"]
 
@@ -70,7 +65,6 @@ def prune_gradually(
         The fine-tuned model (on ``device``) and the plan that re-creates its architecture from
         ``model`` in one step.
     """
-    teacher = None if settings.distill is None else Teacher(model, settings.distill)
     sizes = group_sizes(model, policy.removed_blocks, input_shape)
     final_keep = {
         name: kept_channels(len(size.channels) // size.unit, setting.ratio,
@@ -99,52 +93,17 @@ def prune_gradually(
             sparsity=policy.sparsity if stage == stages - 1 else 0.0,  # on the final architecture
             input_features=policy.input_features if stage == stages - 1 else None,
         )
-        renamed = {local: name for local, (name, _) in targets.items()}
-        current = _stage(current.cpu(), train, input_shape, stage_policy, settings, timings, device, steps,
-                         teacher, stage, renamed, alive, removed)  # fmt: skip
+        stage_settings = replace(settings, finetune_steps=steps, seed=settings.seed + stage)
+        stage_timings: dict[str, float] = {}
+        current, stage_plan = prune_and_train(current.cpu(), train, input_shape, stage_policy, stage_settings,
+                                              stage_timings, device, teacher=model)  # fmt: skip
+        for phase, seconds in stage_timings.items():
+            timings[phase] = timings.get(phase, 0.0) + seconds
+        for local, drop in stage_plan.channels.items():  # back to the base model's channel indices
+            name = targets[local][0]
+            gone = {alive[name][i] for i in drop}
+            removed[name].extend(gone)
+            alive[name] = [c for c in alive[name] if c not in gone]
     channels = {name: sorted(drop) for name, drop in removed.items() if drop}
     plan = Plan(channels, policy.removed_blocks, policy.input_features)
     return PrunedModel(current, plan)
-
-
-def _stage(
-    model: nn.Module,
-    train: torch.utils.data.Dataset,
-    input_shape: tuple[int, ...],
-    policy: Policy,
-    settings: TrialSettings,
-    timings: dict[str, float],
-    device: str | torch.device,
-    steps: int,
-    teacher: Teacher | None,
-    stage: int,
-    whole_name: dict[str, str],
-    alive: dict[str, list[int]],
-    removed: dict[str, list[int]],
-) -> nn.Module:
-    """One stage: prune, recalibrate, fine-tune; records the channels it took in ``removed`` (in the
-    base model's indexing) and what is left in ``alive``."""
-    start = time.perf_counter()
-    gradient_batches = itertools.islice(batches(train, settings.batch_size), settings.gradient_batches)
-    pruned, plan = apply_policy(model, policy, input_shape, gradient_batches=gradient_batches,
-                                seed=settings.seed + stage, loss=settings.loss, keep_masks=True)  # fmt: skip
-    for local, drop in plan.channels.items():
-        name = whole_name[local]
-        gone = {alive[name][i] for i in drop}
-        removed[name].extend(gone)
-        alive[name] = [c for c in alive[name] if c not in gone]
-    pruned = pruned.to(device)
-    _add(timings, "apply", start)
-    start = time.perf_counter()
-    recalibrate_batchnorm(pruned, train, settings.bn_batches, settings.batch_size, device)
-    _add(timings, "bn_recalibration", start)
-    start = time.perf_counter()
-    fine_tune(pruned, train, steps, settings.batch_size, settings.lr, settings.seed + stage, device,
-              loss=settings.loss, teacher=teacher)  # fmt: skip
-    fold_sparsity(pruned)
-    _add(timings, "fine_tune", start)
-    return pruned
-
-
-def _add(timings: dict[str, float], phase: str, start: float) -> None:
-    timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start

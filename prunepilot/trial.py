@@ -163,9 +163,10 @@ def prune_and_train(
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
     pruning: Callable[..., PrunedModel] | None = None,
+    teacher: nn.Module | None = None,
 ) -> PrunedModel:
     """Applies ``policy`` to a copy of ``model`` at once, recalibrates BatchNorm and fine-tunes it
-    (toward ``model`` as the teacher with ``settings.distill``); ``settings.schedule`` is
+    (with ``settings.distill``, toward ``teacher``, by default ``model``); ``settings.schedule`` is
     :func:`~prunepilot.final.finalize`'s to read.
 
     Pruning happens on the CPU; the pruned model then moves to ``device`` for the rest.
@@ -177,7 +178,8 @@ def prune_and_train(
         The fine-tuned model (on ``device``) and its plan (see :func:`apply_policy`).
     """
     timings = {} if timings is None else timings
-    teacher = None if settings.distill is None else Teacher(model, settings.distill)
+    teacher_model = model if teacher is None else teacher
+    distillation = None if settings.distill is None else Teacher(teacher_model, settings.distill)
     start = time.perf_counter()
     with (gate or NullGate()).compute():
         pruned, plan = (pruning or _apply)(model, train, input_shape, policy, settings)
@@ -191,7 +193,7 @@ def prune_and_train(
     start = time.perf_counter()
     fine_tune(
         pruned, train, settings.finetune_steps, settings.batch_size, settings.lr, settings.seed, device, gate,
-        settings.loss, teacher=teacher,
+        settings.loss, teacher=distillation,
     )  # fmt: skip
     fold_sparsity(pruned)  # the zeros the masks kept while training, as plain weights
     timings["fine_tune"] = time.perf_counter() - start
