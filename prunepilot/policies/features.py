@@ -51,18 +51,9 @@ class KeptFeatures(nn.Module):
         return self.inner(x.index_select(-1, self.index), *args, **kwargs)
 
 
-def first_linear(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Linear:
-    """The ``nn.Linear`` that takes the model's flat input of shape ``(F,)``: the first one with
-    ``in_features == F`` that a forward pass calls.
-
-    Raises:
-        UsageError: when the input is not flat or feeds no such layer.
-    """
-    return model.get_submodule(first_linear_name(model, input_shape))  # type: ignore[return-value]
-
-
 def first_linear_name(model: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """The qualified name of :func:`first_linear`'s layer in ``model``.
+    """The qualified name of the ``nn.Linear`` that takes the model's flat input of shape ``(F,)``:
+    the first one with ``in_features == F`` that a forward pass calls.
 
     Raises:
         UsageError: when the input is not flat or feeds no such layer.

@@ -11,7 +11,7 @@ weights for exports and state dicts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -79,41 +79,26 @@ def output_layer_names(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[
     return tuple(names[m] for m in [*outputs, *unused])
 
 
-def apply_sparsity(
-    model: nn.Module, amount: float | Mapping[str, float], targets: Sequence[Target] | None = None
-) -> int:
+def apply_sparsity(model: nn.Module, amount: float, targets: Sequence[Target] | None = None) -> int:
     """Zeroes the smallest-magnitude weights of ``targets`` behind masks (kept until
     :func:`fold_sparsity`), so that fine-tuning cannot revive them.
 
     Args:
         model: The model, changed in place.
         amount: A share in [0, 0.99] of all target weights pooled (global L1 magnitude: layers of
-            small weights lose more), or a mapping from a target module's qualified name to its own
-            share (per-layer L1 magnitude; unnamed targets stay dense).
+            small weights lose more).
         targets: The weights to consider; :func:`sparse_targets` of ``model`` when None.
 
     Returns:
         The number of target weights masked to zero (masks of earlier calls included).
 
     Raises:
-        UsageError: when a share is not in [0, 0.99] or a name is not a target's.
+        UsageError: when the share is not in [0, 0.99].
     """
     targets = sparse_targets(model) if targets is None else list(targets)
-    if isinstance(amount, Mapping):
-        names = {module: name for name, module in model.named_modules()}
-        by_name = {names[module]: (module, tensor) for module, tensor in targets}
-        for name, share in amount.items():
-            if name not in by_name:
-                accepted = f"keyed by target names {sorted(by_name)}"
-                raise invalid_parameter("amount", "apply_sparsity", accepted, name)
-            _check_amount(share)
-        for name, share in amount.items():
-            if share > 0:
-                prune.l1_unstructured(*by_name[name], amount=float(share))
-    else:
-        _check_amount(amount)
-        if amount > 0 and targets:
-            prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=float(amount))
+    _check_amount(amount)
+    if amount > 0 and targets:
+        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=float(amount))
     return sum(int((mask == 0).sum()) for mask in _masks(targets))
 
 

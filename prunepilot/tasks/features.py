@@ -42,15 +42,6 @@ class FeatureRanking:
     def to_dict(self) -> dict:
         return {"method": self.method, "order": list(self.order), "scores": list(self.scores)}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> FeatureRanking:
-        return cls(tuple(int(i) for i in data["order"]), tuple(float(s) for s in data["scores"]),
-                   str(data["method"]))  # fmt: skip
-
-    def best(self, count: int) -> tuple[int, ...]:
-        """The ``count`` best-ranked features, sorted by index."""
-        return tuple(sorted(self.order[:count]))
-
 
 def rank_features(
     train: Dataset | DataLoader | Split, seed: int = 0, max_samples: int = MAX_SAMPLES

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
-from prunepilot.policies.features import KeptFeatures, check_single_use, first_linear, keep_features
+from prunepilot.policies.features import KeptFeatures, check_single_use, first_linear_name, keep_features
 from prunepilot.tasks.tabular import TabularMLP
 from tests import zoo
 
@@ -54,7 +54,7 @@ def _mlp() -> TabularMLP:
 
 def test_the_first_linear_is_the_one_the_input_feeds():
     model = _mlp()
-    assert first_linear(model, (10,)) is model.body[0]
+    assert first_linear_name(model, (10,)) == "body.0"
 
 
 def test_the_cut_model_equals_the_whole_one_with_the_dropped_columns_zeroed():
@@ -107,16 +107,16 @@ def test_a_model_whose_input_is_not_flat_features_is_refused_in_one_line():
         "this model's input shape is (1, 8, 8)."
     )
     with pytest.raises(UsageError) as raised:
-        first_linear(zoo.mlp_logsoftmax(), (1, 8, 8))
+        first_linear_name(zoo.mlp_logsoftmax(), (1, 8, 8))
     assert str(raised.value) == message
     with pytest.raises(
         UsageError, match=r"input of shape \(10,\) feeds no nn.Linear of 10 input features\.$"
     ):
-        first_linear(_FirstFour(), (10,))
+        first_linear_name(_FirstFour(), (10,))
     with pytest.raises(
         UsageError, match=r"this model fails on a batch of shape \(2, 5\) \(RuntimeError: mat1"
     ):
-        first_linear(_mlp(), (5,))
+        first_linear_name(_mlp(), (5,))
 
 
 @pytest.mark.parametrize("kept", [[], [0, 0], [10], [-1], [1.0]])

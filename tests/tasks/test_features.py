@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunepilot.errors import UsageError
-from prunepilot.tasks.features import FeatureRanking, rank_features
+from prunepilot.tasks.features import rank_features
 
 
 def _data(samples: int = 200, features: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,7 +24,6 @@ def test_a_feature_equal_to_the_label_ranks_first():
     assert ranking.method == "mutual_info"
     assert ranking.order[0] == 3 and sorted(ranking.order) == list(range(6))
     assert len(ranking.scores) == 6 and ranking.scores[3] == max(ranking.scores)
-    assert ranking.best(2)[0] < ranking.best(2)[1] and 3 in ranking.best(2)
 
 
 def test_the_ranking_is_fixed_by_the_seed_and_reads_data_loaders_too():
@@ -33,7 +32,6 @@ def test_the_ranking_is_fixed_by_the_seed_and_reads_data_loaders_too():
     first = rank_features(TensorDataset(inputs, labels), seed=4)
     again = rank_features(DataLoader(TensorDataset(inputs, labels), batch_size=17), seed=4)
     assert first == again and first.order[0] == 1
-    assert FeatureRanking.from_dict(first.to_dict()) == first
 
 
 def test_labels_that_are_not_classes_fall_back_to_variance():
