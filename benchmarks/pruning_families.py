@@ -46,7 +46,7 @@ from prunepilot.errors import UsageError
 from prunepilot.evaluators import count_flops
 from prunepilot.final import finalize, finalize_candidates, score_on_test
 from prunepilot.inputs import example_batch
-from prunepilot.pipeline import prepare
+from prunepilot.pipeline import PreparedJob, prepare
 from prunepilot.policies import Policy
 from prunepilot.search import open_study
 from prunepilot.search.pareto import maximizes, ranked_front, violation
@@ -196,24 +196,25 @@ def tabular_part(args: argparse.Namespace, out: Path) -> dict:
             row[arm] = final and final["test_accuracy"]
             row["baseline"] = final and final["baseline_test_accuracy"]
             row[f"{arm}_kept"] = (final.get("input_features") or {}).get("kept", 30) if final else None
-        row["half"] = _best_with_half_the_features(spec, out)
-        row["half_features_only"] = _half_the_features_only(spec)
+        prepared = prepare(spec.resolve(), progress=False)  # once, for both re-finalizations
+        row["half"] = _best_with_half_the_features(spec, prepared, out)
+        row["half_features_only"] = _half_the_features_only(spec, prepared)
         print(f"  {json.dumps(row)}", flush=True)
         rows.append(row)
     return {"budget": budget, "baseline_flops": flops, "rows": rows,
             "features": summarize(rows, "features", "channels")}  # fmt: skip
 
 
-def _best_with_half_the_features(spec: JobSpec, out: Path) -> dict | None:
+def _best_with_half_the_features(spec: JobSpec, prepared: PreparedJob, out: Path) -> dict | None:
     """The trial within budget keeping at most half the input features with the best trial score
     (on the front or not), given the final fine-tune and scored on test."""
-    prepared = prepare(spec.resolve(), progress=False)
+    features = len(prepared.space.feature_order)
     run_dir = out / str(spec.name)
     baseline = json.loads((run_dir / "baseline.json").read_text())
     study = open_study(run_dir, spec.seed)
     half = sorted(
         (t for t in study.trials if t.state.name == "COMPLETE" and violation(t) == 0
-         and len(Policy.from_dict(t.user_attrs["policy"]).input_features or range(30)) <= 15),
+         and 2 * len(Policy.from_dict(t.user_attrs["policy"]).input_features or range(features)) <= features),
         key=lambda t: -t.values[0],
     )  # fmt: skip
     done = finalize_candidates(half[:1], prepared.task, spec.final_settings(prepared.settings),
@@ -228,10 +229,9 @@ def _best_with_half_the_features(spec: JobSpec, out: Path) -> dict | None:
     }
 
 
-def _half_the_features_only(spec: JobSpec) -> dict:
+def _half_the_features_only(spec: JobSpec, prepared: PreparedJob) -> dict:
     """The model keeping the better-ranked half of its input features and every channel, given the
     final fine-tune and scored on test (what the features alone cost, whatever the budget)."""
-    prepared = prepare(spec.resolve(), progress=False)
     kept = prepared.space.kept_features(0.5)
     done = finalize(prepared.task, Policy(input_features=kept), spec.final_settings(prepared.settings))
     scores = score_on_test(prepared.task, done.model, prepared.settings, deployed=done.deployed)
