@@ -41,9 +41,9 @@ from pathlib import Path
 from results_file import finish
 
 from prunepilot.api import run
-from prunepilot.distill import Distillation
 from prunepilot.errors import UsageError
 from prunepilot.evaluators import count_flops
+from prunepilot.families.distill import Distillation
 from prunepilot.final import finalize, finalize_candidates, score_on_test
 from prunepilot.inputs import example_batch
 from prunepilot.pipeline import PreparedJob, prepare

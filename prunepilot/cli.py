@@ -22,20 +22,14 @@ from prunepilot.errors import (
     Interrupted,
     PrunepilotError,
 )
-from prunepilot.spec import RESUMABLE, JobSpec
+from prunepilot.settings import command_line, settings_of
+from prunepilot.settings.flags import given_settings
+from prunepilot.spec import RESUMABLE, SECTIONS, JobSpec
 
 
 def _given(args: argparse.Namespace) -> dict:
     """JobSpec fields set by the flags actually given (parsed into JobSpec's types)."""
-    from prunepilot.tasks.loading import parse_input_shape
-
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "job", "quiet", "debug")}
-    if "input_shape" in given:
-        given["input_shape"] = parse_input_shape(given["input_shape"])
-    for name in ("criteria", "exclude"):
-        if name in given:
-            given[name] = [c.strip() for c in given[name].split(",") if c.strip()]
-    return given
+    return given_settings(args, settings_of(JobSpec))
 
 
 @contextlib.contextmanager
@@ -62,10 +56,10 @@ def _reworded(error, job, given: dict):
 
 def _job(args: argparse.Namespace):
     """The job file named on the command line (parsed), or None, and the flags given."""
-    from prunepilot.jobfile import load_job_file
+    from prunepilot.settings.jobfile import load_job_file
 
     path = getattr(args, "job", None)
-    return (load_job_file(path) if path else None), _given(args)
+    return (load_job_file(path, settings_of(JobSpec)) if path else None), _given(args)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -81,7 +75,8 @@ def _search(args: argparse.Namespace) -> int:
         spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
         ignored = sorted(k for k in given if k not in {"resume", "name", "out", *RESUMABLE})
         if ignored:  # said once the run is known to exist
-            flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+            flag_of = {s.name: s.flag for s in settings_of(JobSpec)}
+            flags = ", ".join(flag_of[k] for k in ignored)
             print(
                 f"prunepilot: warning: {flags} ignored with --resume: the run's saved job is used "
                 "(only --trials, --timeout and where trials run can change).",
@@ -127,18 +122,33 @@ def _repair(args: argparse.Namespace) -> int:
     return repair_run(args.run)
 
 
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from prunepilot.settings.schema import job_file_schema
+
+    print(json.dumps(job_file_schema(settings_of(JobSpec), SECTIONS), indent=2))
+    return EXIT_OK
+
+
 _COMMANDS = {
     "search": _search,
     "validate": _validate,
     "report": _report,
     "export": _export,
     "repair": _repair,
+    "schema": _schema,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    with command_line():  # messages name settings by their flags
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)

@@ -19,11 +19,11 @@ from prunepilot.evaluators import (
     time_models,
 )
 from prunepilot.evaluators.metric import evaluate_metric
-from prunepilot.gradual import prune_gradually, schedule_record
+from prunepilot.families.gradual import prune_gradually, schedule_record
+from prunepilot.families.sparsity import output_layer_names, sparse_targets, sparsity_record
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Plan, Policy
 from prunepilot.policies.heads import head_counts
-from prunepilot.policies.sparsity import output_layer_names, sparse_targets, sparsity_record
 from prunepilot.runtimes import Deployed
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings, deploy, prune_and_train

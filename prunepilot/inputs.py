@@ -18,6 +18,8 @@ INPUT_DTYPES = {
     "int32": torch.int32,
 }
 DEFAULT_DTYPE = "float32"
+#: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
+TRACE_BATCH = 2
 
 
 class InputShape(tuple):

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from prunepilot.adapters import Batch, Loss, Split
 from prunepilot.adapters import batches as read_batches
-from prunepilot.distill import Teacher, distilled
+from prunepilot.families.distill import Teacher, distilled
 from prunepilot.gate import NullGate
 
 
@@ -75,7 +75,7 @@ def fine_tune(
     and a cosine-decayed learning rate.
 
     Args:
-        teacher: Distil toward this model's class scores as well (see :mod:`prunepilot.distill`).
+        teacher: Distil toward this model's class scores as well (see :mod:`prunepilot.families.distill`).
         regularize: Called with the model after each backward pass, before the optimizer's step
             (to add a penalty's gradient, as the slimming warm-up does).
 

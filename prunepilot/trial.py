@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 from prunepilot.adapters import Loss, batches, samples
-from prunepilot.distill import Distillation, Teacher
 from prunepilot.errors import check_integer, invalid_parameter
 from prunepilot.evaluators import LatencySettings, evaluate_model
 from prunepilot.evaluators.metric import Metric
+from prunepilot.families.distill import Distillation, Teacher
+from prunepilot.families.sparsity import fold_sparsity
 from prunepilot.gate import NullGate
 from prunepilot.inputs import example_batch, on_device
 from prunepilot.policies import Policy, PrunedModel, apply_policy
-from prunepilot.policies.sparsity import fold_sparsity
 from prunepilot.runtimes import QUANTIZE_MODES, Deployed, get_runtime, runtime_names
 from prunepilot.runtimes.base import SIZE_MEASURES
 from prunepilot.runtimes.int8 import CALIBRATION_SAMPLES
@@ -57,10 +57,10 @@ class TrialSettings:
         quantize: ``none``, ``int8`` or ``search``: with ``search``, a policy's model that the
             runtime cannot quantize runs in fp32 (the reason recorded); with ``int8`` it fails.
         distill: Fine-tunes also follow the unpruned model's class scores (see
-            :mod:`prunepilot.distill`); None trains on the loss alone.
+            :mod:`prunepilot.families.distill`); None trains on the loss alone.
         schedule: ``oneshot`` prunes the policy at once, then fine-tunes; ``gradual`` prunes in
             ``schedule_stages`` steps along a cubic ramp with fine-tuning between them (see
-            :mod:`prunepilot.gradual`), the same steps in all.
+            :mod:`prunepilot.families.gradual`), the same steps in all.
         schedule_stages: The stages of a ``gradual`` schedule (>= 2).
         size_measure: How sizes are counted: ``saved`` bytes, or ``zlib``-compressed (where the
             zeros of unstructured sparsity count).

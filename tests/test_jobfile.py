@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from prunepilot.jobfile import KEYS, load_job_file
+from prunepilot.settings import settings_of
+from prunepilot.settings.jobfile import load_job_file as load_with
 from prunepilot.spec import JobSpec
 from tests.helpers import REPO, run_cli
 
@@ -19,10 +20,15 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_every_key_sets_a_jobspec_field():
-    fields = set(JobSpec.__dataclass_fields__)
-    assert all(key.field in fields for key in KEYS)
-    assert len({key.field for key in KEYS}) == len(KEYS)
+def load_job_file(path):
+    return load_with(path, settings_of(JobSpec))
+
+
+def test_every_key_is_one_setting_and_every_setting_but_the_run_switches_has_a_key():
+    keys = [s.key for s in settings_of(JobSpec) if s.key]
+    assert len(set(keys)) == len(keys)
+    keyless = {s.name for s in settings_of(JobSpec) if not s.key}
+    assert keyless == {"resume", "dry_run", "python_model"}
 
 
 def test_the_example_job_file_loads_and_validates():

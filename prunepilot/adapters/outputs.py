@@ -82,3 +82,39 @@ def as_logits_model(model: nn.Module, output: object, output_key: str | None = N
 def user_model(model: nn.Module) -> nn.Module:
     """The user's own model inside ``model`` (``model`` itself unless it is a :class:`LogitsModel`)."""
     return model.model if isinstance(model, LogitsModel) else model
+
+
+def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:
+    """The layers whose output channels are the model's outputs (never pruned).
+
+    A layer counts when its output tensor *is* the model's output (or one of them). When the output
+    comes from no module (a functional op), the last Conv/Linear run is taken.
+    """
+    produced: list[tuple[nn.Module, torch.Tensor]] = []
+    executed: list[nn.Module] = []
+
+    def hook(module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            produced.append((module, output))
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            executed.append(module)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            outputs = model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    flat = [t for t in _flatten(outputs) if isinstance(t, torch.Tensor)]
+    producers = [m for m, out in produced if any(out is t for t in flat)]
+    layers = [m for m in producers if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    return layers or executed[-1:]
+
+
+def _flatten(obj: object) -> list:
+    if isinstance(obj, (list, tuple)):
+        return [x for item in obj for x in _flatten(item)]
+    if isinstance(obj, dict):
+        return [x for item in obj.values() for x in _flatten(item)]
+    return [obj]

@@ -14,9 +14,9 @@ from prunepilot.export.int8 import export_int8
 from prunepilot.export.onnx import export_onnx
 from prunepilot.export.plan import build_from_plan, export_plan, load_plan
 from prunepilot.export.torchscript import export_torchscript, load_torchscript
+from prunepilot.families.features import KeptFeatures
 from prunepilot.inputs import InputShape, dtype_of
 from prunepilot.policies import Plan
-from prunepilot.policies.features import KeptFeatures
 from prunepilot.runtimes import Deployed
 from prunepilot.tasks.base import Task
 from prunepilot.trial import TrialSettings

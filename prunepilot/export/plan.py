@@ -13,9 +13,9 @@ from torch import nn
 
 from prunepilot.errors import PrunepilotError, UsageError
 from prunepilot.export._compare import TOLERANCE, max_difference
+from prunepilot.families.features import KeptFeatures
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_of
 from prunepilot.policies import Plan, apply_plan
-from prunepilot.policies.features import KeptFeatures
 from prunepilot.rundir import TEMPORARY_PREFIX, write_atomically
 
 PLAN_SCHEMA = "prunepilot.plan/1"

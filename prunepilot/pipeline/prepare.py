@@ -15,16 +15,16 @@ from prunepilot.budget import BudgetLimit, format_cost
 from prunepilot.errors import UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.metric import Metric, evaluate_metric
+from prunepilot.families.feature_ranking import rank_features
+from prunepilot.families.features import check_single_use
+from prunepilot.families.slimming import slim
 from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
-from prunepilot.policies.features import check_single_use
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
-from prunepilot.slimming import slim
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
-from prunepilot.tasks.features import rank_features
 from prunepilot.trial import TrialSettings, deploy
 
 __all__ = [
@@ -55,9 +55,9 @@ class PreparedJob:
         left_whole: Groups never pruned -> why (listed by ``--dry-run``).
         int8_note: Why a search of the precision (``--quantize search``) runs fp32 only (the base
             model cannot be quantized); None otherwise.
-        slimming: What the slimming warm-up did (see :func:`~prunepilot.slimming.slim`); None
+        slimming: What the slimming warm-up did (see :func:`~prunepilot.families.slimming.slim`); None
             without one.
-        features: The input features' ranking (see :func:`~prunepilot.tasks.features.rank_features`)
+        features: The input features' ranking (see :func:`~prunepilot.families.feature_ranking.rank_features`)
             when the search may drop some; None otherwise.
     """
 

@@ -13,14 +13,14 @@ from torch import nn
 
 from prunepilot.adapters import Batch, Loss
 from prunepilot.errors import UsageError
+from prunepilot.families.features import keep_features
+from prunepilot.families.sparsity import fold_sparsity, sparsify
 from prunepilot.inputs import eval_copy
 from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
-from prunepilot.policies.features import keep_features
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
 from prunepilot.policies.heads import find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
-from prunepilot.policies.sparsity import fold_sparsity, sparsify
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def apply_policy(
         seed: Seeds the random criterion.
         loss: What those gradients are of (cross-entropy by default).
         keep_masks: The policy's sparsity stays behind ``torch.nn.utils.prune`` masks (so that a
-            fine-tune keeps the zeros; :func:`~prunepilot.policies.sparsity.fold_sparsity` makes them
+            fine-tune keeps the zeros; :func:`~prunepilot.families.sparsity.fold_sparsity` makes them
             plain weights); else the zeroed weights are plain.
 
     Returns:
@@ -147,7 +147,7 @@ def apply_policy(
 def apply_plan(model: nn.Module, plan: Plan, input_shape: tuple[int, ...]) -> nn.Module:
     """Returns a copy of ``model`` with exactly what ``plan`` records taken out (the blocks, then the
     channels, then the input features): the pruned architecture, re-created from the original
-    class (in a :class:`~prunepilot.policies.features.KeptFeatures` when features were cut).
+    class (in a :class:`~prunepilot.families.features.KeptFeatures` when features were cut).
 
     Raises:
         UsageError: when the plan names a module or group the model lacks or a channel it does not

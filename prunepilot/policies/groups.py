@@ -12,13 +12,11 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunepilot.adapters.outputs import output_layers
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.cost import flops_by_module
-from prunepilot.inputs import eval_copy, example_batch
+from prunepilot.inputs import TRACE_BATCH, eval_copy, example_batch
 from prunepilot.policies.heads import Attention, find_attention, head_tables
-
-#: Batch size of the example input used for tracing (2 keeps batch-dependent ops honest).
-TRACE_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -68,34 +66,6 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
             f"The model cannot be traced for pruning ({type(exc).__name__}: {exc}); "
             "a model must run forward on a tensor of the input shape."
         ) from exc
-
-
-def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:
-    """The layers whose output channels are the model's outputs (never pruned).
-
-    A layer counts when its output tensor *is* the model's output (or one of them). When the output
-    comes from no module (a functional op), the last Conv/Linear run is taken.
-    """
-    produced: list[tuple[nn.Module, torch.Tensor]] = []
-    executed: list[nn.Module] = []
-
-    def hook(module: nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
-            produced.append((module, output))
-        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-            executed.append(module)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
-    try:
-        with torch.no_grad():
-            outputs = model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    flat = [t for t in _flatten(outputs) if isinstance(t, torch.Tensor)]
-    producers = [m for m, out in produced if any(out is t for t in flat)]
-    layers = [m for m in producers if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
-    return layers or executed[-1:]
 
 
 def named_groups(
@@ -190,11 +160,3 @@ def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[
     order = list(names.values())
     infos.sort(key=lambda info: order.index(info.name))
     return infos, left
-
-
-def _flatten(obj: object) -> list:
-    if isinstance(obj, (list, tuple)):
-        return [x for item in obj for x in _flatten(item)]
-    if isinstance(obj, dict):
-        return [x for item in obj.values() for x in _flatten(item)]
-    return [obj]

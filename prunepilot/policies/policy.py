@@ -11,12 +11,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
+from prunepilot.families.sparsity import MAX_SPARSITY
 from prunepilot.policies.criteria import criterion_names
 
 #: Largest pruning ratio a policy may give a group.
 MAX_RATIO = 0.95
-#: Largest share of the weights that unstructured sparsity may zero.
-MAX_SPARSITY = 0.99
 SCHEMA = "prunepilot.policy/1"
 
 
@@ -64,10 +63,10 @@ class Policy:
             ``onnxruntime``).
         sparsity: After the channels and blocks, this share of the remaining Conv and Linear
             weights (output layers aside) is zeroed, smallest magnitude first across all layers
-            (see :mod:`prunepilot.policies.sparsity`); it makes the stored weights compress, not
+            (see :mod:`prunepilot.families.sparsity`); it makes the stored weights compress, not
             the model faster.
         input_features: The indices (sorted) of the input features the model keeps: the others'
-            weight columns in its first Linear are cut (see :mod:`prunepilot.policies.features`);
+            weight columns in its first Linear are cut (see :mod:`prunepilot.families.features`);
             None keeps every feature.
     """
 

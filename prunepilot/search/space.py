@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 import optuna
 
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
+from prunepilot.families.sparsity import MAX_SPARSITY
 from prunepilot.policies import MAX_RATIO, GroupInfo, GroupSetting, Policy, criterion_names
 from prunepilot.policies.criteria import get_criterion
-from prunepilot.policies.policy import MAX_SPARSITY, kept_channels
+from prunepilot.policies.policy import kept_channels
 from prunepilot.runtimes import QUANTIZE_MODES
 
 
@@ -37,7 +38,7 @@ class SearchSpace:
         sparsity_high: The largest unstructured sparsity proposed (one share for the whole model, on
             the ratio grid's step); 0 proposes none.
         feature_order: The model's input features, most informative first (see
-            :func:`~prunepilot.tasks.features.rank_features`); empty: every feature kept.
+            :func:`~prunepilot.families.feature_ranking.rank_features`); empty: every feature kept.
         input_ratio_high: The largest share of the input features removed (the least informative
             ones), on the ratio grid.
     """

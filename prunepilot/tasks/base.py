@@ -35,7 +35,7 @@ class Task:
         test: Test split (touched once, for the chosen model).
         input_shape: Shape of one input sample, without the batch dimension.
         unslimmed: The model as given, when a slimming warm-up made ``model`` (see
-            :mod:`prunepilot.slimming`); None otherwise.
+            :mod:`prunepilot.families.slimming`); None otherwise.
     """
 
     name: str

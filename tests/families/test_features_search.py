@@ -10,8 +10,8 @@ import torch
 
 from prunepilot.errors import UsageError
 from prunepilot.export import load_plan
+from prunepilot.families.features import KeptFeatures
 from prunepilot.policies import Policy, apply_plan, apply_policy, discover_groups
-from prunepilot.policies.features import KeptFeatures
 from prunepilot.search import SearchSpace
 from prunepilot.tasks.tabular import tabular_mlp
 from tests.helpers import assert_one_line_error, run_cli

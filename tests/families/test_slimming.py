@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from prunepilot import slimming
-from prunepilot.slimming import NO_BATCHNORM, batchnorm_scales, bn_l1, slim
+from prunepilot.families import slimming
+from prunepilot.families.slimming import NO_BATCHNORM, batchnorm_scales, bn_l1, slim
 from prunepilot.training import fine_tune
 from prunepilot.trial import TrialSettings
 from tests import zoo

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prunepilot.errors import UsageError
-from prunepilot.gradual import agp_ramp, prune_gradually, schedule_record, stage_steps
+from prunepilot.families.gradual import agp_ramp, prune_gradually, schedule_record, stage_steps
 from prunepilot.policies import Policy, apply_plan, discover_blocks, discover_groups
 from prunepilot.policies.policy import GroupSetting
 from prunepilot.trial import TrialSettings, prune_and_train
@@ -75,7 +75,7 @@ def plan_weights(model) -> torch.Tensor:
 
 
 def test_a_gradual_schedule_cuts_input_features_and_zeroes_weights_at_its_last_stage():
-    from prunepilot.policies.features import KeptFeatures
+    from prunepilot.families.features import KeptFeatures
     from prunepilot.tasks.tabular import tabular_mlp
 
     torch.manual_seed(0)

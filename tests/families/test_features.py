@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
-from prunepilot.policies.features import KeptFeatures, check_single_use, first_linear_name, keep_features
+from prunepilot.families.features import KeptFeatures, check_single_use, first_linear_name, keep_features
 from prunepilot.tasks.tabular import TabularMLP
 from tests import zoo
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from prunepilot.errors import UsageError
+from prunepilot.families.sparsity import output_layer_names, sparse_targets, sparsity_record
 from prunepilot.policies import Policy, apply_policy, discover_groups
-from prunepilot.policies.sparsity import output_layer_names, sparse_targets, sparsity_record
 from prunepilot.search import SearchSpace
 from prunepilot.search.calibration import structure_only
 from prunepilot.search.screen import _toward_low, _toward_max

@@ -7,8 +7,8 @@ import torch
 from torch.nn import functional
 
 from prunepilot.adapters import Loss
-from prunepilot.distill import Distillation, Teacher, distilled, kd_term
 from prunepilot.errors import UsageError
+from prunepilot.families.distill import Distillation, Teacher, distilled, kd_term
 from prunepilot.training import fine_tune
 from tests import zoo
 

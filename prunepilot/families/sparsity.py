@@ -17,13 +17,12 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from prunepilot.adapters.outputs import output_layers
 from prunepilot.errors import invalid_parameter
-from prunepilot.inputs import eval_copy, example_batch
-from prunepilot.policies.groups import TRACE_BATCH, output_layers
-from prunepilot.policies.policy import MAX_SPARSITY
+from prunepilot.inputs import TRACE_BATCH, eval_copy, example_batch
 
-#: Largest share of a tensor's weights that may be zeroed.
-MAX_AMOUNT = MAX_SPARSITY
+#: Largest share of the weights that unstructured sparsity may zero (a policy, a tensor).
+MAX_SPARSITY = 0.99
 
 #: A weight to sparsify: the module and its parameter's name (as ``torch.nn.utils.prune`` takes).
 Target = tuple[nn.Module, str]
@@ -147,10 +146,10 @@ def sparsity_record(model: nn.Module, targets: Sequence[Target] | None = None) -
 
 
 def _check_amount(amount: object) -> None:
-    """Raises the standard message unless ``amount`` is a number in [0, MAX_AMOUNT]."""
+    """Raises the standard message unless ``amount`` is a number in [0, MAX_SPARSITY]."""
     number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
-    if not number or not 0 <= amount <= MAX_AMOUNT:  # NaN fails the comparison
-        raise invalid_parameter("amount", "apply_sparsity", f"in [0, {MAX_AMOUNT}]", amount)
+    if not number or not 0 <= amount <= MAX_SPARSITY:  # NaN fails the comparison
+        raise invalid_parameter("amount", "apply_sparsity", f"in [0, {MAX_SPARSITY}]", amount)
 
 
 def _dense_weight(module: nn.Module) -> nn.Parameter | None:

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunepilot.errors import UsageError
-from prunepilot.tasks.features import rank_features
+from prunepilot.families.feature_ranking import rank_features
 
 
 def _data(samples: int = 200, features: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,14 +14,14 @@ from prunepilot.errors import UsageError
 from prunepilot.evaluators import LatencySettings
 from prunepilot.evaluators.cost import compressed_size, state_dict_bytes
 from prunepilot.export import export_onnx, export_plan, export_torchscript, load_plan
-from prunepilot.policies import Plan
-from prunepilot.policies.sparsity import (
+from prunepilot.families.sparsity import (
     apply_sparsity,
     fold_sparsity,
     output_layer_names,
     sparse_targets,
     sparsity_record,
 )
+from prunepilot.policies import Plan
 from prunepilot.training import fine_tune
 from tests import zoo
 

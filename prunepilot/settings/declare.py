@@ -1,0 +1,185 @@
+"""One declaration per setting: :func:`setting` makes a dataclass field that carries everything the
+command line, job files, the Python API, the JSON Schema and the reference need to know of it.
+
+A declaration's rules (what a new one must keep):
+
+- its type is the field's annotation: ``bool``, ``int``, ``float``, ``str`` (a ``Callable`` beside
+  ``str`` is accepted from Python only), ``list[str]``, ``list[int]`` or ``tuple[int, ...]``, each
+  ``| None`` when None is a value;
+- its default is a value of that type (lists default to None: fields are shared);
+- its ``check`` tests the value alone; a rule between settings is a function of the job's
+  (``JobSpec._rules``), never a declaration's;
+- its help is one line, lower case, without the default (the default is shown from the field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from prunepilot.errors import UsageError
+from prunepilot.settings.constraints import Constraint
+from prunepilot.settings.surface import invalid_field
+
+__all__ = ["Setting", "field_problems", "setting", "settings_of"]
+
+#: The value kinds a setting may take (as in a TOML job file).
+KINDS = ("str", "int", "float", "bool", "int_list", "str_list")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a job, as declared.
+
+    Attributes:
+        name: The field's name: the Python API's keyword and ``config.json``'s key.
+        kind: One of :data:`KINDS`, from the annotation.
+        optional: Whether None is a value.
+        default: The default value.
+        help: One line: what it does.
+        key: The job-file key (``space.ratio_max``; top-level keys have no dot); None: not in files.
+        flag: The command-line flag (``--ratio-max``; ``--no-x`` for a switch on by default); None:
+            no flag.
+        check: What a value must be (None: any value of the kind).
+        default_text: How the default is said where it is not a plain value ("sized to the Ray
+            cluster"); None shows the value.
+        note: More words for the reference, after the help.
+        example: A value shown in the example job file when the default is None.
+        api: Whether ``prunepilot.search`` takes it as a keyword.
+        resumable: Whether it may change when a run is resumed.
+        parse: Turns the flag's text into the value (None: by the kind).
+        container: ``list`` or ``tuple``: what a list kind's values are made into.
+    """
+
+    name: str
+    kind: str
+    optional: bool
+    default: Any
+    help: str
+    key: str | None
+    flag: str | None
+    check: Constraint | None = None
+    default_text: str | None = None
+    note: str = ""
+    example: Any = None
+    api: bool = True
+    resumable: bool = False
+    parse: Callable[[str], Any] | None = None
+    container: type = list
+
+    @property
+    def section(self) -> str:
+        """The job file's section of the key ("" for a top-level key or none)."""
+        return self.key.split(".")[0] if self.key and "." in self.key else ""
+
+    @property
+    def is_switch(self) -> bool:
+        """A flag that takes no value (``--distill``, ``--no-screen``)."""
+        return self.kind == "bool"
+
+    def shown_default(self) -> str:
+        """The default as help says it (``default 24``, ``default: the data's``)."""
+        if self.default_text is not None:
+            return f"default: {self.default_text}"
+        return f"default {self.default}"
+
+
+_UNSET = object()
+
+
+def setting(
+    default: Any,
+    help: str,  # noqa: A002 - the word every declaration reads best with
+    *,
+    key: str | None,
+    flag: str | None | object = _UNSET,
+    check: Constraint | None = None,
+    default_text: str | None = None,
+    note: str = "",
+    example: Any = None,
+    api: bool = True,
+    resumable: bool = False,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """A dataclass field declaring one setting (see the module's rules); the flag defaults to the
+    name with dashes (``--no-<name>`` for a switch that is on by default)."""
+    info = {"help": help, "key": key, "flag": flag, "check": check, "default_text": default_text,
+            "note": note, "example": example, "api": api, "resumable": resumable, "parse": parse}  # fmt: skip
+    return dataclasses.field(default=default, metadata={"setting": info})
+
+
+@cache
+def settings_of(cls: type) -> tuple[Setting, ...]:
+    """The settings a dataclass declares, the class's own first, then its bases'."""
+    hints = typing.get_type_hints(cls)
+    own = [f for f in dataclasses.fields(cls) if f.name in cls.__dict__.get("__annotations__", {})]
+    ordered = own + [f for f in dataclasses.fields(cls) if f not in own]
+    found = []
+    for f in ordered:
+        info = f.metadata.get("setting")
+        if info is None:
+            continue
+        kind, optional, container = _kind(hints[f.name], f.name)
+        flag = info["flag"]
+        if flag is _UNSET:
+            dashed = f.name.replace("_", "-")
+            flag = f"--no-{dashed}" if kind == "bool" and f.default is True else f"--{dashed}"
+        found.append(Setting(name=f.name, kind=kind, optional=optional, default=f.default,
+                             container=container, **{**info, "flag": flag}))  # fmt: skip
+    return tuple(found)
+
+
+#: What a value of each kind is, as messages say it; and what it may be, where no check says more.
+KIND_TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+             "int_list": "a list of integers", "str_list": "a list of strings"}  # fmt: skip
+_KIND_ALLOWS = {
+    "str": lambda v: isinstance(v, (str, os.PathLike)),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "int_list": lambda v: isinstance(v, (list, tuple)) and all(_KIND_ALLOWS["int"](x) for x in v),
+    "str_list": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+}
+
+
+def field_problems(job: Any) -> list[UsageError]:
+    """One error for each setting of ``job`` (a dataclass of settings) whose value its declaration
+    refuses, in declaration order."""
+    found = []
+    for declared in settings_of(type(job)):
+        value = getattr(job, declared.name)
+        if value is None and declared.optional:
+            continue
+        if declared.check is not None:
+            if not declared.check.allows(value):
+                found.append(invalid_field(declared.name, declared.check.accepted, value))
+        elif not _KIND_ALLOWS[declared.kind](value):
+            found.append(invalid_field(declared.name, KIND_TEXT[declared.kind], value))
+    return found
+
+
+def _kind(hint: Any, name: str) -> tuple[str, bool, type]:
+    """(kind, optional, container) of an annotation; raises TypeError for a type a setting cannot have."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _union_type()) else (hint,)
+    optional = type(None) in args
+    types = [a for a in args if a is not type(None) and typing.get_origin(a) is not Callable
+             and a is not Callable]  # fmt: skip
+    if len(types) == 1:
+        only = types[0]
+        if only in (bool, int, float, str):
+            return only.__name__, optional, list
+        origin, inner = typing.get_origin(only), typing.get_args(only)
+        if origin in (list, tuple) and inner and inner[0] in (int, str):
+            return f"{inner[0].__name__}_list", optional, origin
+    raise TypeError(f"The setting {name!r} has the type {hint!r}, which no job file can hold.")
+
+
+def _union_type() -> Any:
+    import types
+
+    return types.UnionType

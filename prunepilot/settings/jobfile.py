@@ -1,0 +1,116 @@
+"""Job files: a TOML file that holds everything the flags hold, for jobs kept under version control.
+
+Every key is a setting's declaration (its ``key``); flags given on the command line override the
+file. An error names the file, the key's path (``space.ratio_max``) and what is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from prunepilot.errors import UsageError
+from prunepilot.settings.declare import KIND_TEXT, Setting
+
+__all__ = ["JobFile", "load_job_file"]
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """A parsed job file: JobSpec field values, and where each came from.
+
+    Attributes:
+        path: The file.
+        values: JobSpec field -> value.
+        origin: JobSpec field -> key path in the file (for error messages).
+        keys: Every setting's key path, by field (to name a key the file lacks).
+    """
+
+    path: str
+    values: dict[str, Any]
+    origin: dict[str, str]
+    keys: dict[str, str]
+
+    def error(self, field: str, reason: str) -> UsageError:
+        """The standard error for ``field``: file, key path, reason."""
+        where = self.origin.get(field, self.keys.get(field, field))
+        return UsageError(f"{self.path}: {where}: {reason}", field)
+
+    def blames(self, field: str | None) -> bool:
+        """Whether an error about ``field`` is the file's (it set the field, or lacks a required one)."""
+        return field in self.origin or field == "budget"
+
+
+def load_job_file(path: str | Path, settings: Sequence[Setting]) -> JobFile:
+    """Reads a job file and checks each key's type against the ``settings`` declared.
+
+    Raises:
+        UsageError: naming the file, the key path and what is accepted.
+    """
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is allowed
+    except OSError as exc:
+        raise UsageError(f"Cannot read the job file {shown!r}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{shown}: not a TOML job file (not UTF-8 text: byte {exc.start}).") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{shown}: not valid TOML ({exc}).") from None
+    except RecursionError:
+        raise UsageError(f"{shown}: not a TOML job file (nested too deeply to read).") from None
+    by_key = {s.key: s for s in settings if s.key}
+    sections = list(dict.fromkeys(s.section for s in by_key.values() if s.section))
+    values, origin = {}, {}
+    for dotted, value in _flatten(data, shown, sections):
+        declared = by_key.get(dotted)
+        if declared is None:
+            section = dotted.split(".")[0]
+            if "." in dotted and section in sections:
+                accepted = [k for k in by_key if k.startswith(section + ".")]
+            else:
+                accepted = [k for k in by_key if "." not in k] + [f"[{s}]" for s in sections]
+            raise UsageError(f"{shown}: {dotted}: unknown key; accepted: {', '.join(accepted)}.")
+        values[declared.name] = _checked(declared, value, shown)
+        origin[declared.name] = dotted
+    return JobFile(shown, values, origin, {s.name: key for key, s in by_key.items()})
+
+
+def _flatten(data: dict[str, Any], shown: str, sections: list[str], prefix: str = ""):
+    for name, value in data.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(value, dict):
+            if prefix:
+                raise UsageError(f"{shown}: {dotted}: tables nest one level only ([section] then keys).")
+            if name not in sections:
+                raise UsageError(
+                    f"{shown}: [{name}]: unknown section; accepted: {', '.join(f'[{s}]' for s in sections)}."
+                )
+            yield from _flatten(value, shown, sections, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _checked(declared: Setting, value: Any, shown: str) -> Any:
+    kind = declared.kind
+    ok = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "int_list": isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+        "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[kind]
+    if not ok:
+        raise UsageError(f"{shown}: {declared.key}: must be {KIND_TEXT[kind]}. Got {value!r} instead.")
+    if kind == "float":
+        return float(value)
+    if kind.endswith("_list"):
+        return declared.container(value)
+    return value
