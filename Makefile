@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint docs clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transformer_heads.py
 	$(BIN)/python benchmarks/quantization.py
 	$(BIN)/python benchmarks/quantization.py --budget 40% --seeds 0 1 --results benchmarks/results/quantization-40.json
+
+# The settings reference's table, examples/digits.toml and docs/job.schema.json, written from the
+# settings' declarations (a test fails when a committed one is stale).
+docs: $(STAMP)
+	$(BIN)/python -m prunepilot.settings.docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -12,7 +12,7 @@ import inspect
 import sys
 import types
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,14 +23,11 @@ from prunepilot.errors import UsageError
 from prunepilot.imports import callable_name
 from prunepilot.inputs import dtype_name
 from prunepilot.pipeline import SearchResult, resume_spec, run_job
+from prunepilot.settings import settings_of
 from prunepilot.spec import RESUMABLE, JobSpec
 from prunepilot.tasks.loading import checked_task
 
 __all__ = ["SearchResult", "run", "search"]
-
-#: JobSpec fields that name the model and data; ``search`` takes objects instead.
-_OBJECT_FIELDS = ("model", "weights", "data", "task", "input_shape", "input_dtype", "python_model")
-
 
 def search(
     model: nn.Module,
@@ -74,7 +71,7 @@ def search(
         raise UsageError(
             f"The 'model' parameter of search must be a torch.nn.Module. Got {type(model).__name__} instead."
         )
-    known = {f.name for f in fields(JobSpec)} - set(_OBJECT_FIELDS) - {"budget"}
+    known = {s.name for s in settings_of(JobSpec) if s.api}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise UsageError(f"Unknown setting(s) {unknown} of search; accepted: {sorted(known)}.")

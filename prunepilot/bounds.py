@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 
 from prunepilot.errors import UsageError
+from prunepilot.settings.surface import named
 
 try:
     import resource
@@ -63,7 +64,7 @@ def bounded(what: str, seconds: float | None, memory_bytes: int | None, setting:
         except _OutOfTime:
             raise UsageError(
                 f"{what} took longer than its bound of {seconds:g} s; the model is too large or its "
-                f"tracing runs away (raise {setting}_timeout to allow more).",
+                f"tracing runs away (raise {named(setting + '_timeout')} to allow more).",
                 f"{setting}_timeout",
             ) from None
         except Exception as exc:
@@ -83,7 +84,7 @@ def _out_of_memory(exc: BaseException | None) -> bool:
 def _memory_error(what: str, memory_bytes: int | None, setting: str) -> UsageError:
     return UsageError(
         f"{what} needed more than its memory bound of {(memory_bytes or 0) / GIB:.1f} GiB; the model is "
-        f"too large or its tracing runs away (raise {setting}_memory_gb to allow more).",
+        f"too large or its tracing runs away (raise {named(setting + '_memory_gb')} to allow more).",
         f"{setting}_memory_gb",
     )
 

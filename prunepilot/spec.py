@@ -9,6 +9,7 @@ Schema and reference row. ``resolve`` checks every field and the rules between t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 
 from prunepilot.adapters import Loss
@@ -29,10 +30,8 @@ from prunepilot.settings import (
     Check,
     Integer,
     Items,
-    Matches,
     Number,
     OneOf,
-    Text,
     field_problems,
     invalid_field,
     named,
@@ -55,7 +54,7 @@ SECTIONS = {
     "discovery": "discovery bounds", "screen": "screening sampled policies", "ray": "where trials run (Ray)",
 }  # fmt: skip
 _SECONDS = Number(0, low_open=True, text="a number of seconds > 0")
-_TEXT = Text()
+_DEVICE = r"cpu|cuda(:\d+)?"
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,8 @@ class JobSpec(TaskFields, FamilyFields):
     device: str = setting(
         "cpu", "the target device, where latency is measured and the final model is made: cpu, cuda or "
         "cuda:N",
-        key="model.device", check=Matches(r"cpu|cuda(:\d+)?", "'cpu', 'cuda' or 'cuda:N'"),
+        key="model.device", check=Check(lambda v: re.fullmatch(_DEVICE, v) is not None,
+                                        "'cpu', 'cuda' or 'cuda:N'", {"pattern": f"^(?:{_DEVICE})$"}),
     )  # fmt: skip
     runtime: str | None = setting(
         None, "where every latency and score of the run is measured: PyTorch eager, or the model exported to "

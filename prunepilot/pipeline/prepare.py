@@ -22,6 +22,7 @@ from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
+from prunepilot.settings import field_owner, named
 from prunepilot.spec import ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
@@ -234,7 +235,8 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     except Exception as exc:  # noqa: BLE001 - layers Torch-Pruning does not handle, pruned together
         raise UsageError(
             f"Pruning every group by {space.max_ratio:g} breaks the model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160]}); lower --ratio-max or --exclude the group that breaks it.",
+            f"{str(exc).splitlines()[0][:160]}); lower {named('ratio_max')} or {named('exclude')} the group "
+            "that breaks it.",
             "ratio_max",
         ) from exc
     value = measured.cost(budget.cost)
@@ -243,7 +245,7 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
             f"The budget {budget.text!r} ({format_cost(budget.cost, budget.limit)}) cannot be met: the "
             f"smallest model in the search space (every group pruned by {space.max_ratio:g}"
             f"{', every removable block removed' if space.blocks else ''}{', int8' if int8 else ''}) "
-            f"measures {format_cost(budget.cost, value)}; loosen the budget or raise --ratio-max "
+            f"measures {format_cost(budget.cost, value)}; loosen the budget or raise {named('ratio_max')} "
             "(at most 0.95)."
         )
 
@@ -306,7 +308,7 @@ def _searched(
         if not any(fnmatch.fnmatchcase(name, pattern) for name in [*(g.name for g in groups), *blocks]):
             also = f" and the removable blocks {blocks}" if blocks else ""
             raise UsageError(
-                f"The 'exclude' parameter of JobSpec (--exclude) names {pattern!r}, which matches no "
+                f"The 'exclude' parameter of {field_owner('exclude')} names {pattern!r}, which matches no "
                 f"prunable group{' or removable block' if blocks else ''}; the groups are "
                 f"{[g.name for g in groups]}{also}.",
                 "exclude",
@@ -314,7 +316,7 @@ def _searched(
     kept = [g for g in groups if not excluded(g.name)]
     if not kept:
         raise UsageError(
-            "The 'exclude' parameter of JobSpec (--exclude) leaves no group to prune.", "exclude"
+            f"The 'exclude' parameter of {field_owner('exclude')} leaves no group to prune.", "exclude"
         )
     # A block goes with every layer in it: one that holds an excluded group is excluded too.
     left_alone = [g.name for g in groups if excluded(g.name)]

@@ -5,7 +5,7 @@ default, check, help, job-file key and flag. From the declarations come the comm
 Schema of job files (:mod:`~prunepilot.settings.schema`) and the settings reference and example
 job file (:mod:`~prunepilot.settings.docs`)."""
 
-from prunepilot.settings.constraints import Check, Constraint, Integer, Items, Matches, Number, OneOf, Text
+from prunepilot.settings.constraints import Check, Constraint, Integer, Items, Number, OneOf
 from prunepilot.settings.declare import Setting, field_problems, setting, settings_of
 from prunepilot.settings.surface import command_line, field_owner, invalid_field, named
 
@@ -14,11 +14,9 @@ __all__ = [
     "Constraint",
     "Integer",
     "Items",
-    "Matches",
     "Number",
     "OneOf",
     "Setting",
-    "Text",
     "command_line",
     "field_owner",
     "field_problems",

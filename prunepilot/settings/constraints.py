@@ -9,12 +9,11 @@ never raises (a value of the wrong type is simply not allowed); ``schema`` says 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Check", "Constraint", "Integer", "Items", "Matches", "Number", "OneOf", "Text"]
+__all__ = ["Check", "Constraint", "Integer", "Items", "Number", "OneOf"]
 
 
 class Constraint:
@@ -134,31 +133,12 @@ class OneOf(Constraint):
 
 
 @dataclass(frozen=True)
-class Matches(Constraint):
-    """A string matching ``pattern`` whole (as JSON Schema's ``pattern``, anchored)."""
-
-    pattern: str
-    text: str
-
-    def allows(self, value: Any) -> bool:
-        return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
-
-    @property
-    def accepted(self) -> str:
-        return self.text
-
-    def schema(self) -> dict[str, Any]:
-        return {"pattern": f"^(?:{self.pattern})$"}
-
-
-@dataclass(frozen=True)
 class Items(Constraint):
     """A non-empty list (or tuple) whose every item ``item`` allows (strings: not empty)."""
 
     item: Constraint | None
     text: str
     non_empty: bool = True
-    _item_schema: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def allows(self, value: Any) -> bool:
         if not isinstance(value, (list, tuple)) or (self.non_empty and not value):
@@ -177,31 +157,9 @@ class Items(Constraint):
 
 
 @dataclass(frozen=True)
-class Text(Constraint):
-    """A non-empty string, or one of an import path's form (``package.module:name``)."""
-
-    import_path: bool = False
-
-    def allows(self, value: Any) -> bool:
-        from prunepilot.imports import is_import_path
-
-        if self.import_path:
-            return callable(value) or (isinstance(value, str) and is_import_path(value))
-        return isinstance(value, str) and value != ""
-
-    @property
-    def accepted(self) -> str:
-        if self.import_path:
-            return "None or an import path 'package.module:callable'"
-        return "None or a non-empty string"
-
-    def schema(self) -> dict[str, Any]:
-        return {"pattern": "^[^:]+:[^:]+$"} if self.import_path else {"minLength": 1}
-
-
-@dataclass(frozen=True)
 class Check(Constraint):
-    """A value ``predicate`` allows, worded by ``text`` (for a rule no other constraint states)."""
+    """A value ``predicate`` allows, worded by ``text``, ``keywords`` its JSON Schema (for a rule no
+    other constraint states: a pattern, a folder name)."""
 
     predicate: Callable[[Any], bool]
     text: str

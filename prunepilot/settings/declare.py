@@ -26,7 +26,7 @@ from prunepilot.errors import UsageError
 from prunepilot.settings.constraints import Constraint
 from prunepilot.settings.surface import invalid_field
 
-__all__ = ["Setting", "field_problems", "setting", "settings_of"]
+__all__ = ["KIND_TEXT", "Setting", "field_problems", "kind_allows", "setting", "settings_of"]
 
 #: The value kinds a setting may take (as in a TOML job file).
 KINDS = ("str", "int", "float", "bool", "int_list", "str_list")
@@ -138,13 +138,18 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
 KIND_TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
              "int_list": "a list of integers", "str_list": "a list of strings"}  # fmt: skip
 _KIND_ALLOWS = {
-    "str": lambda v: isinstance(v, (str, os.PathLike)),
+    "str": lambda v: isinstance(v, (str, os.PathLike)),  # a path from Python
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
-    "int_list": lambda v: isinstance(v, (list, tuple)) and all(_KIND_ALLOWS["int"](x) for x in v),
+    "int_list": lambda v: isinstance(v, (list, tuple)) and all(kind_allows("int", x) for x in v),
     "str_list": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
 }
+
+
+def kind_allows(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of the setting kind ``kind`` (an int is a float; a bool is neither)."""
+    return _KIND_ALLOWS[kind](value)
 
 
 def field_problems(job: Any) -> list[UsageError]:
@@ -158,7 +163,7 @@ def field_problems(job: Any) -> list[UsageError]:
         if declared.check is not None:
             if not declared.check.allows(value):
                 found.append(invalid_field(declared.name, declared.check.accepted, value))
-        elif not _KIND_ALLOWS[declared.kind](value):
+        elif not kind_allows(declared.kind, value):
             found.append(invalid_field(declared.name, KIND_TEXT[declared.kind], value))
     return found
 

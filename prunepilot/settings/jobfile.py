@@ -14,7 +14,7 @@ from typing import Any
 import tomllib
 
 from prunepilot.errors import UsageError
-from prunepilot.settings.declare import KIND_TEXT, Setting
+from prunepilot.settings.declare import KIND_TEXT, Setting, kind_allows
 
 __all__ = ["JobFile", "load_job_file"]
 
@@ -97,20 +97,9 @@ def _flatten(data: dict[str, Any], shown: str, sections: list[str], prefix: str 
 
 
 def _checked(declared: Setting, value: Any, shown: str) -> Any:
-    kind = declared.kind
-    ok = {
-        "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "int_list": isinstance(value, list)
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
-        "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),
-    }[kind]
-    if not ok:
-        raise UsageError(f"{shown}: {declared.key}: must be {KIND_TEXT[kind]}. Got {value!r} instead.")
-    if kind == "float":
+    if not kind_allows(declared.kind, value):
+        kind = KIND_TEXT[declared.kind]
+        raise UsageError(f"{shown}: {declared.key}: must be {kind}. Got {value!r} instead.")
+    if declared.kind == "float":
         return float(value)
-    if kind.endswith("_list"):
-        return declared.container(value)
-    return value
+    return declared.container(value) if declared.kind.endswith("_list") else value

@@ -13,14 +13,20 @@ from dataclasses import dataclass
 
 from prunepilot.adapters import BatchFormat, Loss
 from prunepilot.evaluators.metric import DIRECTIONS
+from prunepilot.imports import is_import_path
 from prunepilot.inputs import INPUT_DTYPES
-from prunepilot.settings import Integer, Items, OneOf, Text, setting
+from prunepilot.settings import Check, Integer, Items, OneOf, setting
 from prunepilot.tasks.builtin import BUILTIN_TASKS, DEFAULT_TASK
 from prunepilot.tasks.loading import parse_input_shape
 
 __all__ = ["TaskFields"]
 
-_TEXT = Text()
+_TEXT = Check(lambda v: isinstance(v, str) and bool(v), "None or a non-empty string", {"minLength": 1})
+_CALLABLE = Check(
+    lambda v: callable(v) or (isinstance(v, str) and is_import_path(v)),
+    "None or an import path 'package.module:callable'",
+    {"pattern": "^[^:]+:[^:]+$"},
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class TaskFields:
     )  # fmt: skip
     loss: str | Callable | None = setting(
         None, "pkg.module:callable (model, batch) -> loss tensor that fine-tunes minimise; from Python, any "
-        "callable", key="finetune.loss", check=Text(import_path=True),
+        "callable", key="finetune.loss", check=_CALLABLE,
         default_text="cross-entropy of the class scores and the labels", example="mypkg.losses:focal",
         note="it is given your own model (pruned) and a batch as the data gives it",
     )  # fmt: skip
