@@ -174,6 +174,9 @@ def test_a_python_search_of_dict_loaders_and_a_lambda_loss_runs_on_ray(tmp_path)
         ({"model": zoo.DictOutputNet(), "output_key": "logits"}, "['hidden', 'scores']); set output_key"),
         ({"loss": "tests.zoo:float_loss"}, "must return a scalar tensor that carries gradients"),
         ({"label_key": ""}, "'label_key' parameter of JobSpec"),
+        ({"screen": "no"}, "The 'screen' parameter of JobSpec must be true or false. Got 'no' instead."),
+        # From Python the keyword is named, not the flag:
+        ({"budget": "10FLOPs"}, "loosen the budget or raise ratio_max (at most 0.95)"),
     ],
 )
 def test_bad_arguments_are_refused_with_one_clear_error(trained_tiny, tmp_path, kwargs, message):

@@ -190,3 +190,4 @@ def test_validate_refuses_a_budget_that_cannot_be_reached(capsys, tmp_path):
     path = write(tmp_path, 'budget = "10FLOPs"\n[latency]\nrepeats = 3\nbatch_size = 8')
     code, _, err = run_cli(capsys, "validate", path)
     assert code == 2 and "cannot be met" in err
+    assert "raise --ratio-max" in err  # the flag, on the command line

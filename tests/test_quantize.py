@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from prunepilot.cli import main
+from prunepilot.settings import command_line
 from prunepilot.spec import JobSpec
 from tests.helpers import FAST_FLAGS, assert_one_line_error, run_cli
 
@@ -150,6 +151,8 @@ def test_a_job_file_sets_the_runtime_and_the_precision_and_a_gpu_target_is_refus
     job.write_text('budget = "50%"\n[deploy]\nruntime = "onnxruntime"\nquantize = "int4"\n')
     code, _, err = run_cli(capsys, "validate", job)
     assert code == 2 and "quantize" in err and "int4" in err
-    problems = JobSpec(budget="50%", runtime="onnxruntime", device="cuda", workers=0).problems()
-    assert any("'cpu' with --runtime onnxruntime" in str(p) for p in problems)
+    gpu_target = JobSpec(budget="50%", runtime="onnxruntime", device="cuda", workers=0)
+    assert any("'cpu' with runtime onnxruntime" in str(p) for p in gpu_target.problems())  # from Python
+    with command_line():
+        assert any("'cpu' with --runtime onnxruntime" in str(p) for p in gpu_target.problems())
     assert JobSpec(budget="50%", quantize="search").deploy_runtime == "onnxruntime"

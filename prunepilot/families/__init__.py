@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "Family"]
+__all__ = ["FAMILIES", "PLACES", "Family"]
 
 #: Where a family may plug in (see the module's text).
 PLACES = ("base", "space", "trial", "final", "export")

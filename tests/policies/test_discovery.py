@@ -32,7 +32,7 @@ def test_a_model_whose_tracing_takes_too_long_is_refused_in_one_line(capsys, tmp
                            "--discovery-timeout", "0.2", "--quiet")  # fmt: skip
     assert code == 2
     assert_one_line_error(err, "Tracing the model's dependency graph took longer than its bound of 0.2 s",
-                          "discovery_timeout")  # fmt: skip
+                          "raise --discovery-timeout")  # fmt: skip
 
 
 def test_a_group_whose_pruning_breaks_the_model_is_left_whole_and_listed(capsys, tmp_path):
