@@ -52,7 +52,7 @@ bench: $(STAMP)
 # The settings reference's table, examples/digits.toml and docs/job.schema.json, written from the
 # settings' declarations (a test fails when a committed one is stale).
 docs: $(STAMP)
-	$(BIN)/python -m prunepilot.settings.docs
+	$(BIN)/python -m prunepilot.write_docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check prunepilot tests benchmarks

@@ -29,6 +29,7 @@ from prunepilot.tasks.loading import checked_task
 
 __all__ = ["SearchResult", "run", "search"]
 
+
 def search(
     model: nn.Module,
     *,

@@ -18,7 +18,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad flags as one line and exit code 2 (through PrunepilotError)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _ArgumentError(f"{message} (see 'prunepilot {self.prog.split()[-1]} --help')")
+        command = " ".join(self.prog.split()[1:2])  # "" for prunepilot itself
+        raise _ArgumentError(f"{message} (see '{' '.join(['prunepilot', command]).strip()} --help')")
 
 
 class _ArgumentError(PrunepilotError):
@@ -81,14 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     repair.add_argument("run", help="the run directory (or a journal shared by a --study's runs)")
-    commands.add_parser(
+    schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of job files (for editors that complete and check TOML)",
         description="Print the JSON Schema of prunepilot job files. Save it, then point the job file at it "
         "with a first line '#:schema ./job.schema.json' (Taplo, VS Code's Even Better TOML).",
         epilog=EPILOG,
     )
-    for sub in (search, validate, report, export, repair):
+    for sub in (search, validate, report, export, repair, schema):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser

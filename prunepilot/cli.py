@@ -24,7 +24,7 @@ from prunepilot.errors import (
 )
 from prunepilot.settings import command_line, settings_of
 from prunepilot.settings.flags import given_settings
-from prunepilot.spec import RESUMABLE, SECTIONS, JobSpec
+from prunepilot.spec import RESUMABLE, JobSpec
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -123,11 +123,9 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    import json
+    from prunepilot.write_docs import schema_text
 
-    from prunepilot.settings.schema import job_file_schema
-
-    print(json.dumps(job_file_schema(settings_of(JobSpec), SECTIONS), indent=2))
+    print(schema_text(), end="")
     return EXIT_OK
 
 

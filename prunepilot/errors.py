@@ -58,8 +58,12 @@ def check_integer(owner: str, name: str, value: object, low: int, high: int | No
     """Raises the standard message unless ``value`` is an integer (not a bool) in [low, high]."""
     too_high = high is not None and isinstance(value, int) and value > high
     if isinstance(value, bool) or not isinstance(value, int) or value < low or too_high:
-        accepted = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise invalid_parameter(name, owner, accepted, value)
+        raise invalid_parameter(name, owner, integer_range(low, high), value)
+
+
+def integer_range(low: int, high: int | None = None) -> str:
+    """What an integer in ``[low, high]`` reads as after "must be" (``high`` None: no upper bound)."""
+    return f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
 
 
 def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> UsageError:

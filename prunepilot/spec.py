@@ -39,16 +39,20 @@ from prunepilot.settings import (
     settings_of,
 )  # fmt: skip
 from prunepilot.settings.rules import Rule, rule_problems
+from prunepilot.tasks.builtin import DEFAULT_TASK
 from prunepilot.tasks.settings import TaskFields
 from prunepilot.trial import TrialSettings
 
-__all__ = ["RESUMABLE", "SECTIONS", "JobSpec", "ResolvedJob"]
+__all__ = ["BUILTIN_LATENCY_BATCH", "DEFAULT_LATENCY_BATCH", "RESUMABLE", "RULES", "SECTIONS", "JobSpec",
+           "ResolvedJob"]  # fmt: skip
 
 MAX_TRIALS = 1_000_000  # a study's journal is replayed whole when it is opened
+#: Samples per timed forward pass when the job sets none: a user's model, a built-in task's.
+DEFAULT_LATENCY_BATCH, BUILTIN_LATENCY_BATCH = 1, 64
 #: The job file's sections (a key's part before the dot), in order, and what each holds; the
 #: command line's help groups its flags the same way.
 SECTIONS = {
-    "": "the run", "model": "model (default: the built-in digits task)", "data": "data",
+    "": "the run", "model": f"model (default: the built-in {DEFAULT_TASK} task)", "data": "data",
     "metric": "metric", "deploy": "where the model will run", "latency": "latency measurement",
     "space": "search space", "finetune": "fine-tuning", "slimming": "slimming warm-up",
     "discovery": "discovery bounds", "screen": "screening sampled policies", "ray": "where trials run (Ray)",
@@ -125,11 +129,12 @@ class JobSpec(TaskFields, FamilyFields):
         "chooses per policy; a model that cannot be quantized runs fp32)", key="deploy.quantize",
         check=OneOf(QUANTIZE_MODES), note="static QDQ calibrates uint8 activations on 256 training samples; "
         "search calibrates the latency predictor for each precision, so --calibration-samples must be at "
-        "least 16 with a latency budget",
+        f"least {2 * MIN_SAMPLES} with a latency budget",
     )  # fmt: skip
     latency_batch: int | None = setting(
         None, "samples per timed forward pass", key="latency.batch_size", check=Integer(1),
-        default_text="64 for the built-in tasks, 1 otherwise", example=64,
+        default_text=f"{BUILTIN_LATENCY_BATCH} for the built-in tasks, {DEFAULT_LATENCY_BATCH} otherwise",
+        example=BUILTIN_LATENCY_BATCH,
     )  # fmt: skip
     threads: int = setting(1, "torch threads while timing", key="latency.threads", check=Integer(1))
     latency_repeats: int = setting(
@@ -144,7 +149,7 @@ class JobSpec(TaskFields, FamilyFields):
     )  # fmt: skip
     exclude: list[str] | None = setting(
         None, "groups and blocks left alone: names or shell patterns, e.g. 'conv1,layer3.*' (a job file: a "
-        "list)", key="space.exclude", check=Items(None, "a list of group names or patterns"),
+        "list)", key="space.exclude", check=Items(None, "a list of group names or patterns", non_empty=False),
         default_text="none",
         example=["conv1", "layer3.*"],
     )  # fmt: skip
@@ -332,18 +337,21 @@ def _least(job: JobSpec) -> int:
 #: The rules between the job's settings, beside the families' (:data:`FAMILY_RULES`).
 RULES = (
     Rule("calibration_samples", lambda j: j.calibration_samples == 0 or j.calibration_samples >= _least(j),
-         lambda j: f"0 or an integer >= {_least(j)}"),
-    Rule("ratio_min", lambda j: j.ratio_min <= j.ratio_max, lambda j: f"in [0, ratio_max={j.ratio_max}]"),
+         lambda j: f"0 or an integer >= {_least(j)}", reads=("quantize", "budget")),
+    Rule("ratio_min", lambda j: j.ratio_min <= j.ratio_max, lambda j: f"in [0, ratio_max={j.ratio_max}]",
+         reads=("ratio_max",)),
     Rule("device", lambda j: j.device == "cpu" or j.workers == 0 or j.gpus_per_trial > 0 or j.dry_run,
-         lambda _: f"'cpu' unless trials get a GPU ({named('gpus_per_trial')} > 0)"),
+         lambda _: f"'cpu' unless trials get a GPU ({named('gpus_per_trial')} > 0)",
+         reads=("workers", "gpus_per_trial", "dry_run")),
     Rule("gpus_per_trial", lambda j: j.device != "cpu" or j.gpus_per_trial == 0,
-         "0 when the target device is 'cpu' (a trial given a GPU is timed on it)"),
+         "0 when the target device is 'cpu' (a trial given a GPU is timed on it)", reads=("device",)),
     Rule("quantize", lambda j: j.quantize == "none" or j.runtime != "torch",
          lambda _: f"'none' with {named('runtime')} torch (int8 runs in ONNX Runtime: {named('runtime')} "
-         f"onnxruntime, or no {named('runtime')})"),
+         f"onnxruntime, or no {named('runtime')})", reads=("runtime",)),
     Rule("device", lambda j: j.device == "cpu" or j.deploy_runtime == "torch",
-         lambda _: f"'cpu' with {named('runtime')} onnxruntime"),
-    Rule("budget", lambda j: j.budget is not None or j.dry_run, "given (e.g. 30ms, 2x, 50%)"),
+         lambda _: f"'cpu' with {named('runtime')} onnxruntime", reads=("runtime", "quantize")),
+    Rule("budget", lambda j: j.budget is not None or j.dry_run, "given (e.g. 30ms, 2x, 50%)",
+         reads=("dry_run",)),
     Rule("budget", lambda j: j.budget is None or parse_budget(j.budget) is not None),
 )  # fmt: skip
 #: Fields that may change when a run is resumed: how many trials, and where they run.

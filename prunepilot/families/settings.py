@@ -113,12 +113,14 @@ def _size_budget(job: FamilyFields) -> bool:
 FAMILY_RULES = (
     Rule("final_steps", lambda j: j.schedule != "gradual" or j.final_steps >= 2 * j.schedule_stages,
          lambda j: f"at least 2 x {named('schedule_stages')} ({2 * j.schedule_stages}) with "
-         f"{named('schedule')} gradual"),
+         f"{named('schedule')} gradual", reads=("schedule", "schedule_stages")),
     Rule("size_measure", lambda j: j.sparsity == "none" or j.size_measure != "saved",
-         lambda _: f"'zlib' with {named('sparsity')} (zeroed weights take as many bytes saved plainly)"),
+         lambda _: f"'zlib' with {named('sparsity')} (zeroed weights take as many bytes saved plainly)",
+         reads=("sparsity",)),
     Rule("sparsity", lambda j: j.sparsity == "none" or _size_budget(j),
          "'none' unless the budget bounds size (e.g. 2MB): zeroed weights are neither faster nor fewer "
-         "FLOPs"),
+         "FLOPs", reads=("budget",)),
     Rule("input_features", lambda j: not j.input_features or j.loss is None,
-         lambda _: f"false with {named('loss')} (the loss would be given the model cut to fewer features)"),
+         lambda _: f"false with {named('loss')} (the loss would be given the model cut to fewer features)",
+         reads=("loss",)),
 )  # fmt: skip

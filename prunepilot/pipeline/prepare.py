@@ -23,7 +23,7 @@ from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
 from prunepilot.settings import field_owner, named
-from prunepilot.spec import ResolvedJob
+from prunepilot.spec import BUILTIN_LATENCY_BATCH, DEFAULT_LATENCY_BATCH, ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
 from prunepilot.trial import TrialSettings, deploy
@@ -36,9 +36,6 @@ __all__ = [
     "prepare",
 ]
 
-#: Latency batch size for user models when none is given (the built-in tasks use 64).
-DEFAULT_LATENCY_BATCH = 1
-BUILTIN_LATENCY_BATCH = 64
 #: Latency measurements of the baseline (their median sets a relative budget).
 BASELINE_ROUNDS = 3
 
@@ -284,7 +281,7 @@ def _check_device(device: str) -> None:
     measured here)."""
     if device != "cpu" and not torch.cuda.is_available():
         raise UsageError(
-            f"The 'device' parameter of JobSpec (--device) names {device!r} but CUDA is not available "
+            f"The 'device' parameter of {field_owner('device')} names {device!r} but CUDA is not available "
             "on this machine; use 'cpu' or run where the target GPU is.",
             "device",
         )

@@ -22,6 +22,7 @@ from torch import nn
 from prunepilot.errors import UsageError, check_integer, invalid_parameter
 from prunepilot.gate import DEFAULT_DIR, NodeGate, NullGate
 from prunepilot.policies import Policy
+from prunepilot.settings.surface import named
 from prunepilot.tasks.base import TaskData
 from prunepilot.trial import TrialResult, TrialSettings, run_trial
 
@@ -297,7 +298,7 @@ class RayExecutor(TrialExecutor):
                     f"A trial asks for {rs.cpus_per_trial:g} CPU(s) and {rs.gpus_per_trial:g} GPU(s) on one "
                     f"node but no node of the Ray cluster has that much (the cluster has "
                     f"{totals.get('CPU', 0):g} CPU(s) and {totals.get('GPU', 0):g} GPU(s) in all); lower "
-                    "--cpus-per-trial or --gpus-per-trial."
+                    f"{named('cpus_per_trial')} or {named('gpus_per_trial')}."
                 )
             self.capacity = rs.workers or fit
             self._model_ref = ray.put(self.model)

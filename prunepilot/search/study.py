@@ -17,6 +17,7 @@ from prunepilot.policies import Policy
 from prunepilot.search.journal import open_journal
 from prunepilot.search.pareto import maximizes, pareto_trials, violation
 from prunepilot.search.space import SearchSpace
+from prunepilot.settings.surface import named
 
 __all__ = [
     "STUDIES_FILE",
@@ -200,7 +201,7 @@ def check_study_metric(study: optuna.Study, metric: str, direction: str) -> None
     if have != direction or stored not in (None, metric):
         raise UsageError(
             f"The study {study.study_name!r} {have}s the metric {stored or metric!r} but this job "
-            f"{direction}s {metric!r}; use another --study name, or the study's metric.",
+            f"{direction}s {metric!r}; use another {named('study')} name, or the study's metric.",
             "metric",
         )
 

@@ -3,7 +3,7 @@ default, check, help, job-file key and flag. From the declarations come the comm
 (:mod:`~prunepilot.settings.flags`), the job-file keys and their checks
 (:mod:`~prunepilot.settings.jobfile`), the job's validation (:func:`field_problems`), the JSON
 Schema of job files (:mod:`~prunepilot.settings.schema`) and the settings reference and example
-job file (:mod:`~prunepilot.settings.docs`)."""
+job file (:mod:`~prunepilot.settings.docs`, written by :mod:`prunepilot.write_docs`)."""
 
 from prunepilot.settings.constraints import Check, Constraint, Integer, Items, Number, OneOf
 from prunepilot.settings.declare import Setting, field_problems, setting, settings_of

@@ -9,11 +9,14 @@ never raises (a value of the wrong type is simply not allowed); ``schema`` says 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Check", "Constraint", "Integer", "Items", "Number", "OneOf"]
+from prunepilot.errors import integer_range
+
+__all__ = ["Check", "Constraint", "Integer", "Items", "Number", "OneOf", "is_int", "is_number"]
 
 
 class Constraint:
@@ -37,12 +40,14 @@ class Constraint:
         return None
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer, not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value: Any) -> bool:
+    """A real number (NumPy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,11 @@ class Integer(Constraint):
     high: int | None = None
 
     def allows(self, value: Any) -> bool:
-        return _is_int(value) and value >= self.low and (self.high is None or value <= self.high)
+        return is_int(value) and value >= self.low and (self.high is None or value <= self.high)
 
     @property
     def accepted(self) -> str:
-        if self.high is None:
-            return f"an integer >= {self.low}"
-        return f"an integer in [{self.low}, {self.high}]"
+        return integer_range(self.low, self.high)
 
     def schema(self) -> dict[str, Any]:
         return {"minimum": self.low, **({} if self.high is None else {"maximum": self.high})}
@@ -67,7 +70,7 @@ class Integer(Constraint):
 
 @dataclass(frozen=True)
 class Number(Constraint):
-    """A finite number between ``low`` and ``high`` (each bound open or closed, None: unbounded).
+    """A finite number between ``low`` (open when ``low_open``) and ``high`` (None: unbounded).
 
     ``text`` words what is accepted where the interval alone reads badly ("a number of seconds > 0").
     """
@@ -75,14 +78,13 @@ class Number(Constraint):
     low: float | None = None
     high: float | None = None
     low_open: bool = False
-    high_open: bool = False
     text: str | None = None
 
     def allows(self, value: Any) -> bool:
-        if not _is_number(value) or not math.isfinite(value):
+        if not is_number(value) or not math.isfinite(value):
             return False
         above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        below = self.high is None or value <= self.high
         return above and below
 
     @property
@@ -92,15 +94,14 @@ class Number(Constraint):
         if self.high is None:
             bound = "" if self.low is None else f" {'>' if self.low_open else '>='} {self.low}"
             return "a finite number" + bound
-        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"in {left}{self.low}, {self.high}{right}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}]"
 
     def schema(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
         if self.low is not None:
             found["exclusiveMinimum" if self.low_open else "minimum"] = self.low
         if self.high is not None:
-            found["exclusiveMaximum" if self.high_open else "maximum"] = self.high
+            found["maximum"] = self.high
         return found
 
 

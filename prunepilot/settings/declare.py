@@ -7,8 +7,8 @@ A declaration's rules (what a new one must keep):
   ``str`` is accepted from Python only), ``list[str]``, ``list[int]`` or ``tuple[int, ...]``, each
   ``| None`` when None is a value;
 - its default is a value of that type (lists default to None: fields are shared);
-- its ``check`` tests the value alone; a rule between settings is a function of the job's
-  (``JobSpec._rules``), never a declaration's;
+- its ``check`` tests the value alone; a rule between settings is a
+  :class:`~prunepilot.settings.rules.Rule` (``spec.RULES``), never a declaration's;
 - its help is one line, lower case, without the default (the default is shown from the field).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +24,10 @@ from functools import cache
 from typing import Any
 
 from prunepilot.errors import UsageError
-from prunepilot.settings.constraints import Constraint
+from prunepilot.settings.constraints import Constraint, is_int, is_number
 from prunepilot.settings.surface import invalid_field
 
 __all__ = ["KIND_TEXT", "Setting", "field_problems", "kind_allows", "setting", "settings_of"]
-
-#: The value kinds a setting may take (as in a TOML job file).
-KINDS = ("str", "int", "float", "bool", "int_list", "str_list")
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -38,7 +35,7 @@ class Setting:
 
     Attributes:
         name: The field's name: the Python API's keyword and ``config.json``'s key.
-        kind: One of :data:`KINDS`, from the annotation.
+        kind: A key of :data:`KIND_TEXT` (the kinds a TOML job file holds), from the annotation.
         optional: Whether None is a value.
         default: The default value.
         help: One line: what it does.
@@ -53,7 +50,10 @@ class Setting:
         api: Whether ``prunepilot.search`` takes it as a keyword.
         resumable: Whether it may change when a run is resumed.
         parse: Turns the flag's text into the value (None: by the kind).
-        container: ``list`` or ``tuple``: what a list kind's values are made into.
+        container: ``list`` or ``tuple``: what a list kind's values are made into (``list`` for
+            other kinds, where it is not used).
+        takes_callable: Whether a callable is a value too (from Python; a ``Callable`` in the
+            annotation).
     """
 
     name: str
@@ -71,6 +71,7 @@ class Setting:
     resumable: bool = False
     parse: Callable[[str], Any] | None = None
     container: type = list
+    takes_callable: bool = False
 
     @property
     def section(self) -> str:
@@ -106,8 +107,18 @@ def setting(
     resumable: bool = False,
     parse: Callable[[str], Any] | None = None,
 ) -> Any:
-    """A dataclass field declaring one setting (see the module's rules); the flag defaults to the
-    name with dashes (``--no-<name>`` for a switch that is on by default)."""
+    """A dataclass field declaring one setting (see the module's rules).
+
+    Args:
+        default: The default value.
+        help: One line: what the setting does (see :class:`Setting` for the other arguments).
+        key: The job-file key, or None.
+        flag: The flag; by default the name with dashes (``--no-<name>`` for a switch on by
+            default); None for none.
+
+    Returns:
+        A ``dataclasses.field`` whose metadata :func:`settings_of` reads.
+    """
     info = {"help": help, "key": key, "flag": flag, "check": check, "default_text": default_text,
             "note": note, "example": example, "api": api, "resumable": resumable, "parse": parse}  # fmt: skip
     return dataclasses.field(default=default, metadata={"setting": info})
@@ -124,13 +135,14 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
         info = f.metadata.get("setting")
         if info is None:
             continue
-        kind, optional, container = _kind(hints[f.name], f.name)
+        kind, optional, container, takes_callable = _kind(hints[f.name], f.name)
         flag = info["flag"]
         if flag is _UNSET:
             dashed = f.name.replace("_", "-")
             flag = f"--no-{dashed}" if kind == "bool" and f.default is True else f"--{dashed}"
         found.append(Setting(name=f.name, kind=kind, optional=optional, default=f.default,
-                             container=container, **{**info, "flag": flag}))  # fmt: skip
+                             container=container, takes_callable=takes_callable,
+                             **{**info, "flag": flag}))  # fmt: skip
     return tuple(found)
 
 
@@ -139,8 +151,8 @@ KIND_TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool"
              "int_list": "a list of integers", "str_list": "a list of strings"}  # fmt: skip
 _KIND_ALLOWS = {
     "str": lambda v: isinstance(v, (str, os.PathLike)),  # a path from Python
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "int": is_int,
+    "float": is_number,
     "bool": lambda v: isinstance(v, bool),
     "int_list": lambda v: isinstance(v, (list, tuple)) and all(kind_allows("int", x) for x in v),
     "str_list": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
@@ -158,7 +170,7 @@ def field_problems(job: Any) -> list[UsageError]:
     found = []
     for declared in settings_of(type(job)):
         value = getattr(job, declared.name)
-        if value is None and declared.optional:
+        if (value is None and declared.optional) or (declared.takes_callable and callable(value)):
             continue
         if declared.check is not None:
             if not declared.check.allows(value):
@@ -168,23 +180,20 @@ def field_problems(job: Any) -> list[UsageError]:
     return found
 
 
-def _kind(hint: Any, name: str) -> tuple[str, bool, type]:
-    """(kind, optional, container) of an annotation; raises TypeError for a type a setting cannot have."""
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _union_type()) else (hint,)
-    optional = type(None) in args
-    types = [a for a in args if a is not type(None) and typing.get_origin(a) is not Callable
-             and a is not Callable]  # fmt: skip
-    if len(types) == 1:
-        only = types[0]
+def _kind(hint: Any, name: str) -> tuple[str, bool, type, bool]:
+    """(kind, optional, container, takes_callable) of an annotation.
+
+    Raises:
+        TypeError: for a type no job file can hold.
+    """
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    is_callable = [a is Callable or typing.get_origin(a) is Callable for a in args]
+    kinds = [a for a, c in zip(args, is_callable) if a is not type(None) and not c]
+    if len(kinds) == 1:
+        only, optional, takes_callable = kinds[0], type(None) in args, any(is_callable)
         if only in (bool, int, float, str):
-            return only.__name__, optional, list
+            return only.__name__, optional, list, takes_callable
         origin, inner = typing.get_origin(only), typing.get_args(only)
         if origin in (list, tuple) and inner and inner[0] in (int, str):
-            return f"{inner[0].__name__}_list", optional, origin
+            return f"{inner[0].__name__}_list", optional, origin, takes_callable
     raise TypeError(f"The setting {name!r} has the type {hint!r}, which no job file can hold.")
-
-
-def _union_type() -> Any:
-    import types
-
-    return types.UnionType

@@ -6,7 +6,7 @@ file. An error names the file, the key's path (``space.ratio_max``) and what is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,9 @@ def load_job_file(path: str | Path, settings: Sequence[Setting]) -> JobFile:
     return JobFile(shown, values, origin, {s.name: key for key, s in by_key.items()})
 
 
-def _flatten(data: dict[str, Any], shown: str, sections: list[str], prefix: str = ""):
+def _flatten(
+    data: dict[str, Any], shown: str, sections: list[str], prefix: str = ""
+) -> Iterator[tuple[str, Any]]:
     for name, value in data.items():
         dotted = f"{prefix}{name}"
         if isinstance(value, dict):

@@ -25,18 +25,20 @@ class Rule:
         field: The setting an error blames.
         holds: Whether the job keeps the rule; it may raise ``UsageError`` with a message of its own.
         accepted: What ``field`` must be when the rule fails (after "must be"), or a function of the job.
+        reads: The other fields it reads: while one of them is wrong, the rule stays silent.
     """
 
     field: str
     holds: Callable[[Any], bool]
     accepted: str | Callable[[Any], str] = ""
+    reads: tuple[str, ...] = ()
 
 
 def rule_problems(job: Any, rules: Sequence[Rule], wrong: set[str]) -> list[UsageError]:
     """One error for each rule ``job`` breaks, but for fields already ``wrong`` (one error a field)."""
     found = []
     for rule in rules:
-        if rule.field in wrong:
+        if rule.field in wrong or wrong.intersection(rule.reads):
             continue
         try:
             if rule.holds(job):

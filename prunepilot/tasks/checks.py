@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from prunepilot.adapters import Split, batches
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.metric import Metric
+from prunepilot.settings.surface import named
 from prunepilot.tasks.base import Task
 
 __all__ = ["CHECKED_SAMPLES", "check_data"]
@@ -69,7 +70,7 @@ def check_data(task: Task, batch_size: int, metric: Metric) -> None:
         if name == "train" and not _is_loader(task.train) and split.samples < batch_size:
             raise UsageError(
                 f"The train split has {split.samples} samples, fewer than one batch of {batch_size} "
-                "(--batch-size); give more training data or a smaller --batch-size.",
+                f"({named('batch_size')}); give more training data or a smaller {named('batch_size')}.",
                 "batch_size",
             )
         if name == "val" and classes > 1 and split.samples > 1 and len(split.labels) == 1:

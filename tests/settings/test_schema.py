@@ -23,7 +23,7 @@ WRONG_KIND = {"str": 3, "int": "many", "float": "high", "bool": "yes", "int_list
 
 @pytest.fixture(scope="module")
 def schema() -> dict:
-    from prunepilot.settings.docs import schema_text
+    from prunepilot.write_docs import schema_text
 
     return json.loads(schema_text())
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from prunepilot.settings import settings_of
-from prunepilot.settings.docs import reference_table, render
 from prunepilot.spec import JobSpec
+from prunepilot.write_docs import render, settings_table
 from tests.helpers import REPO
 
 
@@ -17,7 +17,7 @@ def test_each_written_file_is_current(path):
 
 
 def test_the_reference_has_one_row_per_flag_or_key():
-    table = reference_table()
+    table = settings_table()
     for declared in settings_of(JobSpec):
         if declared.flag or declared.key:
             assert table.count(f"| `{declared.name}` |") == 1, declared.name
