@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 import transformers as hf
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from prunepilot.tasks.builtin import digits_datasets
 
@@ -81,6 +81,32 @@ def text_data(sizes: tuple[int, int, int] = (400, 150, 150)) -> tuple[TensorData
         tokens = torch.randint(1, VOCAB, (size, SEQUENCE), generator=torch.Generator().manual_seed(seed))
         splits.append(TensorDataset(tokens, tokens[:, 0] % TEXT_LABELS))
     return tuple(splits)
+
+
+class PaddedText(Dataset):
+    """Token sequences padded to :data:`SEQUENCE` as a tokenizer pads them: dict samples of
+    ``input_ids`` (0 past the text), ``attention_mask`` (1 over the text) and ``labels`` (the last
+    token of the text modulo 3, so that where the text ends matters)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(1, VOCAB, (size, SEQUENCE), generator=generator)
+        lengths = torch.randint(4, SEQUENCE + 1, (size,), generator=generator)
+        self.mask = (torch.arange(SEQUENCE) < lengths[:, None]).long()
+        self.ids = tokens * self.mask
+        self.labels = tokens[torch.arange(size), lengths - 1] % TEXT_LABELS
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[index], "attention_mask": self.mask[index],
+                "labels": self.labels[index]}  # fmt: skip
+
+
+def padded_text_data(sizes: tuple[int, int, int] = (400, 150, 150)) -> tuple[PaddedText, ...]:
+    """(train, val, test) of :class:`PaddedText`."""
+    return tuple(PaddedText(size, seed) for seed, size in enumerate(sizes))
 
 
 def data(name: str) -> tuple[TensorDataset, TensorDataset, TensorDataset]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from prunepilot.adapters.several import ModelInputs
 from prunepilot.errors import UsageError
 
 #: Keys tried, in order, for the model's input of a dict batch when no ``input_key`` is set.
@@ -46,10 +47,13 @@ class BatchFormat:
     Attributes:
         input_key: The key of the model's input; None tries :data:`DEFAULT_INPUT_KEYS`.
         label_key: The key of the labels; None tries :data:`DEFAULT_LABEL_KEYS`.
+        inputs: The model's several inputs, read from each batch and packed into one tensor (see
+            :mod:`prunepilot.adapters.several`); None for a model of one input.
     """
 
     input_key: str | None = None
     label_key: str | None = None
+    inputs: ModelInputs | None = None
 
     def read(self, batch: object) -> Batch:
         """``batch`` as ``(inputs, labels)``.
@@ -57,6 +61,8 @@ class BatchFormat:
         Raises:
             UsageError: naming what the batch is and what is accepted.
         """
+        if self.inputs is not None:
+            return self._read_several(batch, self.inputs)
         if isinstance(batch, Mapping):
             inputs = _pick(batch, self.input_key, DEFAULT_INPUT_KEYS, "input_key", "model's input")
             labels = _pick(batch, self.label_key, DEFAULT_LABEL_KEYS, "label_key", "labels")
@@ -72,6 +78,25 @@ class BatchFormat:
             shown = _describe(inputs)
             raise UsageError(f"The data's inputs must be torch tensors. Got {shown} instead.", "data")
         return Batch(inputs, torch.as_tensor(labels), batch)
+
+    def _read_several(self, batch: object, inputs: ModelInputs) -> Batch:
+        if isinstance(batch, Mapping) and not inputs.positional:
+            missing = [n for n in inputs.names if not isinstance(batch.get(n), torch.Tensor)]
+            if missing:
+                have = sorted(batch)
+                raise UsageError(f"A batch of the data lacks the model's inputs {missing}; it has {have}.",
+                                 "data")  # fmt: skip
+            tensors = [batch[n] for n in inputs.names]
+            labels = _pick(batch, self.label_key, DEFAULT_LABEL_KEYS, "label_key", "labels")
+        elif isinstance(batch, (tuple, list)) and inputs.positional and len(batch) > len(inputs.names):
+            tensors, labels = list(batch[: len(inputs.names)]), batch[len(inputs.names)]
+        else:
+            raise UsageError(
+                f"A batch of the data is a {_describe(batch)}; the model's inputs are {list(inputs.names)}, "
+                "read from every batch as from the first.",
+                "data",
+            )
+        return Batch(inputs.pack(tensors), torch.as_tensor(labels), batch)
 
 
 class Split:
@@ -122,6 +147,18 @@ def batches(
             drop_last=shuffle and sized and len(source) > batch_size,
         )
     return Batches(source, split.batch_format)
+
+
+def first_raw_batch(data: Dataset | DataLoader, batch_size: int = 64) -> object:
+    """The first batch of ``data`` (unshuffled) as the data gives it, unread.
+
+    Raises:
+        UsageError: when ``data`` yields no batch.
+    """
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    for batch in loader:
+        return batch
+    raise UsageError("The data yields no batch (it is empty).", "data")
 
 
 def first_batch(data: Dataset | DataLoader | Split, batch_size: int = 64) -> Batch:

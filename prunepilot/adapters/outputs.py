@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from prunepilot.adapters.several import ModelInputs
 from prunepilot.errors import UsageError
 
 #: The key (or attribute) read from dict-like outputs when no ``output_key`` is set.
@@ -50,38 +51,69 @@ def logits_of(output: object, key: str | None = None) -> torch.Tensor:
 
 
 class LogitsModel(nn.Module):
-    """A user's model whose forward returns only the class scores its output holds.
+    """A user's model as prunepilot runs it: one tensor in, the class scores its output holds out.
 
     Attributes:
         model: The user's model (its modules are this one's, under ``model.``).
         output_key: See :func:`logits_of`.
+        inputs: The model's several inputs, unpacked from the one tensor it is given (see
+            :mod:`prunepilot.adapters.several`); None for a model of one input.
     """
 
-    def __init__(self, model: nn.Module, output_key: str | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, output_key: str | None = None, inputs: ModelInputs | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.output_key = output_key
+        self.inputs = inputs
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return logits_of(self.model(inputs), self.output_key)
+        if self.inputs is None:
+            return logits_of(self.model(inputs), self.output_key)
+        return logits_of(self.inputs.call(self.model, self.inputs.unpack(inputs)), self.output_key)
 
 
-def as_logits_model(model: nn.Module, output: object, output_key: str | None = None) -> nn.Module:
-    """``model`` itself when its ``output`` (on a batch) is a tensor and no ``output_key`` is set,
-    else ``model`` in a :class:`LogitsModel`.
+def as_logits_model(
+    model: nn.Module, output: object, output_key: str | None = None, inputs: ModelInputs | None = None
+) -> nn.Module:
+    """``model`` itself when it takes one input, its ``output`` (on a batch) is a tensor and no
+    ``output_key`` is set, else ``model`` in a :class:`LogitsModel`.
 
     Raises:
         UsageError: when ``output`` holds no class scores.
     """
-    if isinstance(model, LogitsModel) or (output_key is None and isinstance(output, torch.Tensor)):
+    plain = output_key is None and inputs is None and isinstance(output, torch.Tensor)
+    if isinstance(model, LogitsModel) or plain:
         return model
     logits_of(output, output_key)
-    return LogitsModel(model, output_key)
+    return LogitsModel(model, output_key, inputs)
+
+
+class NamedInputs(nn.Module):
+    """What ships for a model of several inputs: it takes them as separate tensors, in
+    :attr:`ModelInputs.names`' order (an export's named inputs), and returns the class scores.
+
+    Attributes:
+        model: The user's model.
+        inputs: Its inputs.
+        output_key: Where its output holds the class scores (see
+            :func:`~prunepilot.adapters.logits_of`).
+    """
+
+    def __init__(self, model: nn.Module, inputs: ModelInputs, output_key: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs = inputs
+        self.output_key = output_key
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.inputs.call(self.model, tensors), self.output_key)
 
 
 def user_model(model: nn.Module) -> nn.Module:
     """The user's own model inside ``model`` (``model`` itself unless it is a :class:`LogitsModel`)."""
-    return model.model if isinstance(model, LogitsModel) else model
+    return model.model if isinstance(model, (LogitsModel, NamedInputs)) else model
 
 
 def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from prunepilot.adapters.several import Inputs, run
 from prunepilot.errors import check_integer
 from prunepilot.gate import NullGate
 from prunepilot.inputs import example_batch
@@ -49,8 +50,11 @@ def time_models(
     settings: LatencySettings,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
+    inputs: Inputs | None = None,
 ) -> list[float]:
-    """Median wall time of one forward pass of each model, in milliseconds, in inference mode.
+    """Median wall time of one forward pass of each model, in milliseconds, in inference mode, on a
+    synthetic batch of ``input_shape`` (``settings.batch_size`` samples) or on ``inputs`` when given
+    (a tuple for an exported model of several inputs).
 
     The models are timed in alternating rounds of :data:`ROUND_PASSES` passes (``settings.repeats``
     timed passes each), so that a machine whose speed drifts slows them alike and their ratio holds.
@@ -59,7 +63,12 @@ def time_models(
     trial on the node computes meanwhile.
     """
     device = torch.device(device)
-    inputs = example_batch(input_shape, settings.batch_size, device)
+    if inputs is None:
+        inputs = example_batch(input_shape, settings.batch_size, device)
+    elif isinstance(inputs, tuple):
+        inputs = tuple(t.to(device) for t in inputs)
+    else:
+        inputs = inputs.to(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
     for model in models:
@@ -73,18 +82,18 @@ def time_models(
         with gate.compute(), torch.inference_mode():
             for model in models:
                 for _ in range(settings.warmup):
-                    model(inputs)
+                    run(model, inputs)
             sync()
         with gate.measure(), torch.inference_mode():
             for model in models:
                 for _ in range(min(2, settings.warmup)):
-                    model(inputs)
+                    run(model, inputs)
             sync()
             while len(times[-1]) < settings.repeats:
                 for model, timed in zip(models, times):
                     for _ in range(min(ROUND_PASSES, settings.repeats - len(timed))):
                         start = time.perf_counter()
-                        model(inputs)
+                        run(model, inputs)
                         sync()
                         timed.append(time.perf_counter() - start)
     finally:
@@ -98,9 +107,10 @@ def measure_latency(
     settings: LatencySettings,
     device: str | torch.device = "cpu",
     gate: NullGate | None = None,
+    inputs: Inputs | None = None,
 ) -> float:
     """Median wall time of one forward pass of ``model`` in milliseconds (see :func:`time_models`)."""
-    return time_models([model], input_shape, settings, device, gate)[0]
+    return time_models([model], input_shape, settings, device, gate, inputs)[0]
 
 
 def relative_latency(

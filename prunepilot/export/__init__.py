@@ -8,7 +8,8 @@ from typing import Any
 
 from torch import nn
 
-from prunepilot.adapters import samples
+from prunepilot.adapters import LogitsModel, NamedInputs, samples
+from prunepilot.adapters.several import free_axes, rows
 from prunepilot.evaluators import measure_latency
 from prunepilot.export.int8 import export_int8
 from prunepilot.export.onnx import export_onnx
@@ -72,7 +73,9 @@ def export_all(
         The ``export`` entry of the report.
 
     A model cut to some input features is exported without its wrapper: the files take the kept
-    features only (``export["input_features"]``, in that order; ``plan.json`` lists them too).
+    features only (``export["input_features"]``, in that order; ``plan.json`` lists them too). A
+    model of several inputs ships taking them by name (``export["inputs"]``; the ONNX file's inputs
+    bear those names, with free batch and sequence dimensions), and is timed on test inputs.
     """
     inputs = samples(task.test, 64)
     export: dict[str, Any] = {"policy": "policy.json"}
@@ -81,15 +84,24 @@ def export_all(
         export["input_features"] = list(model.kept)
         inputs, shape = inputs.index_select(-1, model.index), InputShape((len(model.kept),), dtype_of(shape))
         model = model.inner
-    export["input_shape"] = list(shape)
+    shipped, shipped_inputs, axes = model, inputs, None
+    if isinstance(model, LogitsModel) and model.inputs is not None:  # what ships takes them by name
+        several = model.inputs
+        export["inputs"] = several.to_dict()
+        shipped = NamedInputs(model.model, several, model.output_key)
+        shipped_inputs, axes = tuple(several.unpack(inputs)), free_axes(several)
+    else:
+        export["input_shape"] = list(shape)
+    timed = rows(shipped_inputs, settings.latency.batch_size) if axes else None
     if "torchscript" in formats:
         export["torchscript"] = "model.ts.pt"
-        export["torchscript_max_abs_diff"] = export_torchscript(model, inputs, folder / "model.ts.pt")
+        difference = export_torchscript(shipped, shipped_inputs, folder / "model.ts.pt")
+        export["torchscript_max_abs_diff"] = difference
         scripted = load_torchscript(folder / "model.ts.pt")
-        export["torchscript_latency_ms"] = measure_latency(scripted, shape, settings.latency)
+        export["torchscript_latency_ms"] = measure_latency(scripted, shape, settings.latency, inputs=timed)
     if "onnx" in formats:
         export["onnx"] = "model.onnx"
-        export.update(export_onnx(model, inputs, folder / "model.onnx", settings.latency))
+        export.update(export_onnx(shipped, shipped_inputs, folder / "model.onnx", settings.latency, axes))
     if "plan" in formats:
         export["plan"], export["plan_weights"] = "plan.json", "weights.pt"
         base = task.model if "python" in source else None  # no factory re-creates a Python object

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from prunepilot.adapters.several import Inputs, run
 
 #: Largest absolute output difference accepted between the model and its reloaded export.
 TOLERANCE = 1e-5
 
 
-def max_difference(model: nn.Module, other: nn.Module, inputs: torch.Tensor) -> float:
-    """The largest absolute difference between the two models' outputs on ``inputs``."""
+def max_difference(model: nn.Module, other: nn.Module, inputs: Inputs) -> float:
+    """The largest absolute difference between the two models' outputs on ``inputs`` (one tensor, or
+    a tuple for a model of several inputs)."""
+    import torch
+
     with torch.no_grad():
-        return float((model.eval()(inputs) - other.eval()(inputs)).abs().max())
+        return float((run(model.eval(), inputs) - run(other.eval(), inputs)).abs().max())

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunepilot.adapters.several import Inputs, rows, run
 from prunepilot.errors import PrunepilotError
 from prunepilot.evaluators import LatencySettings
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_name, example_batch
@@ -22,11 +23,17 @@ ONNX_TOLERANCE = 1e-4
 
 
 def export_onnx(
-    model: nn.Module, inputs: torch.Tensor, path: Path, latency: LatencySettings
+    model: nn.Module,
+    inputs: Inputs,
+    path: Path,
+    latency: LatencySettings,
+    axes: dict[str, dict[int, str]] | None = None,
 ) -> dict[str, float]:
     """Exports ``model`` to ONNX (batch dimension dynamic), runs the file in ONNX Runtime on
     ``inputs`` and compares with PyTorch, then times it in ONNX Runtime. The file is written only
-    when it reproduces the model.
+    when it reproduces the model. A model of several inputs takes ``inputs`` as a tuple, named and
+    freed by ``axes`` (see :func:`~prunepilot.adapters.several.free_axes`); it is timed on real
+    inputs.
 
     Returns:
         ``onnx_max_abs_diff`` and ``onnx_latency_ms`` (median, ``latency``'s batch and threads).
@@ -36,14 +43,14 @@ def export_onnx(
     """
     model = model.eval()
     try:
-        data = onnx_bytes(model, inputs[:2])
+        data = onnx_bytes(model, rows(inputs, 2), axes)
     except DeployError as exc:
         raise PrunepilotError(f"The ONNX export failed ({exc}).") from exc
     session = open_session(data, latency.threads)
-    name = session.get_inputs()[0].name
+    names = [i.name for i in session.get_inputs()]
     with torch.no_grad():
-        expected = model(inputs).numpy()
-    actual = session.run(None, {name: inputs.numpy()})[0]
+        expected = run(model, inputs).numpy()
+    actual = session.run(None, _feeds(names, inputs))[0]
     difference = float(np.abs(expected - actual).max())
     if not difference <= ONNX_TOLERANCE:
         raise PrunepilotError(
@@ -51,13 +58,21 @@ def export_onnx(
             f"{difference:.3g} > {ONNX_TOLERANCE:g}); nothing was written to {path}."
         )
     write_atomically(path, data)
-    shape = InputShape(inputs.shape[1:], dtype_name(inputs.dtype) or DEFAULT_DTYPE)
-    batch = example_batch(shape, latency.batch_size).numpy()
+    if isinstance(inputs, tuple):
+        batch = _feeds(names, rows(inputs, latency.batch_size))
+    else:
+        shape = InputShape(inputs.shape[1:], dtype_name(inputs.dtype) or DEFAULT_DTYPE)
+        batch = _feeds(names, example_batch(shape, latency.batch_size))
     for _ in range(latency.warmup):
-        session.run(None, {name: batch})
+        session.run(None, batch)
     times = []
     for _ in range(latency.repeats):
         start = time.perf_counter()
-        session.run(None, {name: batch})
+        session.run(None, batch)
         times.append(time.perf_counter() - start)
     return {"onnx_max_abs_diff": difference, "onnx_latency_ms": statistics.median(times) * 1e3}
+
+
+def _feeds(names: list[str], inputs: Inputs) -> dict[str, np.ndarray]:
+    tensors = inputs if isinstance(inputs, tuple) else (inputs,)
+    return {name: tensor.numpy() for name, tensor in zip(names, tensors)}

@@ -9,17 +9,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prunepilot.adapters.several import Inputs, rows
 from prunepilot.errors import PrunepilotError
 from prunepilot.export._compare import TOLERANCE, max_difference
 from prunepilot.rundir import write_atomically
 
 
-def export_torchscript(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:
+def export_torchscript(model: nn.Module, inputs: Inputs, path: Path) -> float:
     """Saves ``model`` as TorchScript (traced), reloads the file and compares outputs.
 
     Args:
         model: The model to export (put in eval mode).
-        inputs: A batch of real inputs used for tracing and for the check.
+        inputs: A batch of real inputs used for tracing and for the check (a tuple for a model of
+            several inputs).
         path: Where the ``.pt`` file goes (written atomically).
 
     Returns:
@@ -33,7 +35,7 @@ def export_torchscript(model: nn.Module, inputs: torch.Tensor, path: Path) -> fl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
         with torch.no_grad():
-            traced = torch.jit.trace(model, inputs[:2], check_trace=False)
+            traced = torch.jit.trace(model, rows(inputs, 2), check_trace=False)
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
         buffer.seek(0)

@@ -22,7 +22,7 @@ from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
-from prunepilot.settings import field_owner, named
+from prunepilot.settings import field_owner, invalid_field, named
 from prunepilot.spec import BUILTIN_LATENCY_BATCH, DEFAULT_LATENCY_BATCH, ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
@@ -86,6 +86,8 @@ class PreparedJob:
             source = {"factory": self.spec.model}
         if isinstance(self.task.model, LogitsModel):
             source.update(logits_model=True, output_key=self.task.model.output_key)
+            if self.task.model.inputs is not None:
+                source["inputs"] = self.task.model.inputs.to_dict()
         return source
 
     def with_reference(self, baseline: dict[str, Any]) -> TrialSettings:
@@ -137,6 +139,7 @@ def prepare(
             spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype,
             **spec.reading(),
         )  # fmt: skip
+    _check_several_inputs(task, spec.quantize, spec.input_features)
     builtin = spec.model is None and not spec.python_model
     settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
     _check_metric(task, settings.metric)
@@ -274,6 +277,20 @@ def dry_run_lines(prepared: PreparedJob, baseline: dict[str, Any]) -> list[str]:
     lines.append("Search space:")
     lines += [f"  {line}" for line in prepared.space.describe()]
     return lines
+
+
+def _check_several_inputs(task: Task, quantize: str, input_features: bool) -> None:
+    """Refuses what a model of several inputs cannot have yet: int8 (its export would take the
+    inputs packed) and input features (there is no one input of flat features)."""
+    several = getattr(task.model, "inputs", None)
+    if several is None:
+        return
+    names = list(several.names)
+    if quantize != "none":
+        raise invalid_field("quantize", f"'none' for a model of several inputs ({names})", quantize)
+    if input_features:
+        accepted = f"false for a model of several inputs ({names})"
+        raise invalid_field("input_features", accepted, input_features)
 
 
 def _check_device(device: str) -> None:

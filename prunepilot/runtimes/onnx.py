@@ -18,8 +18,15 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
 
-def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+def onnx_bytes(
+    model: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    axes: dict[str, dict[int, str]] | None = None,
+) -> bytes:
     """``model`` (on the CPU, in eval mode) exported to ONNX with a free batch dimension.
+
+    ``example`` is one tensor (the input ``input``) or, for a model of several inputs, a tuple and
+    ``axes`` (input name -> its free dimensions, in the model's order: the inputs' names).
 
     The TorchScript-based exporter comes first (about 50 ms a small model, against seconds for
     ``torch.export``'s, which matters when every trial and calibration policy is exported); a model
@@ -29,6 +36,8 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
         DeployError: naming what neither exporter handles (its first message).
     """
     model.eval()
+    args = example if isinstance(example, tuple) else (example,)
+    free = axes or {INPUT_NAME: {0: "batch"}}
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo")]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
@@ -38,17 +47,18 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
             warnings.simplefilter("ignore")
             try:
                 buffer = io.BytesIO()
-                axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
                 torch.onnx.export(
-                    model, (example,), buffer, dynamo=False, input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME], dynamic_axes=axes,
+                    model, args, buffer, dynamo=False, input_names=list(free), output_names=[OUTPUT_NAME],
+                    dynamic_axes={**free, OUTPUT_NAME: {0: "batch"}},
                 )  # fmt: skip
                 return buffer.getvalue()
             except Exception as first:  # noqa: BLE001 - the second exporter may handle it
                 try:
+                    named = {name for axis in free.values() for name in axis.values()}
+                    dims = {name: torch.export.Dim(name, min=1) for name in named}
                     program = torch.onnx.export(
-                        model, (example,), dynamo=True, verbose=False,
-                        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                        model, args, dynamo=True, verbose=False, input_names=list(free),
+                        dynamic_shapes=tuple({i: dims[n] for i, n in axis.items()} for axis in free.values()),
                     )  # fmt: skip
                     return program.model_proto.SerializeToString()
                 except Exception:  # noqa: BLE001 - the first exporter's message names the operator

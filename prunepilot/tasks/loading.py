@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from prunepilot.adapters import (
+    DEFAULT_LABEL_KEYS,
     Batch,
     BatchFormat,
     LogitsModel,
@@ -21,9 +23,11 @@ from prunepilot.adapters import (
     Split,
     as_logits_model,
     first_batch,
+    first_raw_batch,
     logits_of,
     user_model,
 )
+from prunepilot.adapters.several import ModelInputs, forward_inputs
 from prunepilot.errors import UsageError
 from prunepilot.imports import import_object
 from prunepilot.inputs import INPUT_DTYPES, InputShape, dtype_name
@@ -108,6 +112,7 @@ def checked_task(
     batch_format: BatchFormat | None = None,
     output_key: str | None = None,
     loss: Loss | None = None,
+    input_keys: Sequence[str] | None = None,
 ) -> Task:
     """A task of ``model`` and its (train, val, test) ``splits``, checked to work together: each
     split is a Dataset or a DataLoader whose batches (tensors, tuples or dicts, read through
@@ -128,13 +133,23 @@ def checked_task(
         batch_format: Where dict batches keep the input and the labels.
         output_key: Where the model's output keeps the class scores.
         loss: What fine-tuning minimises (checked on one batch).
+        input_keys: The model's inputs in dict batches, where its ``forward``'s signature does not
+            say (see :func:`~prunepilot.adapters.several.forward_inputs`).
 
     Raises:
         UsageError: one line naming what is wrong.
     """
     with _blame("data"):
-        train, val, test = _check_splits(splits, source, batch_format or BatchFormat())
+        batch_format = _several_inputs(model, splits, source, batch_format or BatchFormat(), input_keys)
+        train, val, test = _check_splits(splits, source, batch_format)
         first = first_batch(train, 2)
+    several = batch_format.inputs
+    if several is not None and input_shape is not None:
+        raise UsageError(
+            f"{shape_source} gives one input's shape, but the model takes the inputs {list(several.names)} "
+            f"(shapes {[list(s) for s in several.shapes]}, read from the data); leave it out.",
+            "input_shape",
+        )
     shape = tuple(first[0].shape[1:])
     if input_shape is not None and tuple(input_shape) != shape:
         raise UsageError(
@@ -152,8 +167,8 @@ def checked_task(
             "input_dtype",
         )
     with _blame("model"):
-        outputs = _forward(model.eval(), first[0])  # one pass: the wrapping and the shape checks
-        model = as_logits_model(model, outputs, output_key)
+        outputs = _forward(model.eval(), first[0], several)  # one pass: the wrapping and the checks
+        model = as_logits_model(model, outputs, output_key, several)
     loaded = Task(name, model, train, val, test, InputShape(shape, dtype))
     with _blame("model"):
         _check_forward(loaded, first, logits_of(outputs, output_key), loss or Loss())
@@ -198,7 +213,8 @@ def build_base_model(source: dict, base_model: nn.Module | None = None) -> nn.Mo
     if not isinstance(network, nn.Module):
         raise UsageError(f"The factory {source['factory']!r} must return a torch.nn.Module.")
     if source.get("logits_model"):
-        network = LogitsModel(network, source.get("output_key"))
+        several = ModelInputs.from_dict(source["inputs"]) if source.get("inputs") else None
+        network = LogitsModel(network, source.get("output_key"), several)
     return network.eval()
 
 
@@ -244,6 +260,8 @@ def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tup
         )
     checked, shapes = [], set()
     for name, data in zip(("train", "val", "test"), splits):
+        if isinstance(data, Split) and batch_format.inputs is not None:  # read the several inputs
+            data = data.source
         split = data if isinstance(data, Split) else Split(data, batch_format)
         try:
             inputs, labels = first_batch(split, 2)
@@ -266,15 +284,41 @@ def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tup
     return tuple(checked)  # type: ignore[return-value]
 
 
-def _forward(model: nn.Module, inputs: torch.Tensor) -> object:
+def _forward(model: nn.Module, inputs: torch.Tensor, several: ModelInputs | None) -> object:
     try:
         with torch.no_grad():
-            return model(inputs)
+            return model(inputs) if several is None else several.call(model, several.unpack(inputs))
     except Exception as exc:  # noqa: BLE001 - the user's model failing is bad input
+        shown = tuple(inputs.shape) if several is None else dict(zip(several.names, several.shapes))
         raise UsageError(
-            f"The model fails on a batch of the data of shape {tuple(inputs.shape)} "
-            f"({type(exc).__name__}: {exc})."
+            f"The model fails on a batch of the data of shape {shown} ({type(exc).__name__}: {exc})."
         ) from exc
+
+
+def _several_inputs(
+    model: nn.Module, splits: object, source: str, batch_format: BatchFormat, input_keys: Sequence[str] | None
+) -> BatchFormat:
+    """``batch_format`` reading the model's several inputs, when it takes several from the first
+    training batch (see :func:`~prunepilot.adapters.several.forward_inputs`); an ``input_key`` set
+    without ``input_keys`` keeps one input."""
+    if batch_format.input_key is not None and not input_keys:
+        return batch_format
+    if not isinstance(splits, (tuple, list)) or not splits:
+        return batch_format
+    train = splits[0].source if isinstance(splits[0], Split) else splits[0]
+    try:
+        raw = first_raw_batch(train, 2)
+    except Exception:  # noqa: BLE001 - the splits' own check says what is wrong with them
+        return batch_format
+    keys = raw if isinstance(raw, Mapping) else {}
+    labels = batch_format.label_key or next((k for k in DEFAULT_LABEL_KEYS if k in keys), None)
+    several = forward_inputs(model, raw, labels, input_keys)
+    if several is None:
+        if input_keys:
+            raise UsageError(f"input_keys names {list(input_keys)}, but the data of {source} gives the model "
+                             "one input; leave it out.", "input_keys")  # fmt: skip
+        return batch_format
+    return dataclasses.replace(batch_format, inputs=several)
 
 
 def _check_forward(task: Task, first: Batch, outputs: object, loss: Loss) -> None:

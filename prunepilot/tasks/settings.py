@@ -71,6 +71,12 @@ class TaskFields:
         None, "the key of the model's input in dict batches", key="data.input_key", check=_TEXT,
         default_text="input_ids, pixel_values, input ... whichever the batch has", example="input_ids",
     )  # fmt: skip
+    input_keys: list[str] | None = setting(
+        None, "the model's inputs in dict batches, e.g. input_ids,attention_mask (a job file: a list)",
+        key="data.input_keys", check=Items(None, "a non-empty list of keys"),
+        default_text="every key of the batch that the model's forward names, but the labels'",
+        example=["input_ids", "attention_mask"],
+    )  # fmt: skip
     label_key: str | None = setting(
         None, "the labels' key in dict batches", key="data.label_key", check=_TEXT,
         default_text="labels, label ... whichever the batch has", example="labels",
@@ -97,4 +103,5 @@ class TaskFields:
             "batch_format": BatchFormat(self.input_key, self.label_key),
             "output_key": self.output_key,
             "loss": Loss(self.loss),
+            "input_keys": self.input_keys,
         }

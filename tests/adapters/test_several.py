@@ -1,0 +1,148 @@
+"""Models of several inputs: their inputs packed into one tensor and back, found from the data and
+the model's forward, and a padded-text BERT searched with its attention mask end to end."""
+
+from __future__ import annotations
+
+import json
+
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import prunepilot
+from prunepilot.adapters import LogitsModel, user_model
+from prunepilot.adapters.several import ModelInputs, forward_inputs
+from prunepilot.export import load_plan
+
+FAST = dict(
+    finetune_steps=5, final_steps=10, bn_batches=2, latency_repeats=3, latency_batch=8, workers=0,
+    calibration_samples=8, progress=False,
+)  # fmt: skip
+
+
+def test_inputs_of_one_shape_are_stacked_and_come_back_in_their_dtypes():
+    inputs = ModelInputs(("input_ids", "attention_mask"), ((5,), (5,)), ("int64", "int64"))
+    ids, mask = torch.randint(0, 100, (3, 5)), torch.ones(3, 5, dtype=torch.long)
+    packed = inputs.pack([ids, mask])
+    assert packed.shape == (3, 2, 5) and inputs.packed_shape == (2, 5) and packed.dtype == torch.int64
+    longer = inputs.pack([torch.zeros(3, 9, dtype=torch.long)] * 2)  # any length of that shape
+    assert longer.shape == (3, 2, 9)
+    back = inputs.unpack(packed)
+    assert torch.equal(back[0], ids) and torch.equal(back[1], mask)
+
+
+def test_inputs_of_other_shapes_and_dtypes_are_concatenated_exactly():
+    inputs = ModelInputs(("image", "table", "ids"), ((1, 2, 2), (3,), (2,)), ("float32", "float32", "int64"))
+    image, table, ids = torch.randn(4, 1, 2, 2), torch.randn(4, 3), torch.tensor([[2**40, 3]] * 4)
+    packed = inputs.pack([image, table, ids])
+    assert packed.shape == (4, 9) and packed.dtype == torch.float64
+    again = inputs.unpack(packed)
+    assert torch.equal(again[0], image) and torch.equal(again[1], table) and torch.equal(again[2], ids)
+    assert again[2].dtype == torch.int64
+    with pytest.raises(prunepilot.UsageError, match="'table' has shape \\(4,\\) per sample"):
+        inputs.pack([image, torch.randn(4, 4), ids])
+    assert ModelInputs.from_dict(json.loads(json.dumps(inputs.to_dict()))) == inputs
+
+
+class TwoInputs(nn.Module):
+    """An image and a table of features, classified together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.table = nn.Linear(5, 8)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        pooled = torch.relu(self.conv(image)).mean(dim=(2, 3))
+        return self.head(torch.cat([pooled, torch.relu(self.table(table))], dim=1))
+
+
+def test_the_model_inputs_are_found_from_its_forward_and_the_batch():
+    model = TwoInputs()
+    found = forward_inputs(model, (torch.randn(2, 1, 6, 6), torch.randn(2, 5), torch.tensor([0, 1])), None)
+    assert found.names == ("image", "table") and found.positional and found.shapes == ((1, 6, 6), (5,))
+    assert forward_inputs(nn.Linear(4, 2), (torch.randn(2, 4), torch.tensor([0, 1])), None) is None
+    batch = {"image": torch.randn(2, 1, 6, 6), "table": torch.randn(2, 5), "extra": torch.zeros(2), "y": 1}
+    found = forward_inputs(model, batch, "y")
+    assert found.names == ("image", "table") and not found.positional
+    assert forward_inputs(model, batch, "y", ["table", "image"]).names == ("table", "image")
+    with pytest.raises(prunepilot.UsageError, match="no tensor under \\['mask'\\]"):
+        forward_inputs(model, batch, "y", ["image", "mask"])
+
+
+def _two_input_data(size: int, seed: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    image, table = torch.randn(size, 1, 6, 6, generator=generator), torch.randn(size, 5, generator=generator)
+    labels = (image.mean(dim=(1, 2, 3)) > 0).long() + (table[:, 0] > 0).long()
+    return TensorDataset(image, table, labels)
+
+
+@pytest.mark.slow
+def test_a_model_of_two_inputs_from_tuple_batches_is_searched_and_ships_both(tmp_path):
+    torch.manual_seed(0)
+    model = TwoInputs()
+    train, val, test = (_two_input_data(n, s) for s, n in enumerate((256, 96, 96)))
+    result = prunepilot.search(
+        model, train=train, val=val, test=test, budget="1GFLOPs", trials=2, out=str(tmp_path),
+        log=lambda _: None, **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert result.report["final"]["export"]["inputs"]["names"] == ["image", "table"]
+    session = onnxruntime.InferenceSession(str(result.run_dir / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["image", "table"]
+    image, table, _ = test[:8]
+    shipped = user_model(result.model)
+    expected = shipped(image, table).detach().numpy()
+    got = session.run(None, {"image": image.numpy(), "table": table.numpy()})[0]
+    assert abs(got - expected).max() < 1e-4
+
+
+def _masked_accuracy(bert: nn.Module, data) -> float:
+    right = total = 0
+    with torch.no_grad():
+        for batch in DataLoader(data, batch_size=64):
+            logits = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            right += int((logits.argmax(1) == batch["labels"]).sum())
+            total += len(batch["labels"])
+    return right / total
+
+
+@pytest.mark.slow
+def test_a_padded_text_bert_is_scored_trained_and_shipped_with_its_attention_mask(tmp_path):
+    hf = pytest.importorskip("tests.hf_models")
+    bert = hf.model("bert")
+    train, val, test = hf.padded_text_data()
+    optimizer = torch.optim.AdamW(bert.parameters(), lr=3e-3)
+    bert.train()
+    for step, batch in enumerate(DataLoader(train, batch_size=32, shuffle=True)):  # the team's model
+        optimizer.zero_grad()
+        bert(**batch).loss.backward()
+        optimizer.step()
+        if step == 40:
+            break
+    bert.eval()
+    masked = _masked_accuracy(bert, val)
+    batch = next(iter(DataLoader(val, batch_size=64)))
+    with torch.no_grad():  # the mask matters: an unmasked score would not be the team's
+        gap = bert(**batch).logits - bert(input_ids=batch["input_ids"]).logits
+    assert gap.abs().max() > 1e-3
+    result = prunepilot.search(
+        bert, train=train, val=val, test=test, budget="1GFLOPs", trials=2, out=str(tmp_path),
+        log=lambda _: None, **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    report = result.report
+    assert abs(report["baseline"]["accuracy"] - masked) <= 1e-6  # the team's own, masked evaluation
+    assert report["final"]["export"]["inputs"]["names"] == ["input_ids", "attention_mask"]
+    session = onnxruntime.InferenceSession(str(result.run_dir / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    batch = next(iter(DataLoader(test, batch_size=16)))
+    shorter = {k: batch[k][:, :20].numpy() for k in ("input_ids", "attention_mask")}  # a free sequence axis
+    expected = user_model(result.model)(**{k: torch.from_numpy(v) for k, v in shorter.items()}).logits
+    assert abs(session.run(None, shorter)[0] - expected.detach().numpy()).max() < 1e-4
+    rebuilt = load_plan(result.run_dir, base_model=bert)
+    assert isinstance(rebuilt, LogitsModel)
+    assert abs(_masked_accuracy(user_model(rebuilt), test) - report["final"]["test_accuracy"]) <= 1e-6
