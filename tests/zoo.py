@@ -384,3 +384,52 @@ def grouped_transpose_net() -> nn.Module:
     """A model for 1x8x8 digits that ONNX Runtime cannot quantize to int8 (statically)."""
     torch.manual_seed(0)
     return _GroupedTransposeNet()
+
+
+class UNet(nn.Module):
+    """A two-level U-Net: per-pixel class scores ``(batch, classes, H, W)``, the decoder fed the
+    encoder's features through a concatenated skip connection."""
+
+    def __init__(self, classes: int = 2, width: int = 8) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.bottom = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 3, padding=1),
+                                    nn.BatchNorm2d(2 * width), nn.ReLU())  # fmt: skip
+        self.up = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
+        self.decode = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width),
+                                    nn.ReLU())  # fmt: skip
+        self.head = nn.Conv2d(width, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.down(x)
+        return self.head(self.decode(torch.cat([skip, self.up(self.bottom(skip))], dim=1)))
+
+
+def squares_data(sizes: tuple[int, int, int] = (256, 96, 96), side: int = 16):
+    """Noisy images holding a brighter square; the label of each pixel is whether it is the square's."""
+    splits = []
+    for seed, size in enumerate(sizes):
+        generator = torch.Generator().manual_seed(seed)
+        corners = torch.randint(0, side // 2, (size, 2), generator=generator)
+        rows, cols = torch.arange(side)[:, None], torch.arange(side)[None, :]
+        masks = torch.stack([((rows >= r) & (rows < r + side // 2) & (cols >= c) & (cols < c + side // 2))
+                             for r, c in corners.tolist()]).long()  # fmt: skip
+        images = masks[:, None].float() + 0.5 * torch.randn(size, 1, side, side, generator=generator)
+        splits.append(torch.utils.data.TensorDataset(images, masks))
+    return tuple(splits)
+
+
+def pixel_loss(model: nn.Module, batch) -> torch.Tensor:
+    """Per-pixel cross-entropy of a segmenter on ``(images, masks)`` batches."""
+    images, masks = batch
+    return nn.functional.cross_entropy(model(images), masks)
+
+
+def mean_iou(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean intersection over union of the predicted and true classes, over the classes present."""
+    predicted = outputs.argmax(1)
+    scores = []
+    for cls in labels.unique().tolist():
+        union = ((predicted == cls) | (labels == cls)).sum()
+        scores.append(float(((predicted == cls) & (labels == cls)).sum()) / float(union))
+    return sum(scores) / len(scores)

@@ -59,13 +59,15 @@ class Teacher(NamedTuple):
 
 
 def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` over the last dimension (classes),
-    averaged over every other position; the teacher's scores carry no gradient."""
-    scale = float(temperature)
-    log_student = functional.log_softmax(student / scale, dim=-1)
-    log_teacher = functional.log_softmax(teacher.detach().to(student.dtype) / scale, dim=-1)
-    per_sample = functional.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(-1)
-    return per_sample.mean() * scale * scale
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` over the classes, averaged over every
+    other position; the teacher's scores carry no gradient. The classes are the last dimension
+    (``(batch, classes)``, a sequence's ``(batch, positions, classes)``), or the second of an image's
+    per-pixel scores ``(batch, classes, height, width)``."""
+    scale, classes = float(temperature), 1 if student.dim() >= 4 else -1
+    log_student = functional.log_softmax(student / scale, dim=classes)
+    log_teacher = functional.log_softmax(teacher.detach().to(student.dtype) / scale, dim=classes)
+    divergence = functional.kl_div(log_student, log_teacher, reduction="none", log_target=True)
+    return divergence.sum(classes).mean() * scale * scale
 
 
 def distilled(loss_of: LossFunction, teacher: Teacher, device: torch.device | str = "cpu") -> LossFunction:

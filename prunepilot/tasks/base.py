@@ -36,6 +36,9 @@ class Task:
         input_shape: Shape of one input sample, without the batch dimension.
         unslimmed: The model as given, when a slimming warm-up made ``model`` (see
             :mod:`prunepilot.families.slimming`); None otherwise.
+        class_scores: The model outputs class scores, one row a sample, and the labels are classes
+            (the default loss, metric and data checks read them); False when the user's loss and
+            metric read other outputs and labels (per-pixel scores and masks).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Task:
     test: Dataset
     input_shape: tuple[int, ...]
     unslimmed: nn.Module | None = None
+    class_scores: bool = True
 
     @property
     def baseline_model(self) -> nn.Module:

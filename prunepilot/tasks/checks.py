@@ -2,6 +2,9 @@
 classes, a training split of at least one batch, and a validation split and metric that can tell
 models apart. Each failure is one line naming the split, what is wrong and what is accepted.
 
+A task whose outputs and labels only the user's loss and metric read (per-pixel scores and masks:
+``Task.class_scores`` False) is checked for finite inputs and one training batch only.
+
 Splits are read up to :data:`CHECKED_SAMPLES` samples each (the first ones), so a large data set is
 checked in seconds; what lies beyond is caught as it is used (a trial whose loss stops being finite
 fails with that reason).
@@ -50,8 +53,8 @@ def check_data(task: Task, batch_size: int, metric: Metric) -> None:
     Raises:
         UsageError: one line naming the split and what is wrong.
     """
-    outputs, labels = _val_outputs(task)
-    classes = outputs.shape[1]
+    outputs, labels = _val_outputs(task) if task.class_scores else (None, None)
+    classes = outputs.shape[1] if outputs is not None else 0
     for name in ("train", "val", "test"):
         split = _read(getattr(task, name))
         if split.first_non_finite is not None:
@@ -60,7 +63,7 @@ def check_data(task: Task, batch_size: int, metric: Metric) -> None:
                 f"{split.first_non_finite}); inputs must be finite: clean or impute them.",
                 "data",
             )
-        outside = sorted(label for label in split.labels if not 0 <= label < classes)
+        outside = sorted(label for label in split.labels if not 0 <= label < classes) if classes else []
         if outside:
             raise UsageError(
                 f"The {name} split holds labels {outside[:5]} but the model outputs {classes} classes; "
@@ -80,7 +83,8 @@ def check_data(task: Task, batch_size: int, metric: Metric) -> None:
                 "split the data after shuffling it.",
                 "data",
             )
-    _check_metric_varies(outputs, labels, metric)
+    if outputs is not None:  # class scores and classes: a metric must tell right from wrong
+        _check_metric_varies(outputs, labels, metric)
 
 
 def _read(data: object) -> _Split:
@@ -90,7 +94,8 @@ def _read(data: object) -> _Split:
             bad = (~torch.isfinite(inputs)).flatten(1).any(1).nonzero()
             if len(bad):
                 found.first_non_finite = found.samples + int(bad[0])
-        found.labels.update(int(label) for label in torch.as_tensor(labels).unique())
+        if labels.dim() == 1:  # classes, one a sample
+            found.labels.update(int(label) for label in torch.as_tensor(labels).unique())
         found.samples += len(inputs)
         if found.samples >= CHECKED_SAMPLES:
             break

@@ -29,6 +29,7 @@ from prunepilot.adapters import (
 )
 from prunepilot.adapters.several import ModelInputs, forward_inputs
 from prunepilot.errors import UsageError
+from prunepilot.evaluators.metric import Metric
 from prunepilot.imports import import_object
 from prunepilot.inputs import INPUT_DTYPES, InputShape, dtype_name
 from prunepilot.tasks.base import Task
@@ -113,6 +114,7 @@ def checked_task(
     output_key: str | None = None,
     loss: Loss | None = None,
     input_keys: Sequence[str] | None = None,
+    metric: Metric | None = None,
 ) -> Task:
     """A task of ``model`` and its (train, val, test) ``splits``, checked to work together: each
     split is a Dataset or a DataLoader whose batches (tensors, tuples or dicts, read through
@@ -135,13 +137,17 @@ def checked_task(
         loss: What fine-tuning minimises (checked on one batch).
         input_keys: The model's inputs in dict batches, where its ``forward``'s signature does not
             say (see :func:`~prunepilot.adapters.several.forward_inputs`).
+        metric: What scores the model. With a loss and a metric of the user's, the outputs and
+            labels may be anything they read (per-pixel scores and masks); else the model must
+            output class scores, one row a sample, and the labels be classes.
 
     Raises:
         UsageError: one line naming what is wrong.
     """
     with _blame("data"):
         batch_format = _several_inputs(model, splits, source, batch_format or BatchFormat(), input_keys)
-        train, val, test = _check_splits(splits, source, batch_format)
+        own = all(given is not None and given.function is not None for given in (loss, metric))
+        train, val, test = _check_splits(splits, source, batch_format, own)
         first = first_batch(train, 2)
     several = batch_format.inputs
     if several is not None and input_shape is not None:
@@ -169,7 +175,7 @@ def checked_task(
     with _blame("model"):
         outputs = _forward(model.eval(), first[0], several)  # one pass: the wrapping and the checks
         model = as_logits_model(model, outputs, output_key, several)
-    loaded = Task(name, model, train, val, test, InputShape(shape, dtype))
+    loaded = Task(name, model, train, val, test, InputShape(shape, dtype), class_scores=not own)
     with _blame("model"):
         _check_forward(loaded, first, logits_of(outputs, output_key), loss or Loss())
     return loaded
@@ -252,7 +258,9 @@ def _load_weights(network: nn.Module, path: str) -> None:
         ) from exc
 
 
-def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tuple[Split, Split, Split]:
+def _check_splits(
+    splits: object, source: str, batch_format: BatchFormat, any_labels: bool = False
+) -> tuple[Split, Split, Split]:
     if not isinstance(splits, (tuple, list)) or len(splits) != 3:
         raise UsageError(
             f"The data factory ({source}) must return (train, val, test) datasets or data loaders. "
@@ -272,16 +280,32 @@ def _check_splits(splits: object, source: str, batch_format: BatchFormat) -> tup
                 f"The {name} split of {source} is not a dataset or data loader of (input, label) "
                 f"batches ({type(exc).__name__}: {exc})."
             ) from exc
-        if labels.is_floating_point() or labels.dim() != 1 or len(labels) != len(inputs):
+        if not any_labels and (labels.is_floating_point() or labels.dim() != 1 or len(labels) != len(inputs)):
             raise UsageError(
-                f"The {name} split of {source} must yield integer class labels, one number per "
-                f"sample. Got {labels.dtype} labels of shape {tuple(labels.shape[1:])} per sample instead."
+                f"The {name} split of {source} must yield integer class labels, one number per sample, "
+                f"or come with a loss and a metric of yours, which make any labels and outputs searchable. "
+                f"Got {labels.dtype} labels of shape {tuple(labels.shape[1:])} per sample instead."
             )
         shapes.add(tuple(inputs.shape[1:]))
         checked.append(split)
     if len(shapes) != 1:
         raise UsageError(f"The splits of {source} have samples of different shapes: {sorted(shapes)}.")
     return tuple(checked)  # type: ignore[return-value]
+
+
+def _check_class_scores(task: Task, outputs: object) -> None:
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise UsageError(
+            f"The model must return class scores of shape (batch, classes); got {shape} (set output_key "
+            "to the part of the output that holds them, or give a loss and a metric of yours, which make "
+            "any output searchable)."
+        )
+    labels = first_batch(task.train, 64)[1]
+    if int(labels.max()) >= outputs.shape[1] or int(labels.min()) < 0:
+        raise UsageError(
+            f"The data's labels reach {int(labels.max())} but the model outputs {outputs.shape[1]} classes."
+        )
 
 
 def _forward(model: nn.Module, inputs: torch.Tensor, several: ModelInputs | None) -> object:
@@ -322,19 +346,10 @@ def _several_inputs(
 
 
 def _check_forward(task: Task, first: Batch, outputs: object, loss: Loss) -> None:
-    """Checks the class scores ``outputs`` of the first batch against its labels, and that the model
-    trains on ``loss``."""
-    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
-        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-        raise UsageError(
-            f"The model must return class scores of shape (batch, classes); got {shape} "
-            "(set output_key to the part of the output that holds them)."
-        )
-    labels = first_batch(task.train, 64)[1]
-    if int(labels.max()) >= outputs.shape[1] or int(labels.min()) < 0:
-        raise UsageError(
-            f"The data's labels reach {int(labels.max())} but the model outputs {outputs.shape[1]} classes."
-        )
+    """Checks the class scores ``outputs`` of the first batch against its labels (unless the user's
+    loss and metric read the outputs), and that the model trains on ``loss``."""
+    if task.class_scores:
+        _check_class_scores(task, outputs)
     if not any(p.requires_grad for p in task.model.parameters()):
         return
     try:

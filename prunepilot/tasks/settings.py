@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prunepilot.adapters import BatchFormat, Loss
-from prunepilot.evaluators.metric import DIRECTIONS
+from prunepilot.evaluators.metric import DIRECTIONS, Metric
 from prunepilot.imports import is_import_path
 from prunepilot.inputs import INPUT_DTYPES
 from prunepilot.settings import Check, Integer, Items, OneOf, setting
@@ -104,4 +104,5 @@ class TaskFields:
             "output_key": self.output_key,
             "loss": Loss(self.loss),
             "input_keys": self.input_keys,
+            "metric": Metric(self.metric, self.metric_direction),
         }

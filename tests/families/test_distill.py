@@ -79,3 +79,11 @@ def test_a_user_loss_is_distilled_too():
     plain = user(wrapped, batch, "cpu").item()
     kd = distilled(user, Teacher(LogitsModel(teacher, "scores"), Distillation()))(wrapped, batch, "cpu")
     assert kd.item() > plain
+
+
+def test_per_pixel_scores_are_distilled_over_their_class_dimension_at_each_pixel():
+    student, teacher = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    per_pixel = kd_term(student, teacher, 2.0)
+    rows = [scores.permute(0, 2, 3, 1).reshape(-1, 3) for scores in (student, teacher)]
+    as_rows = kd_term(rows[0], rows[1], 2.0)
+    assert torch.allclose(per_pixel, as_rows)

@@ -1,0 +1,63 @@
+"""Outputs beyond class scores: a segmenter with per-pixel scores and masks, searched through the
+Python API with its own loss and mIoU metric; without them, one line says what makes it searchable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import prunepilot
+from prunepilot.evaluators import count_flops
+from prunepilot.export import load_plan
+from tests import zoo
+
+FAST = dict(
+    finetune_steps=10, final_steps=30, bn_batches=2, latency_repeats=3, latency_batch=8, workers=0,
+    calibration_samples=8, progress=False, log=lambda _: None,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_unet():
+    torch.manual_seed(0)
+    model = zoo.UNet()
+    train = zoo.squares_data()[0]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step, batch in enumerate(torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)):
+        optimizer.zero_grad()
+        zoo.pixel_loss(model, batch).backward()
+        optimizer.step()
+        if step == 30:
+            break
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_a_segmenter_is_searched_with_its_loss_and_metric_and_its_plan_scores_as_reported(
+    trained_unet, tmp_path
+):
+    train, val, test = zoo.squares_data()
+    flops = count_flops(trained_unet, torch.zeros(1, 1, 16, 16))
+    result = prunepilot.search(
+        trained_unet, train=train, val=val, test=test, budget=f"{0.6 * flops / 1e3:.1f}kFLOPs", trials=3,
+        loss=zoo.pixel_loss, metric=zoo.mean_iou, out=str(tmp_path), **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.report and result.report.get("final")
+    assert result.report["baseline"]["accuracy"] > 0.5  # the trained U-Net's mIoU
+    rebuilt = load_plan(result.run_dir, base_model=trained_unet)
+    images, masks = test[:]
+    with torch.no_grad():
+        mean_iou = zoo.mean_iou(rebuilt(images), masks)
+    assert abs(mean_iou - result.report["final"]["test_accuracy"]) <= 1e-6
+    assert result.report["final"]["flops"] <= 0.6 * flops
+
+
+def test_per_pixel_labels_without_a_loss_and_metric_get_one_line_saying_what_makes_them_searchable(
+    trained_unet, tmp_path
+):
+    train, val, test = zoo.squares_data((64, 32, 32))
+    splits = {"train": train, "val": val, "test": test, "budget": "50%", "out": str(tmp_path), **FAST}
+    for given in ({}, {"loss": zoo.pixel_loss}, {"metric": zoo.mean_iou}):  # both are needed
+        with pytest.raises(prunepilot.UsageError, match="or come with a loss and a metric of yours"):
+            prunepilot.search(trained_unet, **splits, **given)
+    assert not any(tmp_path.iterdir())
