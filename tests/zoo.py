@@ -433,3 +433,70 @@ def mean_iou(outputs: torch.Tensor, labels: torch.Tensor) -> float:
         union = ((predicted == cls) | (labels == cls)).sum()
         scores.append(float(((predicted == cls) & (labels == cls)).sum()) / float(union))
     return sum(scores) / len(scores)
+
+
+class _FusedAttention(nn.Module):
+    """timm's ``Attention``: one ``qkv`` Linear, reshaped into heads."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(batch, tokens, channels))
+
+
+class _ViTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), _FusedAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class FusedQkvViT(nn.Module):
+    """A timm-style ViT on 1x16x16 images: patch embedding, class token, fused-qkv blocks."""
+
+    def __init__(self, dim: int = 32, depth: int = 2, heads: int = 4, batch_as_number: bool = False) -> None:
+        super().__init__()
+        self.batch_as_number = batch_as_number  # len(x): a trace fixes the batch size
+        self.patch_embed = nn.Conv2d(1, dim, 4, 4)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 17, dim))
+        self.blocks = nn.Sequential(*[_ViTBlock(dim, heads) for _ in range(depth)])
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        batch = len(x) if self.batch_as_number else x.shape[0]
+        x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def fused_qkv_vit() -> nn.Module:
+    torch.manual_seed(0)
+    return FusedQkvViT()
+
+
+def fixed_batch_vit() -> nn.Module:
+    torch.manual_seed(0)
+    return FusedQkvViT(batch_as_number=True)
+
+
+def digits16_data():
+    """The built-in digits at 16x16 (300 samples a split)."""
+    splits = []
+    for split in digits_datasets():
+        images = nn.functional.interpolate(split.tensors[0][:300], size=16)
+        splits.append(torch.utils.data.TensorDataset(images, split.tensors[1][:300]))
+    return tuple(splits)

@@ -3,6 +3,8 @@ Runtime) and the plan (re-created from the model's own class)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from torch import nn
 
 from prunepilot.adapters import LogitsModel, NamedInputs, samples
 from prunepilot.adapters.several import free_axes, rows
+from prunepilot.errors import PrunepilotError
 from prunepilot.evaluators import measure_latency
 from prunepilot.export.int8 import export_int8
 from prunepilot.export.onnx import export_onnx
@@ -26,6 +29,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "build_from_plan",
     "export_all",
+    "export_errors",
     "export_onnx",
     "export_plan",
     "export_torchscript",
@@ -94,14 +98,16 @@ def export_all(
         export["input_shape"] = list(shape)
     timed = rows(shipped_inputs, settings.latency.batch_size) if axes else None
     if "torchscript" in formats:
-        export["torchscript"] = "model.ts.pt"
-        difference = export_torchscript(shipped, shipped_inputs, folder / "model.ts.pt")
-        export["torchscript_max_abs_diff"] = difference
-        scripted = load_torchscript(folder / "model.ts.pt")
-        export["torchscript_latency_ms"] = measure_latency(scripted, shape, settings.latency, inputs=timed)
+        with _or_its_error(export, "torchscript", folder / "model.ts.pt"):
+            difference = export_torchscript(shipped, shipped_inputs, folder / "model.ts.pt")
+            scripted = load_torchscript(folder / "model.ts.pt")
+            latency = measure_latency(scripted, shape, settings.latency, inputs=timed)
+            export.update(torchscript="model.ts.pt", torchscript_max_abs_diff=difference,
+                          torchscript_latency_ms=latency)  # fmt: skip
     if "onnx" in formats:
-        export["onnx"] = "model.onnx"
-        export.update(export_onnx(shipped, shipped_inputs, folder / "model.onnx", settings.latency, axes))
+        with _or_its_error(export, "onnx", folder / "model.onnx"):
+            export.update(export_onnx(shipped, shipped_inputs, folder / "model.onnx", settings.latency, axes))
+            export["onnx"] = "model.onnx"
     if "plan" in formats:
         export["plan"], export["plan_weights"] = "plan.json", "weights.pt"
         base = task.model if "python" in source else None  # no factory re-creates a Python object
@@ -109,3 +115,23 @@ def export_all(
     if "int8" in formats and deployed is not None and deployed.quantized:
         export.update(export_int8(model, deployed, task, settings, folder / "model.int8.onnx"))
     return export
+
+
+@contextlib.contextmanager
+def _or_its_error(export: dict[str, Any], name: str, path: Path) -> Iterator[None]:
+    """Runs one format's export; when it fails (an exporter that cannot handle the model, a trace
+    that fixed the batch size), its file is removed and ``export[name + "_error"]`` says why, one
+    line, so the other formats still ship (the plan always re-creates the model)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - an exporter's failure is the format's, reported in one line
+        path.unlink(missing_ok=True)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0][:300] if lines else ""
+        own = isinstance(exc, PrunepilotError)  # worded for the user already
+        export[f"{name}_error"] = first if own else f"{type(exc).__name__}: {first}"
+
+
+def export_errors(export: dict[str, Any]) -> list[str]:
+    """``format: why`` of each format whose export failed (see :func:`export_all`)."""
+    return [f"{key[: -len('_error')]}: {value}" for key, value in export.items() if key.endswith("_error")]

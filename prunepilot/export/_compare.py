@@ -10,6 +10,13 @@ from prunepilot.adapters.several import Inputs, run
 TOLERANCE = 1e-5
 
 
+#: What an export that runs on the batch it was traced with but not on another says.
+FIXED_BATCH = (
+    "runs on the batch size it was traced with but not on others: the model turns a tensor's size "
+    "into a Python number (len(x), int(x.shape[0])); read sizes as x.shape[0] to keep them free"
+)
+
+
 def max_difference(model: nn.Module, other: nn.Module, inputs: Inputs) -> float:
     """The largest absolute difference between the two models' outputs on ``inputs`` (one tensor, or
     a tuple for a model of several inputs)."""

@@ -13,6 +13,7 @@ from torch import nn
 from prunepilot.adapters.several import Inputs, rows, run
 from prunepilot.errors import PrunepilotError
 from prunepilot.evaluators import LatencySettings
+from prunepilot.export._compare import FIXED_BATCH
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_name, example_batch
 from prunepilot.rundir import write_atomically
 from prunepilot.runtimes import DeployError
@@ -50,7 +51,11 @@ def export_onnx(
     names = [i.name for i in session.get_inputs()]
     with torch.no_grad():
         expected = run(model, inputs).numpy()
-    actual = session.run(None, _feeds(names, inputs))[0]
+    session.run(None, _feeds(names, rows(inputs, 2)))  # the traced batch runs
+    try:
+        actual = session.run(None, _feeds(names, inputs))[0]
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types
+        raise PrunepilotError(f"The ONNX export {FIXED_BATCH}.") from exc
     difference = float(np.abs(expected - actual).max())
     if not difference <= ONNX_TOLERANCE:
         raise PrunepilotError(

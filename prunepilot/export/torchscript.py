@@ -11,7 +11,7 @@ from torch import nn
 
 from prunepilot.adapters.several import Inputs, rows
 from prunepilot.errors import PrunepilotError
-from prunepilot.export._compare import TOLERANCE, max_difference
+from prunepilot.export._compare import FIXED_BATCH, TOLERANCE, max_difference
 from prunepilot.rundir import write_atomically
 
 
@@ -40,7 +40,11 @@ def export_torchscript(model: nn.Module, inputs: Inputs, path: Path) -> float:
         torch.jit.save(traced, buffer)
         buffer.seek(0)
         reloaded = torch.jit.load(buffer, map_location="cpu")
-    difference = max_difference(model, reloaded, inputs)
+    max_difference(model, reloaded, rows(inputs, 2))  # the traced batch runs
+    try:
+        difference = max_difference(model, reloaded, inputs)
+    except RuntimeError as exc:
+        raise PrunepilotError(f"The TorchScript export {FIXED_BATCH}.") from exc
     if not difference <= TOLERANCE:
         raise PrunepilotError(
             f"The TorchScript export does not reproduce the model (max difference {difference:.3g} "

@@ -12,7 +12,7 @@ from typing import Any
 from prunepilot._version import __version__
 from prunepilot.budget import BudgetLimit, format_cost
 from prunepilot.errors import PrunepilotError
-from prunepilot.export import export_all
+from prunepilot.export import export_all, export_errors
 from prunepilot.final import Finalized, finalize_candidates
 from prunepilot.inputs import dtype_of
 from prunepilot.phases import PhaseClock
@@ -57,6 +57,8 @@ def finish_stage(
             done.final["export"] = export_all(
                 done.model, done.plan, prepared.source, task, settings, run.path, deployed=done.deployed
             )
+        for failed in export_errors(done.final["export"]):
+            log(f"warning: export skipped, {failed}")
         write_atomically(run.file("policy.json"), done.policy.to_json() + "\n")
         # The study keeps the final measurements too, so that `prunepilot report` can rebuild them.
         study.set_user_attr(f"final:{spec.name}", {"trial": done.trial.number, "final": done.final})

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from prunepilot._version import __version__
-from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, UsageError
-from prunepilot.export import EXPORT_FORMATS, export_all
+from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, PrunepilotError, UsageError
+from prunepilot.export import EXPORT_FORMATS, export_all, export_errors
 from prunepilot.final import finalize, score_on_test
 from prunepilot.pipeline.finish import job_header
 from prunepilot.pipeline.prepare import prepare
@@ -114,6 +114,11 @@ def export_trial(
         write_atomically(
             folder / "export.json", json.dumps({"trial": number, "final": final}, indent=1) + "\n"
         )
+        failed = export_errors(final["export"])
+        if failed:  # a format the user asked for and did not get
+            raise PrunepilotError(
+                f"Trial {number}'s export failed for {'; '.join(failed)} (the others are in {folder})."
+            )
         files = [f for name in formats for f in EXPORT_FORMATS[name] if (folder / f).is_file()]
         log(
             f"Trial {number}: test {prepared.settings.metric.label} {final['test_accuracy']:.4f}, latency "

@@ -16,9 +16,10 @@ from torch import nn
 
 from prunepilot.bounds import GIB, bounded, default_memory_bound
 from prunepilot.errors import UsageError, invalid_parameter
-from prunepilot.policies.apply import unprunable_groups
+from prunepilot.policies.apply import apply_policy, unprunable_groups
 from prunepilot.policies.blocks import discover_blocks
 from prunepilot.policies.groups import GroupInfo, survey_groups
+from prunepilot.policies.policy import Policy
 
 #: Seconds discovery may take by default.
 DEFAULT_SECONDS = 120.0
@@ -87,6 +88,8 @@ def discover(
         groups, left = survey_groups(model, input_shape)
     with step("Finding removable blocks"):
         blocks = discover_blocks(model, input_shape)
+    with step("Removing every removable block"):
+        blocks, kept_blocks = removable_together(model, blocks, input_shape)
     with step("Trying each group's pruning"):
         broken = unprunable_groups(model, [g.name for g in groups], input_shape, ratio_max)
     kept = tuple(g for g in groups if g.name not in broken)
@@ -96,7 +99,28 @@ def discover(
             "layers that do not produce the model's output"
             + (f" (left whole: {dict(list({**left, **broken}.items())[:3])})." if left or broken else ".")
         )
-    return Discovery(kept, tuple(blocks), {**left, **broken})
+    return Discovery(kept, tuple(blocks), {**left, **broken, **kept_blocks})
+
+
+def removable_together(
+    model: nn.Module, blocks: list[str], input_shape: tuple[int, ...]
+) -> tuple[list[str], dict[str, str]]:
+    """The blocks a policy may remove all at once, and the blocks kept with the reason: while
+    removing every one leaves a model that cannot be pruned (Torch-Pruning cannot trace a model
+    emptied of its blocks, or it no longer runs), the last is kept; a policy of the space is then
+    never such a model."""
+    kept: dict[str, str] = {}
+    while blocks:
+        try:
+            apply_policy(model, Policy(removed_blocks=tuple(blocks)), input_shape)
+            break
+        except Exception as exc:  # noqa: BLE001 - any failure of the emptied model keeps a block
+            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            kept[blocks[-1]] = (f"kept: removing it with every other removable block leaves a model that "
+                                f"cannot be pruned ({reason})")  # fmt: skip
+            blocks = blocks[:-1]
+    return blocks, kept
 
 
 def _positive(value: object) -> bool:

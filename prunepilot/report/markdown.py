@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prunepilot.budget import format_cost
+from prunepilot.export import export_errors
 from prunepilot.report._labels import (
     families_line,
     front_caption,
@@ -116,11 +117,13 @@ def markdown(report: dict[str, Any], plot_name: str) -> str:
 
 def export_lines(export: dict[str, Any]) -> list[str]:
     """One line per exported artefact: its file, how it was checked, its latency in its runtime."""
-    lines = [
-        f"- `{export['torchscript']}` (TorchScript): reloaded, max difference "
-        f"{export['torchscript_max_abs_diff']:.2g}"
-        + (f"; {export['torchscript_latency_ms']:.3f} ms" if "torchscript_latency_ms" in export else ""),
-    ]
+    lines = []
+    if "torchscript" in export:
+        lines.append(
+            f"- `{export['torchscript']}` (TorchScript): reloaded, max difference "
+            f"{export['torchscript_max_abs_diff']:.2g}"
+            + (f"; {export['torchscript_latency_ms']:.3f} ms" if "torchscript_latency_ms" in export else "")
+        )
     if "onnx" in export:
         lines.append(
             f"- `{export['onnx']}` (ONNX): run in ONNX Runtime on test inputs, max difference "
@@ -133,6 +136,7 @@ def export_lines(export: dict[str, Any]) -> list[str]:
             f"{export['plan_max_abs_diff']:.2g}"
         )
     lines.append(f"- `{export['policy']}`: the chosen policy")
+    lines += [f"- not exported: {failed}" for failed in export_errors(export)]
     return lines
 
 
