@@ -57,15 +57,52 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
     """
     tables = head_tables(find_attention(model))  # per-head parameters are sliced by heads_removed
     try:
+        with torch.no_grad():
+            model(inputs)
+    except Exception as exc:  # noqa: BLE001 - the model failing on its input is bad input
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        shape = tuple(inputs.shape[1:])
+        raise UsageError(
+            f"The model cannot be traced for pruning: it fails on an input of shape {shape} "
+            f"({type(exc).__name__}: {first})."
+        ) from exc
+    try:
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, ignored_layers=[], ignored_params=tables, verbose=False
             )
-    except Exception as exc:  # noqa: BLE001 - any tracing failure is the model's, reported as one line
+    except Exception as exc:  # noqa: BLE001 - any tracing failure is reported as one line
+        where = _failed_operation(exc, model)
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise UsageError(
-            f"The model cannot be traced for pruning ({type(exc).__name__}: {exc}); "
-            "a model must run forward on a tensor of the input shape."
+            f"The model cannot be traced for pruning: Torch-Pruning cannot follow its channels{where} "
+            f"({type(exc).__name__}: {first}). The model runs; this is a limit of the dependency graph: "
+            "an operation written with sizes read from the tensor (x.flatten(1), x.reshape(b, -1)) often "
+            "lets it through."
         ) from exc
+
+
+def _failed_operation(exc: BaseException, model: nn.Module) -> str:
+    """`` through a reshape (ViewBackward0) after 'patch_embed'``: the operation the graph failed
+    on and the nearest module before it, from the failing frame's node; empty when unknown."""
+    frame, node = exc.__traceback__, None
+    while frame is not None:
+        found = frame.tb_frame.f_locals.get("node")
+        node = found if isinstance(found, tp.dependency.Node) else node
+        frame = frame.tb_next
+    if node is None:
+        return ""
+    operation = type(node.grad_fn).__name__ if node.grad_fn is not None else type(node.module).__name__
+    names = {module: name for name, module in model.named_modules() if name}
+    seen, queue = set(), list(node.inputs)
+    while queue:  # the nearest named module upstream
+        upstream = queue.pop(0)
+        if upstream.module in names:
+            return f" through {operation} after {names[upstream.module]!r}"
+        if id(upstream) not in seen:
+            seen.add(id(upstream))
+            queue.extend(upstream.inputs)
+    return f" through {operation}"
 
 
 def named_groups(

@@ -1,6 +1,8 @@
 import pytest
+import torch
 
-from prunepilot import discover_groups
+from prunepilot import UsageError, discover_groups
+from tests import zoo
 
 SHAPE = (1, 8, 8)
 
@@ -42,5 +44,17 @@ def test_discovery_does_not_change_the_model(trained_tiny):
 def test_a_wrong_input_shape_is_reported(trained_tiny, shape):
     from prunepilot import UsageError
 
-    with pytest.raises(UsageError, match="cannot be traced"):
+    with pytest.raises(UsageError, match="cannot be traced for pruning: it fails on an input of shape"):
         discover_groups(trained_tiny, shape)
+
+
+def test_a_tracing_failure_names_the_operation_and_the_module_before_it():
+    from prunepilot.policies.blocks import remove_blocks
+    from prunepilot.policies.groups import build_graph
+
+    emptied = zoo.fused_qkv_vit().eval()
+    remove_blocks(emptied, ["blocks.0", "blocks.1"])  # Torch-Pruning cannot trace what is left
+    expected = "cannot follow its channels through ViewBackward0 after 'patch_embed'"
+    with pytest.raises(UsageError, match=expected) as caught:
+        build_graph(emptied, torch.randn(2, 1, 16, 16))
+    assert "The model runs" in str(caught.value) and "must run forward" not in str(caught.value)
