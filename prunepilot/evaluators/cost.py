@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
+@contextlib.contextmanager
+def _counted() -> Iterator[FlopCounterMode]:
+    """A flop counter, with ``nn.MultiheadAttention``'s and ``nn.TransformerEncoderLayer``'s fused
+    inference kernels off: the counter does not see inside them (it counted a transformer encoder
+    as its MLPs alone); the unfused path computes the same."""
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            yield counter
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+
+
 def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:
     """FLOPs of one forward pass on ``inputs`` (pass a batch of one for per-sample FLOPs)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
+    with _counted() as counter:
         model(inputs)
     return int(counter.get_total_flops())
 
 
 def flops_by_module(model: nn.Module, inputs: torch.Tensor) -> dict[str, int]:
     """FLOPs of each leaf module, keyed by qualified name (modules without FLOPs are absent)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
+    with _counted() as counter:
         model(inputs)
     root = type(model).__name__
     counts = {}

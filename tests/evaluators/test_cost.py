@@ -8,7 +8,7 @@ import zlib
 import torch
 from torch import nn
 
-from prunepilot.evaluators.cost import compressed_size, serialized_size, state_dict_bytes
+from prunepilot.evaluators.cost import compressed_size, count_flops, serialized_size, state_dict_bytes
 
 
 def test_state_dict_bytes_are_what_torch_save_writes_and_reload_safely():
@@ -35,3 +35,12 @@ def test_zeros_compress_where_saved_bytes_do_not_change():
         model.weight[:, :48] = 0
     assert serialized_size(model) == saved
     assert compressed_size(state_dict_bytes(model)) < 0.6 * dense
+
+
+def test_a_transformer_encoder_layer_counts_its_attention_too():
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    tokens = torch.randn(1, 17, 32)
+    mlp = 2 * 2 * 17 * 32 * 64  # linear1 and linear2, 2 FLOPs a multiply-add
+    attention = 2 * 17 * 32 * 3 * 32 + 2 * 17 * 32 * 32  # its input and output projections
+    assert count_flops(layer, tokens) >= mlp + attention
+    assert torch.backends.mha.get_fastpath_enabled()  # restored after counting
