@@ -436,26 +436,32 @@ def mean_iou(outputs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 class _FusedAttention(nn.Module):
-    """timm's ``Attention``: one ``qkv`` Linear, reshaped into heads."""
+    """timm's ``Attention``: one ``qkv`` Linear, reshaped into heads; ``layout`` ``"timm"`` reshapes
+    them back to the input's width, ``"free"`` to whatever they hold (heads can go), ``"per_head"``
+    reads each head's query, key and value side by side (GPT-NeoX's layout)."""
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, layout: str = "timm") -> None:
         super().__init__()
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.num_heads, self.head_dim, self.layout = num_heads, dim // num_heads, layout
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x)
+        if self.layout == "per_head":
+            qkv = qkv.reshape(batch, tokens, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4)
+        else:
+            qkv = qkv.reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = nn.functional.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(batch, tokens, channels))
+        x = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        return self.proj(x.reshape(batch, tokens, channels if self.layout == "timm" else -1))
 
 
 class _ViTBlock(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, layout: str = "timm") -> None:
         super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), _FusedAttention(dim, heads)
+        self.norm1, self.attn = nn.LayerNorm(dim), _FusedAttention(dim, heads, layout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
@@ -467,13 +473,16 @@ class _ViTBlock(nn.Module):
 class FusedQkvViT(nn.Module):
     """A timm-style ViT on 1x16x16 images: patch embedding, class token, fused-qkv blocks."""
 
-    def __init__(self, dim: int = 32, depth: int = 2, heads: int = 4, batch_as_number: bool = False) -> None:
+    def __init__(
+        self, dim: int = 32, depth: int = 2, heads: int = 4, batch_as_number: bool = False,
+        layout: str = "timm",
+    ) -> None:  # fmt: skip
         super().__init__()
         self.batch_as_number = batch_as_number  # len(x): a trace fixes the batch size
         self.patch_embed = nn.Conv2d(1, dim, 4, 4)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 17, dim))
-        self.blocks = nn.Sequential(*[_ViTBlock(dim, heads) for _ in range(depth)])
+        self.blocks = nn.Sequential(*[_ViTBlock(dim, heads, layout) for _ in range(depth)])
         self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -486,6 +495,18 @@ class FusedQkvViT(nn.Module):
 def fused_qkv_vit() -> nn.Module:
     torch.manual_seed(0)
     return FusedQkvViT()
+
+
+def free_heads_vit() -> nn.Module:
+    """The fused-qkv ViT reshaping its heads back with -1: its heads can be pruned."""
+    torch.manual_seed(0)
+    return FusedQkvViT(layout="free")
+
+
+def per_head_qkv_vit() -> nn.Module:
+    """The fused-qkv ViT reading its qkv head by head: a layout the heads' pruning must not misread."""
+    torch.manual_seed(0)
+    return FusedQkvViT(layout="per_head")
 
 
 def fixed_batch_vit() -> nn.Module:

@@ -19,7 +19,7 @@ from prunepilot.inputs import eval_copy
 from prunepilot.policies.blocks import remove_blocks
 from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
-from prunepilot.policies.heads import find_attention, heads_removed
+from prunepilot.policies.heads import Attention, find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
 
 
@@ -116,9 +116,8 @@ def apply_policy(
         for name, setting in active.items():
             group = groups[name]
             heads = attention_of(graph, group, attention)
-            # An attention group loses whole heads: its units are heads of head_dim channels.
-            size = heads.head_dim if heads else 1
-            units = len(group[0].idxs) // size
+            # An attention group loses whole heads: its units are heads (see Attention.channels_of).
+            units = heads.heads if heads else len(group[0].idxs)
             keep = kept_channels(units, setting.ratio, 1 if heads else policy.round_to)
             if keep >= units:
                 continue
@@ -128,9 +127,12 @@ def apply_policy(
                     f"The criterion {setting.criterion!r} cannot score group {name!r} "
                     "(it has no layer that criterion reads)."
                 )
-            per_unit = scores.detach().flatten().cpu().reshape(units, size).sum(dim=1)
-            order = torch.argsort(per_unit, stable=True)
-            channels = [int(u) * size + j for u in order[: units - keep] for j in range(size)]
+            scores = scores.detach().flatten().cpu()
+            if heads:  # a head's score: its channels' (in each part of a fused projection)
+                scores = torch.stack([scores[heads.channels_of([u])].sum() for u in range(units)])
+            order = torch.argsort(scores, stable=True)
+            gone = [int(u) for u in order[: units - keep]]
+            channels = heads.channels_of(gone) if heads else gone
             removals.append((name, sorted(int(group[0].idxs[c]) for c in channels)))
 
     _remove(graph, groups, removals)
@@ -176,7 +178,7 @@ class GroupSize(NamedTuple):
         local_name: Its name in that smaller model (its root layer's), which can differ from its
             name in the whole model (see :func:`apply_policy`).
         channels: The root layer's channel indices.
-        unit: Channels removed together: an attention group's head size, else 1.
+        unit: Channels removed together: an attention group's channels of one head, else 1.
     """
 
     local_name: str
@@ -195,7 +197,8 @@ def group_sizes(
     for name, group in groups.items():
         heads = attention_of(graph, group, attention)
         root = names[group[0].dep.target.module]
-        sizes[name] = GroupSize(root, [int(i) for i in group[0].idxs], heads.head_dim if heads else 1)
+        unit = heads.channels_per_head if heads else 1
+        sizes[name] = GroupSize(root, [int(i) for i in group[0].idxs], unit)
     return sizes
 
 
@@ -204,37 +207,74 @@ def unprunable_groups(
 ) -> dict[str, str]:
     """The groups among ``names`` that cannot be pruned, with the reason: taking one channel (one
     head) out of them, or ``ratio`` of them, breaks the model's forward pass or changes its output
-    shape. All groups are tried at once first, then one by one only when that fails.
+    shape, or (an attention group) the model without its first head does not compute what the model
+    with that head's values zeroed computes: its heads are not laid out as
+    :class:`~prunepilot.policies.heads.Attention` reads them. All groups are tried at once first,
+    then one by one only when that fails.
     """
     names = list(names)
     inputs = example_inputs(input_shape)
-    shape = _output_shape(eval_copy(model), inputs)
+    whole = eval_copy(model)
+    shape = _output_shape(whole, inputs)
 
     def attempt(selected: list[str], share: float | None) -> str | None:
+        """``share`` of each group taken out (None: one channel or head); ``"heads"``: the first head
+        of each attention group, compared with the model whose first heads' values are zeroed."""
         try:
             pruned, graph, groups, _ = _without_blocks(model, (), input_shape)
             attention = find_attention(pruned)
-            removals = []
+            removals, zeroed = [], eval_copy(model)
             for name in selected:
                 heads = attention_of(graph, groups[name], attention)
-                size = heads.head_dim if heads else 1
-                units = len(groups[name][0].idxs) // size
-                drop = 1 if share is None else units - kept_channels(units, share, 1)
-                if 0 < drop < units:
-                    removals.append((name, [int(i) for i in groups[name][0].idxs[: drop * size]]))
+                units = heads.heads if heads else len(groups[name][0].idxs)
+                drop = 1 if share in (None, "heads") else units - kept_channels(units, share, 1)
+                if 0 < drop < units and (share != "heads" or heads is not None):
+                    channels = heads.channels_of(range(drop)) if heads else range(drop)
+                    removals.append((name, [int(groups[name][0].idxs[c]) for c in channels]))
+                    if share == "heads":
+                        _zero_head(zeroed, heads, pruned)
             _remove(graph, groups, removals)
             after = _output_shape(pruned, inputs)
+            if after == shape and share == "heads" and not _same_outputs(pruned, zeroed, inputs):
+                return "its heads are not laid out as its projections read them (removing one changes others)"
         except Exception as exc:  # noqa: BLE001 - any failure is the group's reason to stay whole
-            return f"pruning it breaks the model ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            reason = f"pruning it breaks the model ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            if share == "heads" and "is invalid for input of size" in str(exc):
+                reason += ("; its forward reshapes the heads back to the input's width (reshape(B, N, C)): "
+                           "reshape(B, N, -1) lets heads go")  # fmt: skip
+            return reason
         return None if after == shape else f"pruning it changes the output shape from {shape} to {after}"
 
     broken: dict[str, str] = {}
-    for share in (None, ratio) if ratio is not None else (None,):
+    for share in ("heads", None) + ((ratio,) if ratio is not None else ()):
         if attempt([n for n in names if n not in broken], share) is not None:
             for name in names:
                 if name not in broken and (reason := attempt([name], share)) is not None:
-                    broken[name] = reason if share is None else f"{reason} at a ratio of {share:g}"
+                    broken[name] = reason if share in (None, "heads") else f"{reason} at a ratio of {share:g}"
     return broken
+
+
+def _zero_head(model: nn.Module, attention: Attention, traced: nn.Module) -> None:
+    """Zeroes the first head's values in ``model``'s copy of ``attention`` (found in ``traced``, a copy
+    of ``model``): what that head adds to the output is then nothing, as when it is removed."""
+    names = {module: name for name, module in traced.named_modules()}
+    value_channels = [c for c in attention.channels_of([0]) if c >= (2 * attention.heads * attention.head_dim
+                      if attention.fused else 0)]  # fmt: skip
+    layer = attention.projections[-1]
+    own = model.get_submodule(names[layer])
+    with torch.no_grad():
+        own.weight[value_channels] = 0
+        if own.bias is not None:
+            own.bias[value_channels] = 0
+
+
+def _same_outputs(model: nn.Module, other: nn.Module, inputs: torch.Tensor) -> bool:
+    with torch.no_grad():
+        first, second = model(inputs), other(inputs)
+    if not isinstance(first, torch.Tensor):
+        return True  # outputs of other kinds: the shape check is all
+    scale = float(second.abs().max()) or 1.0
+    return float((first - second).abs().max()) <= 1e-4 * scale
 
 
 def _without_blocks(
