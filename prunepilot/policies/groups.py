@@ -196,4 +196,7 @@ def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[
         infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share, heads))
     order = list(names.values())
     infos.sort(key=lambda info: order.index(info.name))
+    for name, module in work.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            left[name] = "nn.MultiheadAttention: heads not pruned (its math ties their width to embed_dim)"
     return infos, left
