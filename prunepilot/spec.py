@@ -93,7 +93,10 @@ class JobSpec(TaskFields, FamilyFields):
     resume: bool = setting(
         False, "continue the run --name (default: the newest run in --out) with its saved job", key=None
     )  # fmt: skip
-    dry_run: bool = setting(False, "print groups, blocks, baseline and search space; run no trial", key=None)
+    dry_run: bool = setting(
+        False, "print groups, blocks, baseline and search space, and make and run the smallest model of the "
+        "space (checked against the budget when one is given); run no trial", key=None,
+    )  # fmt: skip
     policy: str | None = setting(
         None, "a policy JSON file to evaluate first (warm start)", key="policy", default_text="none",
         example="start.json",

@@ -115,8 +115,8 @@ def test_a_dry_run_without_a_test_split_says_so_and_writes_nothing(trained_tiny,
     train, val, _ = zoo.small_digits_data()
     lines: list[str] = []
     result = prunepilot.search(
-        trained_tiny, train=train, val=val, budget="2x", dry_run=True, out=str(tmp_path), log=lines.append,
-        **FAST,
+        trained_tiny, train=train, val=val, budget="300kFLOPs", dry_run=True, out=str(tmp_path),
+        log=lines.append, **FAST,
     )  # fmt: skip
     assert result.exit_code == 0 and result.run_dir is None and result.model is None
     assert any("no test split" in line for line in lines)

@@ -238,7 +238,8 @@ def test_no_trial_within_budget_exits_3_and_still_writes_the_report(
 
 
 def test_dry_run_prints_groups_baseline_and_space_without_trials(capsys, tmp_path, tiny_flags):
-    code, out, _ = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags)
+    code, out, _ = run_cli(capsys, "search", "--dry-run", "--budget", "300kFLOPs", "--out", tmp_path,
+                           *tiny_flags)  # fmt: skip
     assert code == 0
     for fragment in (
         "stem.0",
@@ -247,9 +248,19 @@ def test_dry_run_prints_groups_baseline_and_space_without_trials(capsys, tmp_pat
         "Search space",
         "criteria: l1, l2, random, taylor, bn_scale, fpgm, lamp",
         "%",
+        "Checked: the budget '300kFLOPs' (300kFLOPs) is reachable: the smallest model of the space measures",
     ):
         assert fragment in out
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_the_dry_run_is_the_search_gate_an_unreachable_budget_is_refused(capsys, tmp_path, tiny_flags):
+    code, _, err = run_cli(capsys, "search", "--dry-run", "--budget", "10FLOPs", "--out", tmp_path,
+                           *tiny_flags)  # fmt: skip
+    assert code == 2 and "cannot be met" in err and not any(tmp_path.iterdir())
+    code, out, err = run_cli(capsys, "search", "--dry-run", "--out", tmp_path, *tiny_flags)  # no budget
+    assert code == 0, err
+    assert "Checked: the smallest model of the space is made and runs (no budget to check)." in out
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ search (screen, study, warm starts, executor, driver) -> finish (final selection
 and the commands on a finished run (revisit)."""
 
 from prunepilot.pipeline.jobs import SearchResult, check_job, resume_spec, run_job
-from prunepilot.pipeline.prepare import PreparedJob, check_reachable, measure_baseline, prepare
+from prunepilot.pipeline.prepare import PreparedJob, measure_baseline, prepare
+from prunepilot.pipeline.reach import check_reachable
 from prunepilot.pipeline.revisit import export_trial, rebuild_report, repair_run
 
 __all__ = [

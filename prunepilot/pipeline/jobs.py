@@ -17,7 +17,8 @@ from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, StorageError, UsageE
 from prunepilot.export import EXPORT_FORMATS
 from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.finish import finish_stage
-from prunepilot.pipeline.prepare import PreparedJob, check_reachable, dry_run_lines, measure_baseline, prepare
+from prunepilot.pipeline.prepare import PreparedJob, measure_baseline, prepare
+from prunepilot.pipeline.reach import check_reachable, dry_run_lines
 from prunepilot.pipeline.revisit import export_trial
 from prunepilot.pipeline.search import check_shared_study, resume_command, search_stage
 from prunepilot.policies import Policy
@@ -127,10 +128,13 @@ def run_job(
         job = replace(job, spec=spec)
     # A resumed run's study already holds its warm starts; the policy file is not read again.
     start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
-    if spec.dry_run:
+    if spec.dry_run:  # everything the search will trace, prune or measure before its first trial
         prepared = prepare(job, start_policy, progress, task=task, slimming=False)
-        for line in dry_run_lines(prepared, measure_baseline(prepared)):
+        baseline = measure_baseline(prepared)
+        for line in dry_run_lines(prepared, baseline):
             log(line)
+        checked = check_reachable(prepared, baseline, job.budget_limit(baseline) if job.budget else None)
+        log(f"Checked: {checked}.")
         return SearchResult(EXIT_OK)
     if spec.resume:
         run = RunDir.open(spec.out, str(spec.name), resume=True)

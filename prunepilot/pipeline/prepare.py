@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from prunepilot.adapters import LogitsModel
-from prunepilot.budget import BudgetLimit, format_cost
 from prunepilot.errors import UsageError
 from prunepilot.evaluators import evaluate_model, measure_latency
 from prunepilot.evaluators.metric import Metric, evaluate_metric
@@ -19,10 +18,10 @@ from prunepilot.families.feature_ranking import rank_features
 from prunepilot.families.features import check_single_use
 from prunepilot.families.slimming import slim
 from prunepilot.inputs import on_device
-from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, apply_policy, discover
+from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, discover
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
-from prunepilot.settings import field_owner, invalid_field, named
+from prunepilot.settings import field_owner, invalid_field
 from prunepilot.spec import BUILTIN_LATENCY_BATCH, DEFAULT_LATENCY_BATCH, ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
@@ -30,8 +29,6 @@ from prunepilot.trial import TrialSettings, deploy
 
 __all__ = [
     "PreparedJob",
-    "check_reachable",
-    "dry_run_lines",
     "measure_baseline",
     "prepare",
 ]
@@ -206,77 +203,6 @@ def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
     ]
     metrics["latency_ms"] = statistics.median(repeats)
     return metrics
-
-
-def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: BudgetLimit) -> None:
-    """Refuses a budget that the smallest model of the space misses (latency: timed alongside the
-    base model, as trials are).
-
-    Raises:
-        UsageError: naming the budget, the smallest model's cost and what to loosen.
-    """
-    task, space, device, settings = prepared.task, prepared.space, prepared.spec.device, prepared.settings
-    int8 = space.quantize != "none"
-    smallest_policy = replace(
-        space.uniform(space.max_ratio, "l1", int8=int8), removed_blocks=space.blocks,
-        sparsity=space.max_sparsity, input_features=space.kept_features(space.max_input_ratio),
-    )
-    base = deploy(on_device(task.model, device), task.train, task.input_shape, settings)
-    reference = (base.module, baseline["latency_ms"])
-    try:
-        smallest = apply_policy(task.model, smallest_policy, task.input_shape).model.to(device)
-        shipped = deploy(smallest, task.train, task.input_shape, settings, int8)
-        measured = evaluate_model(
-            smallest, task.val, task.input_shape, settings.latency, device=device,
-            reference=reference, metric=settings.metric, deployed=shipped,
-        )  # fmt: skip
-    except UsageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - layers Torch-Pruning does not handle, pruned together
-        raise UsageError(
-            f"Pruning every group by {space.max_ratio:g} breaks the model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160]}); lower {named('ratio_max')} or {named('exclude')} the group "
-            "that breaks it.",
-            "ratio_max",
-        ) from exc
-    value = measured.cost(budget.cost)
-    if not budget.fits(value):
-        raise UsageError(
-            f"The budget {budget.text!r} ({format_cost(budget.cost, budget.limit)}) cannot be met: the "
-            f"smallest model in the search space (every group pruned by {space.max_ratio:g}"
-            f"{', every removable block removed' if space.blocks else ''}{', int8' if int8 else ''}) "
-            f"measures {format_cost(budget.cost, value)}; loosen the budget or raise {named('ratio_max')} "
-            "(at most 0.95)."
-        )
-
-
-def dry_run_lines(prepared: PreparedJob, baseline: dict[str, Any]) -> list[str]:
-    """What ``--dry-run`` prints: the task, baseline, budget, groups and search space."""
-    task, latency, budget = prepared.task, prepared.settings.latency, prepared.job.budget
-    lines = [
-        f"Task: {task.name}, input shape {task.input_shape}",
-        f"Baseline (validation): {prepared.settings.metric.label} {baseline['accuracy']:.4f}, "
-        f"{format_cost('flops', baseline['flops'])}, {baseline['params']:,} params, "
-        f"{format_cost('size_bytes', baseline['size_bytes'])}, latency "
-        f"{baseline['latency_ms']:.3f} ms (batch {latency.batch_size}, {latency.threads} thread(s), "
-        f"{prepared.settings.runtime})",
-    ]
-    if prepared.int8_note:
-        lines.append(f"int8: {prepared.int8_note}; the search runs fp32 only")
-    if budget is not None:
-        limit = budget.resolve(baseline[budget.cost])
-        lines.append(f"Budget: {budget.text} -> {format_cost(budget.cost, limit.limit)}")
-    width = max([32, *(len(g.name) for g in prepared.groups)])  # Hugging Face names run long
-    lines.append(f"{'group':{width}} {'channels':>8} {'FLOPs':>7}  layers")
-    for g in prepared.groups:
-        size = f"{g.heads} heads" if g.heads else g.channels
-        lines.append(f"{g.name:{width}} {size:>8} {100 * g.flops_share:>6.1f}%  {', '.join(g.modules)}")
-    if prepared.left_whole:
-        lines.append("Left whole (never pruned):")
-        lines += [f"  {name}: {reason}" for name, reason in prepared.left_whole.items()]
-    lines.append("Search space:")
-    lines += [f"  {line}" for line in prepared.space.describe()]
-    return lines
 
 
 def _check_several_inputs(task: Task, quantize: str, input_features: bool) -> None:
