@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,19 +29,23 @@ class InputShape(tuple):
 
     Attributes:
         dtype: A key of :data:`INPUT_DTYPES`.
+        several: For a model of several inputs packed into one tensor, their
+            :class:`~prunepilot.adapters.several.ModelInputs` (synthetic batches are made input by
+            input, each in its own dtype, then packed); None otherwise.
     """
 
     dtype: str
+    several: Any
 
-    def __new__(cls, dims: Iterable[int], dtype: str = DEFAULT_DTYPE) -> InputShape:
+    def __new__(cls, dims: Iterable[int], dtype: str = DEFAULT_DTYPE, several: Any = None) -> InputShape:
         if dtype not in INPUT_DTYPES:
             raise ValueError(f"The input dtype must be one of {list(INPUT_DTYPES)}. Got {dtype!r} instead.")
         shape = super().__new__(cls, (int(d) for d in dims))
-        shape.dtype = dtype
+        shape.dtype, shape.several = dtype, several
         return shape
 
-    def __reduce__(self):  # pickles (Ray, deepcopy) with its dtype
-        return (InputShape, (tuple(self), self.dtype))
+    def __reduce__(self):  # pickles (Ray, deepcopy) with its dtype and inputs
+        return (InputShape, (tuple(self), self.dtype, self.several))
 
     def __repr__(self) -> str:
         return repr(tuple(self)) if self.dtype == DEFAULT_DTYPE else f"{tuple(self)!r} {self.dtype}"
@@ -60,7 +65,11 @@ def example_batch(
     input_shape: tuple[int, ...], batch: int = 1, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
     """A synthetic batch of ``input_shape``'s dtype: standard normal values for floating dtypes,
-    zeros for integer ones (index 0 is valid for any embedding table)."""
+    zeros for integer ones (index 0 is valid for any embedding table); several inputs are made each
+    so, then packed."""
+    several = getattr(input_shape, "several", None)
+    if several is not None:
+        return several.example(batch, device)
     dtype = INPUT_DTYPES[dtype_of(input_shape)]
     if dtype.is_floating_point:
         return torch.randn(batch, *input_shape, device=device).to(dtype)

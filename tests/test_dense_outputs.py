@@ -61,3 +61,14 @@ def test_per_pixel_labels_without_a_loss_and_metric_get_one_line_saying_what_mak
         with pytest.raises(prunepilot.UsageError, match="or come with a loss and a metric of yours"):
             prunepilot.search(trained_unet, **splits, **given)
     assert not any(tmp_path.iterdir())
+
+
+def _cross_entropy(model: torch.nn.Module, batch) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+
+def test_class_scores_keep_their_checks_with_a_loss_and_metric_of_the_users(trained_tiny, tmp_path):
+    train, val, test = zoo.out_of_range_label_data()
+    with pytest.raises(prunepilot.UsageError, match="labels"):
+        prunepilot.search(trained_tiny, train=train, val=val, test=test, budget="2x", out=str(tmp_path),
+                          loss=_cross_entropy, metric=zoo.accuracy_share, **FAST)  # fmt: skip

@@ -309,7 +309,7 @@ def test_a_policy_file_removing_a_block_without_an_identity_shortcut_is_refused(
 def test_block_removal_in_a_job_file(capsys, tmp_path, tiny_weights):
     job = tmp_path / "job.toml"
     job.write_text(
-        f'budget = "2x"\n[model]\nfactory = "tests.zoo:tiny_resnet"\ncheckpoint = "{tiny_weights}"\n'
+        f'budget = "300kFLOPs"\n[model]\nfactory = "tests.zoo:tiny_resnet"\ncheckpoint = "{tiny_weights}"\n'
         '[data]\nfactory = "tests.zoo:small_digits_data"\n[space]\nblock_removal = false\n'
     )
     code, out, err = run_cli(capsys, "search", job, "--dry-run", "--quiet", "--out", tmp_path)
@@ -370,8 +370,8 @@ def test_removing_blocks_alone_is_a_warm_start_when_it_fits(capsys, tmp_path, ti
 
 
 def test_an_exclude_may_name_a_block_alone(capsys, tmp_path, tiny_flags):
-    code, out, err = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags,
-                             "--exclude", "layer3")  # fmt: skip
+    code, out, err = run_cli(capsys, "search", "--dry-run", "--budget", "300kFLOPs", "--out", tmp_path,
+                             *tiny_flags, "--exclude", "layer3")  # fmt: skip
     assert code == 0, err
     assert "removable blocks: layer1" in out and "layer3.conv1" in out  # the block kept, its group searched
     code, _, err = run_cli(capsys, "search", "--dry-run", "--budget", "2x", "--out", tmp_path, *tiny_flags,

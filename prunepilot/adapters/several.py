@@ -21,7 +21,10 @@ import torch
 from torch import nn
 
 from prunepilot.errors import UsageError
-from prunepilot.inputs import INPUT_DTYPES, dtype_name
+from prunepilot.inputs import INPUT_DTYPES
+
+#: The dtypes an input may have (a mask may be bool; the packed tensor is never).
+_DTYPES = {**INPUT_DTYPES, "bool": torch.bool}
 
 __all__ = ["Inputs", "ModelInputs", "forward_inputs", "free_axes", "rows", "run"]
 
@@ -33,7 +36,7 @@ class ModelInputs:
     Attributes:
         names: The inputs' names in the model's ``forward``, in the order they are packed.
         shapes: Each input's shape per sample (without the batch dimension).
-        dtypes: Each input's dtype name (a key of :data:`~prunepilot.inputs.INPUT_DTYPES`).
+        dtypes: Each input's dtype name (a key of :data:`~prunepilot.inputs.INPUT_DTYPES`, or ``bool``).
         positional: The model takes them in this order (a tuple batch), not by name.
     """
 
@@ -49,8 +52,9 @@ class ModelInputs:
 
     @property
     def dtype(self) -> str:
-        """The packed tensor's dtype name."""
-        return self.dtypes[0] if len(set(self.dtypes)) == 1 else "float64"
+        """The packed tensor's dtype name: the inputs', or ``float64`` when they differ (or are bool)."""
+        same = len(set(self.dtypes)) == 1 and self.dtypes[0] in INPUT_DTYPES
+        return self.dtypes[0] if same else "float64"
 
     @property
     def packed_shape(self) -> tuple[int, ...]:
@@ -80,7 +84,7 @@ class ModelInputs:
 
     def unpack(self, packed: torch.Tensor) -> list[torch.Tensor]:
         """The inputs of a packed batch, each in its own dtype and shape."""
-        dtypes = [INPUT_DTYPES[d] for d in self.dtypes]
+        dtypes = [_DTYPES[d] for d in self.dtypes]
         if self.stacked:
             return [packed[:, i].to(dtype) for i, dtype in enumerate(dtypes)]
         found, start = [], 0
@@ -90,6 +94,18 @@ class ModelInputs:
             start += size
         return found
 
+    def example(self, batch: int, device: str | torch.device = "cpu") -> torch.Tensor:
+        """A synthetic packed batch: standard normal values for floating inputs, zeros for the
+        others (token ids, masks), each in its own dtype and shape."""
+        tensors = []
+        for shape, name in zip(self.shapes, self.dtypes):
+            dtype = _DTYPES[name]
+            if dtype.is_floating_point:
+                tensors.append(torch.randn(batch, *shape, device=device).to(dtype))
+            else:
+                tensors.append(torch.zeros(batch, *shape, dtype=dtype, device=device))
+        return self.pack(tensors)
+
     def call(self, model: nn.Module, tensors: Sequence[torch.Tensor]) -> Any:
         """``model`` run on the inputs, by name or in their places."""
         if self.positional:
@@ -97,11 +113,13 @@ class ModelInputs:
         return model(**dict(zip(self.names, tensors)))
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (the plan's ``inputs``, the report's ``export.inputs``)."""
         return {"names": list(self.names), "shapes": [list(s) for s in self.shapes],
                 "dtypes": list(self.dtypes), "positional": self.positional}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelInputs:
+        """The inputs :meth:`to_dict` wrote."""
         return cls(tuple(data["names"]), tuple(tuple(s) for s in data["shapes"]), tuple(data["dtypes"]),
                    bool(data.get("positional", False)))  # fmt: skip
 
@@ -122,8 +140,9 @@ def forward_inputs(
     """
     parameters = _parameters(model)
     if isinstance(batch, Mapping):
-        names = list(input_keys or [p.name for p in parameters if p.name in batch and p.name != labels])
-        missing = [n for n in names if not isinstance(batch.get(n), torch.Tensor)]
+        tensor = {k for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        names = list(input_keys or [p.name for p in parameters if p.name in tensor and p.name != labels])
+        missing = [n for n in names if n not in tensor]
         if missing:
             raise UsageError(
                 f"The data's batches hold no tensor under {missing} (named by input_keys); they have "
@@ -141,10 +160,11 @@ def forward_inputs(
         return None
     if len(names) < 2 or not all(isinstance(t, torch.Tensor) for t in tensors):
         return None
-    dtypes = [dtype_name(t.dtype) for t in tensors]
+    by_dtype = {dtype: name for name, dtype in _DTYPES.items()}
+    dtypes = [by_dtype.get(t.dtype) for t in tensors]
     if None in dtypes:
         found = {n: str(t.dtype) for n, t in zip(names, tensors)}
-        raise UsageError(f"The data's inputs have dtypes {found}; accepted: {list(INPUT_DTYPES)}.", "data")
+        raise UsageError(f"The data's inputs have dtypes {found}; accepted: {list(_DTYPES)}.", "data")
     shapes = tuple(tuple(t.shape[1:]) for t in tensors)
     return ModelInputs(tuple(names), shapes, tuple(dtypes), positional)  # type: ignore[arg-type]
 

@@ -17,13 +17,16 @@ def _counted() -> Iterator[FlopCounterMode]:
     """A flop counter, with ``nn.MultiheadAttention``'s and ``nn.TransformerEncoderLayer``'s fused
     inference kernels off: the counter does not see inside them (it counted a transformer encoder
     as its MLPs alone); the unfused path computes the same."""
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
+    mha = getattr(torch.backends, "mha", None)  # torch 2.3 and later
+    fast = mha.get_fastpath_enabled() if mha is not None else None
+    if mha is not None:
+        mha.set_fastpath_enabled(False)
     try:
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             yield counter
     finally:
-        torch.backends.mha.set_fastpath_enabled(fast)
+        if mha is not None:
+            mha.set_fastpath_enabled(fast)
 
 
 def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:

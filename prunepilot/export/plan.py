@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunepilot.adapters.several import ModelInputs
 from prunepilot.errors import PrunepilotError, UsageError
 from prunepilot.export._compare import TOLERANCE, max_difference
 from prunepilot.families.features import KeptFeatures
@@ -98,7 +99,8 @@ def build_from_plan(plan: dict[str, Any], weights: Path, base_model: nn.Module |
     if plan.get("schema") != PLAN_SCHEMA:
         raise UsageError(f"Unsupported plan schema {plan.get('schema')!r}; accepted: {PLAN_SCHEMA!r}.")
     base = build_base_model(plan, base_model)
-    shape = InputShape(plan["input_shape"], plan.get("input_dtype", DEFAULT_DTYPE))
+    several = ModelInputs.from_dict(plan["inputs"]) if plan.get("inputs") else None
+    shape = InputShape(plan["input_shape"], plan.get("input_dtype", DEFAULT_DTYPE), several)
     model = apply_plan(base, Plan.from_dict(plan), shape)
     if isinstance(model, KeptFeatures):  # the exported model takes the kept features only
         model = model.inner

@@ -177,11 +177,9 @@ def check_job(spec: JobSpec, log: Callable[[str], None] | None = None, task: Tas
     start_policy = Policy.load(spec.policy) if spec.policy else None
     prepared = prepare(job, start_policy, progress=False, task=task, slimming=False)
     baseline = measure_baseline(prepared)
-    reach = ""
-    if job.budget is not None:
-        limit = job.budget_limit(baseline)
-        check_reachable(prepared, baseline, limit)
-        reach = f"; budget {limit.text} = {format_cost(limit.cost, limit.limit)} is reachable"
+    limit = job.budget_limit(baseline) if job.budget is not None else None
+    check_reachable(prepared, baseline, limit)  # the smallest model of the space, as the dry run makes it
+    reach = f"; budget {limit.text} = {format_cost(limit.cost, limit.limit)} is reachable" if limit else ""
     log(
         f"The job is valid: task {prepared.task.name}, input {prepared.task.input_shape}, "
         f"{len(prepared.groups)} prunable groups, baseline val {prepared.settings.metric.label} "

@@ -21,7 +21,7 @@ from prunepilot.inputs import on_device
 from prunepilot.policies import DiscoveryBounds, GroupInfo, Policy, discover
 from prunepilot.runtimes import DeployError
 from prunepilot.search import SearchSpace
-from prunepilot.settings import field_owner, invalid_field
+from prunepilot.settings import field_owner, invalid_field, named
 from prunepilot.spec import BUILTIN_LATENCY_BATCH, DEFAULT_LATENCY_BATCH, ResolvedJob
 from prunepilot.tasks import Task, load_task
 from prunepilot.tasks.checks import check_data as check_task_data
@@ -208,14 +208,15 @@ def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
 def _check_several_inputs(task: Task, quantize: str, input_features: bool) -> None:
     """Refuses what a model of several inputs cannot have yet: int8 (its export would take the
     inputs packed) and input features (there is no one input of flat features)."""
-    several = getattr(task.model, "inputs", None)
+    several = task.model.inputs if isinstance(task.model, LogitsModel) else None
     if several is None:
         return
     names = list(several.names)
+    one = f"; {named('input_key')} {names[0]} feeds it one input" if not several.positional else ""
     if quantize != "none":
-        raise invalid_field("quantize", f"'none' for a model of several inputs ({names})", quantize)
+        raise invalid_field("quantize", f"'none' for a model of several inputs ({names}{one})", quantize)
     if input_features:
-        accepted = f"false for a model of several inputs ({names})"
+        accepted = f"false for a model of several inputs ({names}{one})"
         raise invalid_field("input_features", accepted, input_features)
 
 

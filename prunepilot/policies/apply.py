@@ -214,15 +214,17 @@ def unprunable_groups(
     """
     names = list(names)
     inputs = example_inputs(input_shape)
-    whole = eval_copy(model)
-    shape = _output_shape(whole, inputs)
+    shape = _output_shape(eval_copy(model), inputs)
+    attention_groups: list[str] = []  # found by the first attempt
 
-    def attempt(selected: list[str], share: float | None) -> str | None:
+    def attempt(selected: list[str], share: float | str | None) -> str | None:
         """``share`` of each group taken out (None: one channel or head); ``"heads"``: the first head
         of each attention group, compared with the model whose first heads' values are zeroed."""
         try:
             pruned, graph, groups, _ = _without_blocks(model, (), input_shape)
             attention = find_attention(pruned)
+            if not attention_groups:
+                attention_groups.extend(n for n in names if attention_of(graph, groups[n], attention))
             removals, zeroed = [], eval_copy(model)
             for name in selected:
                 heads = attention_of(graph, groups[name], attention)
@@ -235,7 +237,7 @@ def unprunable_groups(
                         _zero_head(zeroed, heads, pruned)
             _remove(graph, groups, removals)
             after = _output_shape(pruned, inputs)
-            if after == shape and share == "heads" and not _same_outputs(pruned, zeroed, inputs):
+            if after == shape and share == "heads" and removals and not _same_outputs(pruned, zeroed, inputs):
                 return "its heads are not laid out as its projections read them (removing one changes others)"
         except Exception as exc:  # noqa: BLE001 - any failure is the group's reason to stay whole
             reason = f"pruning it breaks the model ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
@@ -246,11 +248,13 @@ def unprunable_groups(
         return None if after == shape else f"pruning it changes the output shape from {shape} to {after}"
 
     broken: dict[str, str] = {}
-    for share in ("heads", None) + ((ratio,) if ratio is not None else ()):
-        if attempt([n for n in names if n not in broken], share) is not None:
-            for name in names:
-                if name not in broken and (reason := attempt([name], share)) is not None:
-                    broken[name] = reason if share in (None, "heads") else f"{reason} at a ratio of {share:g}"
+    passes = (["heads"] if find_attention(model) else []) + [None] + ([ratio] if ratio is not None else [])
+    for share in passes:
+        if attempt([n for n in names if n not in broken], share) is None:
+            continue
+        for name in attention_groups if share == "heads" else names:  # then one by one
+            if name not in broken and (reason := attempt([name], share)) is not None:
+                broken[name] = reason if share in (None, "heads") else f"{reason} at a ratio of {share:g}"
     return broken
 
 
@@ -258,8 +262,8 @@ def _zero_head(model: nn.Module, attention: Attention, traced: nn.Module) -> Non
     """Zeroes the first head's values in ``model``'s copy of ``attention`` (found in ``traced``, a copy
     of ``model``): what that head adds to the output is then nothing, as when it is removed."""
     names = {module: name for name, module in traced.named_modules()}
-    value_channels = [c for c in attention.channels_of([0]) if c >= (2 * attention.heads * attention.head_dim
-                      if attention.fused else 0)]  # fmt: skip
+    values_start = 2 * attention.heads * attention.head_dim if attention.fused else 0  # the last part
+    value_channels = [c for c in attention.channels_of([0]) if c >= values_start]
     layer = attention.projections[-1]
     own = model.get_submodule(names[layer])
     with torch.no_grad():
@@ -273,8 +277,9 @@ def _same_outputs(model: nn.Module, other: nn.Module, inputs: torch.Tensor) -> b
         first, second = model(inputs), other(inputs)
     if not isinstance(first, torch.Tensor):
         return True  # outputs of other kinds: the shape check is all
-    scale = float(second.abs().max()) or 1.0
-    return float((first - second).abs().max()) <= 1e-4 * scale
+    finite = torch.isfinite(second)
+    scale = float(second[finite].abs().max()) if finite.any() else 1.0
+    return torch.allclose(first, second, rtol=1e-4, atol=1e-4 * (scale or 1.0), equal_nan=True)
 
 
 def _without_blocks(

@@ -115,10 +115,10 @@ def removable_together(
             apply_policy(model, Policy(removed_blocks=tuple(blocks)), input_shape)
             break
         except Exception as exc:  # noqa: BLE001 - any failure of the emptied model keeps a block
-            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
             reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-            kept[blocks[-1]] = (f"kept: removing it with every other removable block leaves a model that "
-                                f"cannot be pruned ({reason})")  # fmt: skip
+            kept[blocks[-1]] = ("kept as a block (its channels are still searched): removing it with every "
+                                f"other removable block leaves a model that cannot be pruned ({reason})")
             blocks = blocks[:-1]
     return blocks, kept
 

@@ -67,7 +67,7 @@ class Attention:
 
     def channels_of(self, heads: Iterable[int]) -> list[int]:
         """A projection's output channels of ``heads`` (in each part of a fused one), sorted."""
-        width = self.heads * self.head_dim
+        heads, width = list(heads), self.heads * self.head_dim
         parts = range(3) if self.fused else range(1)
         return sorted(
             p * width + h * self.head_dim + j for p in parts for h in heads for j in range(self.head_dim)

@@ -37,8 +37,8 @@ class Task:
         unslimmed: The model as given, when a slimming warm-up made ``model`` (see
             :mod:`prunepilot.families.slimming`); None otherwise.
         class_scores: The model outputs class scores, one row a sample, and the labels are classes
-            (the default loss, metric and data checks read them); False when the user's loss and
-            metric read other outputs and labels (per-pixel scores and masks).
+            (the default loss, metric and data checks read them); False when they are not, which
+            only the user's own loss and metric may read (per-pixel scores and masks).
     """
 
     name: str

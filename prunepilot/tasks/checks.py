@@ -94,7 +94,7 @@ def _read(data: object) -> _Split:
             bad = (~torch.isfinite(inputs)).flatten(1).any(1).nonzero()
             if len(bad):
                 found.first_non_finite = found.samples + int(bad[0])
-        if labels.dim() == 1:  # classes, one a sample
+        if labels.dim() == 1 and not labels.is_floating_point():  # classes, one a sample
             found.labels.update(int(label) for label in torch.as_tensor(labels).unique())
         found.samples += len(inputs)
         if found.samples >= CHECKED_SAMPLES:

@@ -175,7 +175,8 @@ def checked_task(
     with _blame("model"):
         outputs = _forward(model.eval(), first[0], several)  # one pass: the wrapping and the checks
         model = as_logits_model(model, outputs, output_key, several)
-    loaded = Task(name, model, train, val, test, InputShape(shape, dtype), class_scores=not own)
+    class_scores = not own or _holds_classes(logits_of(outputs, output_key), first[1])
+    loaded = Task(name, model, train, val, test, InputShape(shape, dtype, several), class_scores=class_scores)
     with _blame("model"):
         _check_forward(loaded, first, logits_of(outputs, output_key), loss or Loss())
     return loaded
@@ -293,6 +294,13 @@ def _check_splits(
     return tuple(checked)  # type: ignore[return-value]
 
 
+def _holds_classes(outputs: object, labels: torch.Tensor) -> bool:
+    """Whether ``outputs`` are class scores ``(batch, classes)`` and ``labels`` classes, one a sample
+    (what the default loss, metric and data checks read)."""
+    return (isinstance(outputs, torch.Tensor) and outputs.dim() == 2 and labels.dim() == 1
+            and not labels.is_floating_point() and len(labels) == len(outputs))  # fmt: skip
+
+
 def _check_class_scores(task: Task, outputs: object) -> None:
     if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
@@ -325,6 +333,8 @@ def _several_inputs(
     """``batch_format`` reading the model's several inputs, when it takes several from the first
     training batch (see :func:`~prunepilot.adapters.several.forward_inputs`); an ``input_key`` set
     without ``input_keys`` keeps one input."""
+    if input_keys is not None and len(input_keys) == 1:  # one input, named
+        return dataclasses.replace(batch_format, input_key=input_keys[0])
     if batch_format.input_key is not None and not input_keys:
         return batch_format
     if not isinstance(splits, (tuple, list)) or not splits:

@@ -146,3 +146,73 @@ def test_a_padded_text_bert_is_scored_trained_and_shipped_with_its_attention_mas
     rebuilt = load_plan(result.run_dir, base_model=bert)
     assert isinstance(rebuilt, LogitsModel)
     assert abs(_masked_accuracy(user_model(rebuilt), test) - report["final"]["test_accuracy"]) <= 1e-6
+
+
+def test_a_bool_mask_and_inputs_of_other_dtypes_pack_and_synthetic_batches_keep_each_dtype():
+    inputs = ModelInputs(("image", "ids", "mask"), ((1, 2, 2), (3,), (3,)), ("float32", "int64", "bool"))
+    mask = torch.tensor([[True, False, True]] * 2)
+    packed = inputs.pack([torch.randn(2, 1, 2, 2), torch.tensor([[5, 6, 7]] * 2), mask])
+    assert packed.dtype == torch.float64 and torch.equal(inputs.unpack(packed)[2], mask)
+    image, ids, made_mask = inputs.unpack(inputs.example(4))
+    assert image.shape == (4, 1, 2, 2) and ids.dtype == torch.int64 and made_mask.dtype == torch.bool
+    assert int(ids.abs().max()) == 0  # valid token ids, not noise cast to integers
+
+
+class _WithMeta(nn.Module):
+    """A forward that names a key holding no tensor, and an attribute called ``inputs``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs = nn.Linear(4, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor, meta: object = None) -> torch.Tensor:
+        return self.head(torch.relu(self.inputs(x)))
+
+
+class _MetaSamples(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 96
+
+    def __getitem__(self, index: int) -> dict:
+        x = torch.randn(4, generator=torch.Generator().manual_seed(index))
+        return {"x": x, "meta": f"sample {index}", "label": int(x[0] > 0)}
+
+
+def test_a_key_holding_no_tensor_is_not_an_input_and_an_attribute_called_inputs_is_the_users_own(tmp_path):
+    data = _MetaSamples()
+    assert forward_inputs(_WithMeta(), next(iter(DataLoader(data, batch_size=4))), "label") is None
+    result = prunepilot.search(_WithMeta(), train=data, val=data, test=data, budget="1GFLOPs", trials=1,
+                               out=str(tmp_path), log=lambda _: None, **FAST)  # fmt: skip
+    assert result.exit_code == 0 and "inputs" not in result.report["final"]["export"]
+
+
+class _Optional(nn.Module):
+    """A forward whose second input is optional: a dict batch holding both feeds it both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(x))) + (0 if offset is None else offset)
+
+
+class _OffsetSamples(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 96
+
+    def __getitem__(self, index: int) -> dict:
+        x = torch.randn(4, generator=torch.Generator().manual_seed(index))
+        return {"x": x, "offset": torch.zeros(2), "labels": int(x[0] > 0)}
+
+
+def test_input_keys_choose_the_inputs_one_key_feeding_one_input(tmp_path):
+    data = _OffsetSamples()
+    common = {"train": data, "val": data, "test": data, "budget": "1GFLOPs", "trials": 1,
+              "log": lambda _: None}  # fmt: skip
+    both = prunepilot.search(_Optional(), out=str(tmp_path / "both"), **common, **FAST)
+    assert both.report["final"]["export"]["inputs"]["names"] == ["x", "offset"]
+    one = prunepilot.search(_Optional(), out=str(tmp_path / "one"), input_keys=["x"], **common, **FAST)
+    export = one.report["final"]["export"]
+    assert "inputs" not in export and export["input_shape"] == [4]
