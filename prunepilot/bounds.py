@@ -1,7 +1,10 @@
 """Running a step under a time and memory bound, so that a model whose tracing runs away ends with
 one line instead of taking the machine down.
 
-The time bound is a ``SIGALRM`` timer (in the main thread only: elsewhere no time bound applies);
+The time bound counts this process's CPU time (a ``SIGPROF`` timer), so that the same step takes the
+same share of it however busy the machine is (wall time swung 6-9x with other processes running);
+a wall-clock timer at :data:`WALL_FACTOR` times the bound (``SIGALRM``) stops a step that waits
+instead of computing. Both run in the main thread only (elsewhere no time bound applies);
 the memory bound lowers this process's address-space limit (``RLIMIT_AS``) to what it uses now
 plus the bound, so an allocation past it fails inside the step. Both are restored afterwards.
 """
@@ -27,8 +30,20 @@ DEFAULT_MEMORY_SHARE = 0.5
 GIB = 1024**3
 
 
+#: A step may wait this many times its CPU bound in wall-clock time.
+WALL_FACTOR = 10
+
+
 class _OutOfTime(BaseException):
-    """Raised by the timer inside the step (a BaseException, so the step's own handlers let it by)."""
+    """Raised by a timer inside the step (a BaseException, so the step's own handlers let it by).
+
+    Attributes:
+        wall: Whether the wall-clock backstop fired (else the CPU-time bound).
+    """
+
+    def __init__(self, wall: bool) -> None:
+        super().__init__()
+        self.wall = wall
 
 
 def machine_memory() -> int | None:
@@ -51,7 +66,8 @@ def bounded(what: str, seconds: float | None, memory_bytes: int | None, setting:
 
     Args:
         what: The step, as the error names it (``tracing the model``).
-        seconds: Wall-clock bound; None for none.
+        seconds: CPU seconds the step may use (and :data:`WALL_FACTOR` times that in wall time);
+            None for none.
         memory_bytes: Memory the step may add to the process; None for none.
         setting: What the user sets to raise the bounds (named in the error).
 
@@ -61,11 +77,13 @@ def bounded(what: str, seconds: float | None, memory_bytes: int | None, setting:
     with _memory_bound(memory_bytes), _time_bound(seconds):
         try:
             yield
-        except _OutOfTime:
+        except _OutOfTime as late:
+            waited = f"{WALL_FACTOR * seconds:g} s ({WALL_FACTOR} x its bound of {seconds:g} s of CPU time)"
+            how = (f"made no progress in {waited}: it waits instead of computing" if late.wall else
+                   f"took more than its bound of {seconds:g} s of CPU time; the model is too large or its "
+                   "tracing runs away")  # fmt: skip
             raise UsageError(
-                f"{what} took longer than its bound of {seconds:g} s; the model is too large or its "
-                f"tracing runs away (raise {named(setting + '_timeout')} to allow more).",
-                f"{setting}_timeout",
+                f"{what} {how} (raise {named(setting + '_timeout')} to allow more).", f"{setting}_timeout"
             ) from None
         except Exception as exc:
             # An allocation past the bound fails as MemoryError or torch's RuntimeError, perhaps
@@ -95,16 +113,23 @@ def _time_bound(seconds: float | None) -> Iterator[None]:
         yield
         return
 
-    def expire(_signum: int, _frame: object) -> None:
-        raise _OutOfTime
+    def expire(signum: int, _frame: object) -> None:
+        raise _OutOfTime(wall=signum == signal.SIGALRM)
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # A timer that fires inside an import leaves a half-made module behind; what tracing imports on
+    # first use (torch's symbolic shapes) is imported before the timers start.
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401
+
+    previous = {s: signal.signal(s, expire) for s in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * seconds)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ def test_a_model_whose_tracing_takes_too_long_is_refused_in_one_line(capsys, tmp
     code, _, err = run_cli(capsys, "search", "--model", "tests.zoo:slow_net", "--dry-run", "--out", tmp_path,
                            "--discovery-timeout", "0.2", "--quiet")  # fmt: skip
     assert code == 2
-    assert_one_line_error(err, "Tracing the model's dependency graph took longer than its bound of 0.2 s",
+    assert_one_line_error(err, "Tracing the model's dependency graph", "0.2 s of CPU time",
                           "raise --discovery-timeout")  # fmt: skip
 
 
@@ -58,3 +58,15 @@ def test_a_block_is_kept_when_removing_every_removable_block_leaves_a_model_that
     kept = found.left_whole["blocks.1"]
     assert kept.startswith("kept as a block (its channels are still searched): removing it with every other")
     assert any(g.name.endswith("mlp.0") for g in found.groups)
+
+
+def test_the_time_bound_counts_cpu_time_so_a_busy_step_stops_and_a_quick_one_passes():
+    from prunepilot.bounds import bounded
+
+    with pytest.raises(UsageError, match=r"took more than its bound of 0.2 s of CPU time"), bounded(
+        "Spinning", 0.2, None, "discovery"
+    ):
+        while True:  # work, not waiting
+            sum(range(10_000))
+    with bounded("Quick", 0.2, None, "discovery"):
+        sum(range(1000))
