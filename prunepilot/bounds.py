@@ -1,8 +1,9 @@
 """Running a step under a time and memory bound, so that a model whose tracing runs away ends with
 one line instead of taking the machine down.
 
-The time bound counts this process's CPU time (a ``SIGPROF`` timer), so that the same step takes the
-same share of it however busy the machine is (wall time swung 6-9x with other processes running);
+The time bound counts this process's CPU time (a ``SIGPROF`` timer, ``seconds`` for each of torch's
+threads), so that the same step takes the same share of it however busy the machine is (wall time
+swung 6-9x with other processes running);
 a wall-clock timer at :data:`WALL_FACTOR` times the bound (``SIGALRM``) stops a step that waits
 instead of computing. Both run in the main thread only (elsewhere no time bound applies);
 the memory bound lowers this process's address-space limit (``RLIMIT_AS``) to what it uses now
@@ -118,10 +119,11 @@ def _time_bound(seconds: float | None) -> Iterator[None]:
 
     # A timer that fires inside an import leaves a half-made module behind; what tracing imports on
     # first use (torch's symbolic shapes) is imported before the timers start.
+    import torch
     import torch.fx.experimental.symbolic_shapes  # noqa: F401
 
     previous = {s: signal.signal(s, expire) for s in (signal.SIGPROF, signal.SIGALRM)}
-    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_PROF, seconds * torch.get_num_threads())  # each thread's share
     signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * seconds)
     try:
         yield

@@ -196,8 +196,9 @@ class JobSpec(TaskFields, FamilyFields):
         8, "batches for BatchNorm recalibration", key="finetune.bn_batches", check=Integer(0)
     )  # fmt: skip
     discovery_timeout: float = setting(
-        120.0, "CPU seconds each discovery step (tracing, blocks, trying each group) may take, however busy "
-        "the machine (a step that waits stops at 10 times that in wall time)", key="discovery.timeout",
+        120.0, "CPU seconds (for each of torch's threads) each discovery step (tracing, blocks, trying each "
+        "group) may take, however busy the machine (a step that waits stops at 10 times that in wall time)",
+        key="discovery.timeout",
         check=_SECONDS, note="past it, one line and exit 2",
     )  # fmt: skip
     discovery_memory_gb: float | None = setting(
