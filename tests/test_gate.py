@@ -1,4 +1,5 @@
-"""The dry run is the search's gate: for every model of the test zoo, a budget the dry run accepts
+"""The dry run is the search's gate: for every model of the test zoo (channel shuffle, fused
+attention and grouped convolutions among them), a budget the dry run accepts
 is never refused by the search that follows (it ends with a model or with exit 3, not with bad
 input), and a budget the dry run refuses is refused by the search the same way."""
 
@@ -21,6 +22,8 @@ ZOO = [
     ("tests.zoo:free_heads_vit", "tests.zoo:digits16_data", (1, 16, 16)),
     ("tests.zoo:fixed_batch_vit", "tests.zoo:digits16_data", (1, 16, 16)),
     ("tests.zoo:grouped_net", "tests.zoo:small_digits_data", (1, 8, 8)),
+    ("tests.zoo:shufflenet_v2", "tests.zoo:digits16_data", (1, 16, 16)),
+    ("tests.zoo:shufflenet_v2_module_shuffle", "tests.zoo:digits16_data", (1, 16, 16)),
     ("tests.hf_models:distilbert", "tests.hf_models:text_data", None),
 ]
 

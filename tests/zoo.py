@@ -521,3 +521,71 @@ def digits16_data():
         images = nn.functional.interpolate(split.tensors[0][:300], size=16)
         splits.append(torch.utils.data.TensorDataset(images, split.tensors[1][:300]))
     return tuple(splits)
+
+
+
+def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """torchvision's channel shuffle: view, transpose, view."""
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    return torch.transpose(x, 1, 2).contiguous().view(batch, -1, height, width)
+
+
+class _ShuffleUnit(nn.Module):
+    """torchvision's ShuffleNetV2 unit: a split (stride 1) or two branches (stride 2), concatenated
+    and shuffled (by view-transpose-view, or ``nn.ChannelShuffle``)."""
+
+    def __init__(self, inp: int, oup: int, stride: int, module_shuffle: bool) -> None:
+        super().__init__()
+        self.stride, branch = stride, oup // 2
+        self.shuffle = nn.ChannelShuffle(2) if module_shuffle else None
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False), nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, branch, 1, bias=False), nn.BatchNorm2d(branch), nn.ReLU(),
+            )  # fmt: skip
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else branch, branch, 1, bias=False), nn.BatchNorm2d(branch),
+            nn.ReLU(),
+            nn.Conv2d(branch, branch, 3, stride, 1, groups=branch, bias=False), nn.BatchNorm2d(branch),
+            nn.Conv2d(branch, branch, 1, bias=False), nn.BatchNorm2d(branch), nn.ReLU(),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            kept, passed = x.chunk(2, dim=1)
+            out = torch.cat((kept, self.branch2(passed)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return self.shuffle(out) if self.shuffle is not None else _channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    """A small ShuffleNetV2 on 1-channel images: two stages of a downsampling unit and a split unit."""
+
+    def __init__(self, module_shuffle: bool = False, channels: tuple[int, ...] = (12, 24, 48, 96)) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(1, channels[0], 3, 1, 1, bias=False),
+                                   nn.BatchNorm2d(channels[0]), nn.ReLU())  # fmt: skip
+        stages, inp = [], channels[0]
+        for oup in channels[1:-1]:
+            stages.append(nn.Sequential(_ShuffleUnit(inp, oup, 2, module_shuffle),
+                                        _ShuffleUnit(oup, oup, 1, module_shuffle)))  # fmt: skip
+            inp = oup
+        self.stages = nn.Sequential(*stages)
+        self.conv5 = nn.Sequential(nn.Conv2d(inp, channels[-1], 1, bias=False), nn.BatchNorm2d(channels[-1]),
+                                   nn.ReLU())  # fmt: skip
+        self.fc = nn.Linear(channels[-1], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv5(self.stages(self.conv1(x))).mean([2, 3]))
+
+
+def shufflenet_v2() -> nn.Module:
+    torch.manual_seed(0)
+    return ShuffleNetV2()
+
+
+def shufflenet_v2_module_shuffle() -> nn.Module:
+    torch.manual_seed(0)
+    return ShuffleNetV2(module_shuffle=True)
