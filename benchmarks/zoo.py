@@ -1,8 +1,11 @@
-"""Architecture zoo: small Hugging Face models, each dry-run and searched end to end with exports checked.
+"""Architecture zoo: 30 small models, each dry-run and searched end to end with exports checked.
 
 Every architecture is built from a ``transformers`` config at a small size (nothing downloaded): the
 models of ``tests/hf_models.py`` and the others below, CNNs, ViT-style and windowed (Swin-style)
-attention models and text encoders, reading 1x32x32 digits or 32 token ids. Each runs in its own
+attention models and text encoders, reading 1x32x32 digits or 32 token ids; or from torch, in the
+layouts of timm and torchvision (which cannot be imported here) and for jobs beyond one input and
+class scores (``OWN``: a U-Net and a detector with their own loss and metric, a padded-text BERT
+with its attention mask, an image-and-table model). Each runs in its own
 process, under a wall-clock limit and a memory bound (the process is killed when its resident memory
 passes it): a ``dry_run=True`` search (groups, removable blocks, groups left whole), then a 2-trial
 search for 80% of the baseline's FLOPs whose exports (TorchScript, ONNX, plan) must match the model.
@@ -38,9 +41,8 @@ import transformers as hf  # noqa: E402
 from results_file import finish  # noqa: E402
 
 import prunepilot  # noqa: E402
-from prunepilot.adapters import LogitsModel  # noqa: E402
-from prunepilot.evaluators import count_flops  # noqa: E402
-from tests import hf_models  # noqa: E402
+from prunepilot.budget import parse_budget  # noqa: E402
+from tests import hf_models, zoo  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 #: Largest difference between the final model and each export (the tests' tolerances).
@@ -88,15 +90,45 @@ EXTRA_VISION: dict[str, Callable[[], torch.nn.Module]] = {
     "poolformer": lambda: hf.PoolFormerForImageClassification(hf.PoolFormerConfig(
         depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 48, 64], **_VISION)),
 }  # fmt: skip
+EXTRA_VISION["dinov2"] = lambda: hf.Dinov2ForImageClassification(hf.Dinov2Config(
+    intermediate_size=128, **_VIT, **_VISION))  # fmt: skip
+EXTRA_TEXT["gpt2"] = lambda: hf.GPT2ForSequenceClassification(hf.GPT2Config(
+    n_layer=2, n_head=4, n_embd=64, vocab_size=hf_models.VOCAB, n_positions=hf_models.SEQUENCE + 8,
+    num_labels=hf_models.TEXT_LABELS, pad_token_id=0))  # fmt: skip
 TEXT = {**hf_models.TEXT, **EXTRA_TEXT}
 ARCHITECTURES = {**TEXT, **hf_models.VISION, **EXTRA_VISION}
+#: Models built from torch (the layouts of timm and torchvision, which cannot be imported here) and
+#: jobs beyond class scores of one input: name -> (factory, data, kind, the search's own settings).
+OWN: dict[str, tuple[Callable, Callable, str, dict]] = {
+    "timm_vit": (zoo.fused_qkv_vit, zoo.digits16_data, "vision (fused qkv, heads tied to the width)", {}),
+    "vit_free_heads": (zoo.free_heads_vit, zoo.digits16_data, "vision (fused qkv, heads pruned)", {}),
+    "torchvision_vit": (zoo.torchvision_vit, zoo.digits16_data, "vision (nn.MultiheadAttention)", {}),
+    "shufflenet_v2": (zoo.shufflenet_v2, zoo.digits16_data, "vision (channel shuffle)", {}),
+    "shufflenet_v2_cs": (zoo.shufflenet_v2_module_shuffle, zoo.digits16_data, "vision (nn.ChannelShuffle)",
+                         {}),
+    "unet": (zoo.UNet, zoo.squares_data, "segmentation (own loss, mIoU)",
+             {"loss": zoo.pixel_loss, "metric": zoo.mean_iou}),
+    "csp_detector": (zoo.csp_detector, zoo.cell_data, "detection cells (concat, own loss and metric)",
+                     {"loss": zoo.cell_loss, "metric": zoo.cell_accuracy}),
+    "bert_padded": (lambda: hf_models.model("bert"), hf_models.padded_text_data, "text (attention mask)", {}),
+    "two_input": (zoo.two_input_net, zoo.two_input_data, "image + table (two inputs)", {}),
+}  # fmt: skip
+ARCHITECTURES.update({name: entry[0] for name, entry in OWN.items()})
 
 
-def build(name: str) -> tuple[torch.nn.Module, tuple]:
-    """The seeded, randomly initialised model ``name`` in eval mode, and its (train, val, test)."""
+def kind(name: str) -> str:
+    """What the table calls ``name``'s task."""
+    return OWN[name][2] if name in OWN else "text" if name in TEXT else "vision"
+
+
+def build(name: str) -> tuple[torch.nn.Module, tuple, dict]:
+    """The seeded, randomly initialised model ``name`` in eval mode, its (train, val, test) and the
+    search settings of its own (a loss and a metric)."""
     torch.manual_seed(0)
     model = ARCHITECTURES[name]().eval()
-    return model, (hf_models.text_data() if name in TEXT else hf_models.image_data())
+    if name in OWN:
+        return model, OWN[name][1](), OWN[name][3]
+    return model, (hf_models.text_data() if name in TEXT else hf_models.image_data()), {}
 
 
 def dry_run_counts(lines: list[str]) -> dict:
@@ -125,11 +157,10 @@ def dry_run_counts(lines: list[str]) -> dict:
 
 def one(name: str, out: str) -> dict:
     """Dry run and 2-trial search of ``name`` in this process; the row of the table."""
-    row: dict = {"architecture": name, "kind": "text" if name in TEXT else "vision"}
-    model, (train, val, test) = build(name)
+    row: dict = {"architecture": name, "kind": kind(name)}
+    model, (train, val, test), own = build(name)
     row["params"] = sum(p.numel() for p in model.parameters())
-    row["baseline_flops"] = flops = count_flops(LogitsModel(model).eval(), train[0][0][None])
-    data = dict(train=train, val=val, test=test, out=out, **QUICK)
+    data = dict(train=train, val=val, test=test, out=out, **QUICK, **own)
     lines: list[str] = []
     stage = "dry run"
     start = time.perf_counter()
@@ -137,6 +168,8 @@ def one(name: str, out: str) -> dict:
         prunepilot.search(model, dry_run=True, name=f"{name}-dry", log=lines.append, **data)
         row["dry_run_s"] = time.perf_counter() - start
         row.update(dry_run_counts(lines))
+        baseline = re.search(r"^Baseline \(validation\): .*?, ([\d.]+[kMG]?FLOPs),", "\n".join(lines), re.M)
+        row["baseline_flops"] = flops = parse_budget(baseline.group(1)).limit
         stage, start = "search", time.perf_counter()
         row["budget"] = budget = f"{0.8 * flops:.0f}FLOPs"
         result = prunepilot.search(model, budget=budget, name=name, log=lambda _: None, **data)
@@ -211,7 +244,7 @@ def run_child(name: str, timeout: float, memory_bytes: int, folder: Path) -> dic
     if rows and not killed:
         row = json.loads(rows[-1])
     else:
-        row = {"architecture": name, "kind": "text" if name in TEXT else "vision"}
+        row = {"architecture": name, "kind": kind(name)}
         if killed:
             row["status"], row["result"] = ("timed out" if "timed" in killed else "over memory bound"), killed
         else:

@@ -589,3 +589,122 @@ def shufflenet_v2() -> nn.Module:
 def shufflenet_v2_module_shuffle() -> nn.Module:
     torch.manual_seed(0)
     return ShuffleNetV2(module_shuffle=True)
+
+
+class TorchVisionViT(nn.Module):
+    """torchvision's ViT layout on 1x16x16 images: a class token and ``nn.TransformerEncoderLayer``
+    blocks (``nn.MultiheadAttention``)."""
+
+    def __init__(self, dim: int = 32, depth: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        self.conv_proj = nn.Conv2d(1, dim, 4, 4)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 17, dim))
+        layer = lambda: nn.TransformerEncoderLayer(  # noqa: E731
+            dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.layers = nn.Sequential(*[layer() for _ in range(depth)])
+        self.ln, self.heads = nn.LayerNorm(dim), nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding
+        return self.heads(self.ln(self.layers(x))[:, 0])
+
+
+def torchvision_vit() -> nn.Module:
+    torch.manual_seed(0)
+    return TorchVisionViT()
+
+
+class _CSPBlock(nn.Module):
+    """A YOLO-style cross-stage-partial block: half the channels through bottlenecks, concatenated
+    with the other half, then fused."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        half = channels // 2
+        self.split_a, self.split_b = nn.Conv2d(channels, half, 1), nn.Conv2d(channels, half, 1)
+        self.bottleneck = nn.Sequential(nn.Conv2d(half, half, 3, padding=1), nn.BatchNorm2d(half), nn.SiLU())
+        self.fuse = nn.Sequential(nn.Conv2d(2 * half, channels, 1), nn.BatchNorm2d(channels), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.split_a(x)
+        return self.fuse(torch.cat([a + self.bottleneck(a), self.split_b(x)], dim=1))
+
+
+class CSPDetector(nn.Module):
+    """A YOLO-style detector on 1x16x16 images: a CSP backbone and heads at strides 2 and 4, whose
+    per-cell scores (background or object) are concatenated: ``(batch, cells, 2)``."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, 2, 1), nn.BatchNorm2d(width), nn.SiLU())
+        self.stage1 = _CSPBlock(width)
+        self.down = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 2, 1), nn.BatchNorm2d(2 * width), nn.SiLU())
+        self.stage2 = _CSPBlock(2 * width)
+        self.head_fine, self.head_coarse = nn.Conv2d(width, 2, 1), nn.Conv2d(2 * width, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fine = self.stage1(self.stem(x))
+        coarse = self.stage2(self.down(fine))
+        scales = ((self.head_fine, fine), (self.head_coarse, coarse))
+        return torch.cat([head(f).flatten(2).transpose(1, 2) for head, f in scales], dim=1)
+
+
+def csp_detector() -> nn.Module:
+    torch.manual_seed(0)
+    return CSPDetector()
+
+
+def cell_data(sizes: tuple[int, int, int] = (256, 96, 96)):
+    """:func:`squares_data`'s images; labels: whether each cell of the detector's 8x8 and 4x4 grids
+    lies mostly in the square (64 + 16 cells)."""
+    splits = []
+    for images, masks in (split.tensors for split in squares_data(sizes)):
+        fine = nn.functional.avg_pool2d(masks[:, None].float(), 2).flatten(1) > 0.5
+        coarse = nn.functional.avg_pool2d(masks[:, None].float(), 4).flatten(1) > 0.5
+        splits.append(torch.utils.data.TensorDataset(images, torch.cat([fine, coarse], dim=1).long()))
+    return tuple(splits)
+
+
+def cell_loss(model: nn.Module, batch) -> torch.Tensor:
+    """Cross-entropy of every cell's scores."""
+    images, cells = batch
+    return nn.functional.cross_entropy(model(images).flatten(0, 1), cells.flatten())
+
+
+def cell_accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of cells classified right."""
+    return float((outputs.argmax(-1) == labels).float().mean())
+
+
+class TwoInputNet(nn.Module):
+    """An image and a table of features, classified together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.table = nn.Linear(5, 8)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        pooled = torch.relu(self.conv(image)).mean(dim=(2, 3))
+        return self.head(torch.cat([pooled, torch.relu(self.table(table))], dim=1))
+
+
+def two_input_net() -> nn.Module:
+    torch.manual_seed(0)
+    return TwoInputNet()
+
+
+def two_input_data(sizes: tuple[int, int, int] = (256, 96, 96)):
+    """(image, table, label) samples: the label counts which of the two is positive."""
+    splits = []
+    for seed, size in enumerate(sizes):
+        generator = torch.Generator().manual_seed(seed)
+        image = torch.randn(size, 1, 6, 6, generator=generator)
+        table = torch.randn(size, 5, generator=generator)
+        labels = (image.mean(dim=(1, 2, 3)) > 0).long() + (table[:, 0] > 0).long()
+        splits.append(torch.utils.data.TensorDataset(image, table, labels))
+    return tuple(splits)
