@@ -9,12 +9,13 @@ import onnxruntime
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 import prunepilot
 from prunepilot.adapters import LogitsModel, user_model
 from prunepilot.adapters.several import ModelInputs, forward_inputs
 from prunepilot.export import load_plan
+from tests import zoo
 
 FAST = dict(
     finetune_steps=5, final_steps=10, bn_batches=2, latency_repeats=3, latency_batch=8, workers=0,
@@ -46,22 +47,8 @@ def test_inputs_of_other_shapes_and_dtypes_are_concatenated_exactly():
     assert ModelInputs.from_dict(json.loads(json.dumps(inputs.to_dict()))) == inputs
 
 
-class TwoInputs(nn.Module):
-    """An image and a table of features, classified together."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 8, 3, padding=1)
-        self.table = nn.Linear(5, 8)
-        self.head = nn.Linear(16, 3)
-
-    def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        pooled = torch.relu(self.conv(image)).mean(dim=(2, 3))
-        return self.head(torch.cat([pooled, torch.relu(self.table(table))], dim=1))
-
-
 def test_the_model_inputs_are_found_from_its_forward_and_the_batch():
-    model = TwoInputs()
+    model = zoo.two_input_net()
     found = forward_inputs(model, (torch.randn(2, 1, 6, 6), torch.randn(2, 5), torch.tensor([0, 1])), None)
     assert found.names == ("image", "table") and found.positional and found.shapes == ((1, 6, 6), (5,))
     assert forward_inputs(nn.Linear(4, 2), (torch.randn(2, 4), torch.tensor([0, 1])), None) is None
@@ -73,18 +60,10 @@ def test_the_model_inputs_are_found_from_its_forward_and_the_batch():
         forward_inputs(model, batch, "y", ["image", "mask"])
 
 
-def _two_input_data(size: int, seed: int) -> TensorDataset:
-    generator = torch.Generator().manual_seed(seed)
-    image, table = torch.randn(size, 1, 6, 6, generator=generator), torch.randn(size, 5, generator=generator)
-    labels = (image.mean(dim=(1, 2, 3)) > 0).long() + (table[:, 0] > 0).long()
-    return TensorDataset(image, table, labels)
-
-
 @pytest.mark.slow
 def test_a_model_of_two_inputs_from_tuple_batches_is_searched_and_ships_both(tmp_path):
-    torch.manual_seed(0)
-    model = TwoInputs()
-    train, val, test = (_two_input_data(n, s) for s, n in enumerate((256, 96, 96)))
+    model = zoo.two_input_net()
+    train, val, test = zoo.two_input_data()
     result = prunepilot.search(
         model, train=train, val=val, test=test, budget="1GFLOPs", trials=2, out=str(tmp_path),
         log=lambda _: None, **FAST,
