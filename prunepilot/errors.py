@@ -54,6 +54,12 @@ class Interrupted(PrunepilotError):
     exit_code = EXIT_INTERRUPTED
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of ``exc``'s message, cut to ``limit`` characters ("" when it has none):
+    how a one-line error quotes the exception beneath it."""
+    return next((line.strip()[:limit] for line in str(exc).splitlines() if line.strip()), "")
+
+
 def check_integer(owner: str, name: str, value: object, low: int, high: int | None = None) -> None:
     """Raises the standard message unless ``value`` is an integer (not a bool) in [low, high]."""
     too_high = high is not None and isinstance(value, int) and value > high

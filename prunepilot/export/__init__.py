@@ -12,7 +12,7 @@ from torch import nn
 
 from prunepilot.adapters import LogitsModel, NamedInputs, samples
 from prunepilot.adapters.several import free_axes, rows
-from prunepilot.errors import PrunepilotError
+from prunepilot.errors import PrunepilotError, first_line
 from prunepilot.evaluators import measure_latency
 from prunepilot.export.int8 import export_int8
 from prunepilot.export.onnx import export_onnx
@@ -126,10 +126,8 @@ def _or_its_error(export: dict[str, Any], name: str, path: Path) -> Iterator[Non
         yield
     except Exception as exc:  # noqa: BLE001 - an exporter's failure is the format's, reported in one line
         path.unlink(missing_ok=True)
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        first = lines[0][:300] if lines else ""
         own = isinstance(exc, PrunepilotError)  # worded for the user already
-        export[f"{name}_error"] = first if own else f"{type(exc).__name__}: {first}"
+        export[f"{name}_error"] = first_line(exc) if own else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def export_errors(export: dict[str, Any]) -> list[str]:

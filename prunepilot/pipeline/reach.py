@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from prunepilot.budget import BudgetLimit, format_cost
-from prunepilot.errors import UsageError
+from prunepilot.errors import UsageError, first_line
 from prunepilot.evaluators import evaluate_model
 from prunepilot.inputs import on_device
 from prunepilot.pipeline.prepare import PreparedJob
@@ -53,7 +53,7 @@ def check_reachable(prepared: PreparedJob, baseline: dict[str, Any], budget: Bud
     except Exception as exc:  # noqa: BLE001 - layers Torch-Pruning does not handle, pruned together
         raise UsageError(
             f"Pruning every group by {space.max_ratio:g} breaks the model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160]}); lower {named('ratio_max')} or {named('exclude')} the group "
+            f"{first_line(exc, 160)}); lower {named('ratio_max')} or {named('exclude')} the group "
             "that breaks it.",
             "ratio_max",
         ) from exc

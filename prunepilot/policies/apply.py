@@ -12,7 +12,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunepilot.adapters import Batch, Loss
-from prunepilot.errors import UsageError
+from prunepilot.errors import UsageError, first_line
 from prunepilot.families.features import keep_features
 from prunepilot.families.sparsity import fold_sparsity, sparsify
 from prunepilot.inputs import eval_copy
@@ -240,7 +240,7 @@ def unprunable_groups(
             if after == shape and share == "heads" and removals and not _same_outputs(pruned, zeroed, inputs):
                 return "its heads are not laid out as its projections read them (removing one changes others)"
         except Exception as exc:  # noqa: BLE001 - any failure is the group's reason to stay whole
-            reason = f"pruning it breaks the model ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            reason = f"pruning it breaks the model ({type(exc).__name__}: {first_line(exc, 160)})"
             if share == "heads" and "is invalid for input of size" in str(exc):
                 reason += ("; its forward reshapes the heads back to the input's width (reshape(B, N, C)): "
                            "reshape(B, N, -1) lets heads go")  # fmt: skip

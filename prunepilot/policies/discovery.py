@@ -15,7 +15,7 @@ from types import MappingProxyType
 from torch import nn
 
 from prunepilot.bounds import GIB, bounded, default_memory_bound
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError, first_line, invalid_parameter
 from prunepilot.policies.apply import apply_policy, unprunable_groups
 from prunepilot.policies.blocks import discover_blocks
 from prunepilot.policies.groups import GroupInfo, survey_groups
@@ -115,7 +115,7 @@ def removable_together(
             apply_policy(model, Policy(removed_blocks=tuple(blocks)), input_shape)
             break
         except Exception as exc:  # noqa: BLE001 - any failure of the emptied model keeps a block
-            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            first = first_line(exc)
             reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
             kept[blocks[-1]] = ("kept as a block (its channels are still searched): removing it with every "
                                 f"other removable block leaves a model that cannot be pruned ({reason})")

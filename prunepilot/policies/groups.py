@@ -13,7 +13,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunepilot.adapters.outputs import output_layers
-from prunepilot.errors import UsageError
+from prunepilot.errors import UsageError, first_line
 from prunepilot.evaluators.cost import flops_by_module
 from prunepilot.inputs import TRACE_BATCH, eval_copy, example_batch
 from prunepilot.policies.heads import Attention, find_attention, head_tables
@@ -60,7 +60,7 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
         with torch.no_grad():
             model(inputs)
     except Exception as exc:  # noqa: BLE001 - the model failing on its input is bad input
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        first = first_line(exc, 200)
         shape = tuple(inputs.shape[1:])
         raise UsageError(
             f"The model cannot be traced for pruning: it fails on an input of shape {shape} "
@@ -73,7 +73,7 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
             )
     except Exception as exc:  # noqa: BLE001 - any tracing failure is reported as one line
         where = _failed_operation(exc, model)
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        first = first_line(exc, 200)
         raise UsageError(
             f"The model cannot be traced for pruning: Torch-Pruning cannot follow its channels{where} "
             f"({type(exc).__name__}: {first}). The model runs; this is a limit of the dependency graph: "

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunepilot.errors import first_line
 from prunepilot.runtimes.base import Deployed, DeployError, Runtime
 from prunepilot.runtimes.int8 import quantize_onnx, uses_dynamic_quantization
 
@@ -147,5 +148,4 @@ class OnnxRuntime(Runtime):
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
