@@ -112,7 +112,8 @@ class NamedInputs(nn.Module):
 
 
 def user_model(model: nn.Module) -> nn.Module:
-    """The user's own model inside ``model`` (``model`` itself unless it is a :class:`LogitsModel`)."""
+    """The user's own model inside ``model`` (``model`` itself unless it is a :class:`LogitsModel` or
+    :class:`NamedInputs`)."""
     return model.model if isinstance(model, (LogitsModel, NamedInputs)) else model
 
 

@@ -56,13 +56,6 @@ class ModelInputs:
         same = len(set(self.dtypes)) == 1 and self.dtypes[0] in INPUT_DTYPES
         return self.dtypes[0] if same else "float64"
 
-    @property
-    def packed_shape(self) -> tuple[int, ...]:
-        """One packed sample's shape."""
-        if self.stacked:
-            return (len(self.names), *self.shapes[0])
-        return (sum(math.prod(shape) for shape in self.shapes),)
-
     def pack(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """One batch of the inputs (in :attr:`names`' order) as one tensor.
 

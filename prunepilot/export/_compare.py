@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from prunepilot.adapters.several import Inputs, run
@@ -20,7 +21,5 @@ FIXED_BATCH = (
 def max_difference(model: nn.Module, other: nn.Module, inputs: Inputs) -> float:
     """The largest absolute difference between the two models' outputs on ``inputs`` (one tensor, or
     a tuple for a model of several inputs)."""
-    import torch
-
     with torch.no_grad():
         return float((run(model.eval(), inputs) - run(other.eval(), inputs)).abs().max())

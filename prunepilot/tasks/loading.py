@@ -175,10 +175,11 @@ def checked_task(
     with _blame("model"):
         outputs = _forward(model.eval(), first[0], several)  # one pass: the wrapping and the checks
         model = as_logits_model(model, outputs, output_key, several)
-    class_scores = not own or _holds_classes(logits_of(outputs, output_key), first[1])
+        scores = logits_of(outputs, output_key)
+    class_scores = not own or _holds_classes(scores, first[1])
     loaded = Task(name, model, train, val, test, InputShape(shape, dtype, several), class_scores=class_scores)
     with _blame("model"):
-        _check_forward(loaded, first, logits_of(outputs, output_key), loss or Loss())
+        _check_forward(loaded, first, scores, loss or Loss())
     return loaded
 
 
