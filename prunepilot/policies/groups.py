@@ -57,29 +57,28 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
     """
     tables = head_tables(find_attention(model))  # per-head parameters are sliced by heads_removed
     try:
-        with torch.no_grad():
-            model(inputs)
-    except Exception as exc:  # noqa: BLE001 - the model failing on its input is bad input
-        first = first_line(exc, 200)
-        shape = tuple(inputs.shape[1:])
-        raise UsageError(
-            f"The model cannot be traced for pruning: it fails on an input of shape {shape} "
-            f"({type(exc).__name__}: {first})."
-        ) from exc
-    try:
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, ignored_layers=[], ignored_params=tables, verbose=False
             )
     except Exception as exc:  # noqa: BLE001 - any tracing failure is reported as one line
-        where = _failed_operation(exc, model)
-        first = first_line(exc, 200)
+        failure = exc
+    try:  # whose failure: the model's own forward pass, or the graph's (run only once tracing failed)
+        with torch.no_grad():
+            model(inputs)
+    except Exception as exc:  # noqa: BLE001 - the model failing on its input is bad input
+        shape = tuple(inputs.shape[1:])
         raise UsageError(
-            f"The model cannot be traced for pruning: Torch-Pruning cannot follow its channels{where} "
-            f"({type(exc).__name__}: {first}). The model runs; this is a limit of the dependency graph: "
-            "an operation written with sizes read from the tensor (x.flatten(1), x.reshape(b, -1)) often "
-            "lets it through."
+            f"The model cannot be traced for pruning: it fails on an input of shape {shape} "
+            f"({type(exc).__name__}: {first_line(exc, 200)})."
         ) from exc
+    where, first = _failed_operation(failure, model), first_line(failure, 200)
+    raise UsageError(
+        f"The model cannot be traced for pruning: Torch-Pruning cannot follow its channels{where} "
+        f"({type(failure).__name__}: {first}). The model runs; this is a limit of the dependency graph: "
+        "an operation written with sizes read from the tensor (x.flatten(1), x.reshape(b, -1)) often "
+        "lets it through."
+    ) from failure
 
 
 def _failed_operation(exc: BaseException, model: nn.Module) -> str:
