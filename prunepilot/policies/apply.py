@@ -21,6 +21,7 @@ from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
 from prunepilot.policies.heads import Attention, find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
+from prunepilot.policies.split_attention import prunable_copy
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def unprunable_groups(
             attention = find_attention(pruned)
             if not attention_groups:
                 attention_groups.extend(n for n in names if attention_of(graph, groups[n], attention))
-            removals, zeroed = [], eval_copy(model)
+            removals, zeroed = [], prunable_copy(model)
             for name in selected:
                 heads = attention_of(graph, groups[name], attention)
                 units = heads.heads if heads else len(groups[name][0].idxs)
@@ -298,11 +299,11 @@ def _without_blocks(
             model's output shape (only blocks with an identity shortcut can be removed).
     """
     inputs = example_inputs(input_shape)
-    pruned = eval_copy(model)
+    pruned = prunable_copy(model)
     if not blocks:
         graph = build_graph(pruned, inputs)
         return pruned, graph, named_groups(pruned, graph, inputs), set()
-    whole = eval_copy(model)
+    whole = prunable_copy(model)
     whole_graph = build_graph(whole, inputs)
     before = {name: _layers(whole, group) for name, group in named_groups(whole, whole_graph, inputs).items()}
     shape = _output_shape(pruned, inputs)

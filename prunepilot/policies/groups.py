@@ -17,6 +17,7 @@ from prunepilot.errors import UsageError, first_line
 from prunepilot.evaluators.cost import flops_by_module
 from prunepilot.inputs import TRACE_BATCH, eval_copy, example_batch
 from prunepilot.policies.heads import Attention, find_attention, head_tables
+from prunepilot.policies.split_attention import split_attention
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,14 @@ def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[
         UsageError: when the model cannot be traced.
     """
     work = eval_copy(model)
+    left = split_attention(work)  # as every pruning will see it
     inputs = example_inputs(input_shape)
     graph = build_graph(work, inputs)
     names = {module: name for name, module in work.named_modules()}
     attention = find_attention(work)
     per_module = flops_by_module(work, inputs[:1])
     total = max(sum(per_module.values()), 1)
-    infos, left = [], {}
+    infos = []
     for name, group, reason in _classified(work, graph, inputs):
         if reason is not None:
             left[name] = reason
@@ -195,7 +197,4 @@ def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[
         infos.append(GroupInfo(name, len(group[0].idxs), tuple(layers), has_bn, share, heads))
     order = list(names.values())
     infos.sort(key=lambda info: order.index(info.name))
-    for name, module in work.named_modules():
-        if isinstance(module, nn.MultiheadAttention):
-            left[name] = "nn.MultiheadAttention: heads not pruned (its math ties their width to embed_dim)"
     return infos, left

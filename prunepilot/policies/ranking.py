@@ -7,9 +7,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from prunepilot.inputs import eval_copy
 from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import build_graph, example_inputs, named_groups
+from prunepilot.policies.split_attention import prunable_copy
 
 
 def group_scores(
@@ -21,7 +21,7 @@ def group_scores(
     LAMP scores compare across groups (each group's strongest channel scores 1), so that one
     threshold over all of them ranks channels globally.
     """
-    work = eval_copy(model)
+    work = prunable_copy(model)
     inputs = example_inputs(input_shape)
     groups = named_groups(work, build_graph(work, inputs), inputs)
     importance = get_criterion(criterion).make()
