@@ -184,8 +184,8 @@ def finalize(
                                    "indices": list(policy.input_features)}  # fmt: skip
     heads = head_counts(model)
     if heads:  # attention heads kept per layer, of the baseline's
-        final["heads"] = {name: {"kept": kept, "baseline": count} for (name, count), kept
-                          in zip(head_counts(task.model).items(), heads.values())}  # fmt: skip
+        baseline = head_counts(task.model)  # a layer of a removed block is absent from heads
+        final["heads"] = {name: {"kept": kept, "baseline": baseline[name]} for name, kept in heads.items()}
     final["wall_s"] = time.perf_counter() - start
     # PyTorch's deployed model is the model itself, moved to the CPU above: test scoring moves it back.
     return Finalized(trial, final, model, policy, plan, None if settings.runtime == "torch" else shipped)

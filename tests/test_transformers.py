@@ -12,6 +12,7 @@ from prunepilot.adapters import LogitsModel  # noqa: E402
 from prunepilot.evaluators import count_flops  # noqa: E402
 from prunepilot.inputs import InputShape  # noqa: E402
 from prunepilot.policies import Policy, apply_plan, apply_policy, discover, head_counts  # noqa: E402
+from prunepilot.policies.policy import GroupSetting  # noqa: E402
 from tests import hf_models  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
 
@@ -77,3 +78,31 @@ def test_the_dry_run_of_a_text_model_lists_heads_and_the_width_left_whole(capsys
     assert code == 0, err
     assert out.count("4 heads") == 2
     assert "Left whole (never pruned):" in out and "feeding attention" in out
+
+
+def _gpt2() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = hf_models.hf.GPT2Config(
+        n_layer=2, n_head=4, n_embd=32, vocab_size=hf_models.VOCAB, n_positions=hf_models.SEQUENCE,
+        num_labels=3, pad_token_id=0,
+    )  # fmt: skip
+    return hf_models.hf.GPT2ForSequenceClassification(config)
+
+
+def test_gpt2_heads_in_its_fused_conv1d_projection_are_pruned_whole_with_its_cache_on():
+    model = LogitsModel(_gpt2()).eval()
+    assert model.model.config.use_cache  # the key-value cache prunepilot turns off in its calls
+    found = discover(model, TEXT_SHAPE)
+    heads = {g.name: g.heads for g in found.groups if g.heads}
+    assert heads == {f"model.transformer.h.{i}.attn.c_attn": 4 for i in range(2)}
+    assert head_counts(model) == {f"model.transformer.h.{i}.attn": 4 for i in range(2)}
+    policy = Policy({"model.transformer.h.0.attn.c_attn": GroupSetting(0.5, "l2")})
+    pruned, plan = apply_policy(model, policy, TEXT_SHAPE)
+    attention = pruned.model.transformer.h[0].attn
+    assert attention.num_heads == 2 and attention.split_size == 16 and attention.c_attn.out_features == 48
+    assert attention.c_proj.in_features == 16 and pruned.model.transformer.h[1].attn.num_heads == 4
+    tokens = hf_models.text_data()[1].tensors[0][:4]
+    with torch.no_grad():
+        whole = model(tokens)
+        assert torch.allclose(apply_policy(model, Policy({}), TEXT_SHAPE).model(tokens), whole, atol=1e-5)
+        assert torch.allclose(apply_plan(model, plan, TEXT_SHAPE)(tokens), pruned(tokens), atol=0)

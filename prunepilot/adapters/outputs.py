@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from prunepilot.adapters.several import ModelInputs
+from prunepilot.adapters.several import ModelInputs, cache_off
 from prunepilot.errors import UsageError
 
 #: The key (or attribute) read from dict-like outputs when no ``output_key`` is set.
@@ -70,7 +70,7 @@ class LogitsModel(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.inputs is None:
-            return logits_of(self.model(inputs), self.output_key)
+            return logits_of(self.model(inputs, **cache_off(self.model)), self.output_key)
         return logits_of(self.inputs.call(self.model, self.inputs.unpack(inputs)), self.output_key)
 
 

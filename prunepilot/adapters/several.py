@@ -102,8 +102,8 @@ class ModelInputs:
     def call(self, model: nn.Module, tensors: Sequence[torch.Tensor]) -> Any:
         """``model`` run on the inputs, by name or in their places."""
         if self.positional:
-            return model(*tensors)
-        return model(**dict(zip(self.names, tensors)))
+            return model(*tensors, **cache_off(model))
+        return model(**dict(zip(self.names, tensors)), **cache_off(model))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the plan's ``inputs``, the report's ``export.inputs``)."""
@@ -160,6 +160,12 @@ def forward_inputs(
         raise UsageError(f"The data's inputs have dtypes {found}; accepted: {list(_DTYPES)}.", "data")
     shapes = tuple(tuple(t.shape[1:]) for t in tensors)
     return ModelInputs(tuple(names), shapes, tuple(dtypes), positional)  # type: ignore[arg-type]
+
+
+def cache_off(model: nn.Module) -> dict[str, bool]:
+    """``use_cache=False`` for a model whose config asks for a key-value cache (a decoder's): no score,
+    trace or export reuses one, and building it concatenates tensors Torch-Pruning cannot follow."""
+    return {"use_cache": False} if getattr(getattr(model, "config", None), "use_cache", False) is True else {}
 
 
 def _parameters(model: nn.Module) -> list[inspect.Parameter]:

@@ -21,7 +21,7 @@ from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import attention_of, build_graph, example_inputs, named_groups
 from prunepilot.policies.heads import Attention, find_attention, heads_removed
 from prunepilot.policies.policy import Policy, kept_channels
-from prunepilot.policies.split_attention import prunable_copy
+from prunepilot.policies.rewrites import prunable_copy
 
 
 @dataclass(frozen=True)

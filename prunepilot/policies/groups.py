@@ -6,18 +6,22 @@ channels it removes), which is stable for a given model class.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch_pruning.dependency import index_mapping as tp_index_mapping
 
 from prunepilot.adapters.outputs import output_layers
 from prunepilot.errors import UsageError, first_line
 from prunepilot.evaluators.cost import flops_by_module
 from prunepilot.inputs import TRACE_BATCH, eval_copy, example_batch
 from prunepilot.policies.heads import Attention, find_attention, head_tables
-from prunepilot.policies.split_attention import split_attention
+from prunepilot.policies.rewrites import prunable_form
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
     """
     tables = head_tables(find_attention(model))  # per-head parameters are sliced by heads_removed
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), _linear_output_splits():
             return tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, ignored_layers=[], ignored_params=tables, verbose=False
             )
@@ -80,6 +84,32 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
         "an operation written with sizes read from the tensor (x.flatten(1), x.reshape(b, -1)) often "
         "lets it through."
     ) from failure
+
+
+@contextlib.contextmanager
+def _linear_output_splits() -> Iterator[None]:
+    """Torch-Pruning maps channels through ``split`` along dim 1 only; a linear layer's output split
+    along its last dim (GPT-2's ``c_attn(x).split(width, dim=2)`` into queries, keys and values)
+    splits the same channels, so it is mapped as if along dim 1 while the graph is built."""
+    original = tp_index_mapping.update_split_index_mapping
+
+    def update(graph: tp.DependencyGraph, node) -> None:
+        saved = node.grad_fn
+        sizes = tuple(getattr(saved, "_saved_self_sym_sizes", ()))
+        last = len(sizes) >= 3 and getattr(saved, "_saved_dim", None) in (len(sizes) - 1, -1)
+        if not (last and any(isinstance(n.module, nn.Linear) for n in node.inputs)):
+            return original(graph, node)
+        node.grad_fn = SimpleNamespace(_saved_dim=1, _saved_self_sym_sizes=sizes)
+        try:
+            return original(graph, node)
+        finally:
+            node.grad_fn = saved
+
+    tp_index_mapping.update_split_index_mapping = update
+    try:
+        yield
+    finally:
+        tp_index_mapping.update_split_index_mapping = original
 
 
 def _failed_operation(exc: BaseException, model: nn.Module) -> str:
@@ -168,7 +198,7 @@ def survey_groups(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[
         UsageError: when the model cannot be traced.
     """
     work = eval_copy(model)
-    left = split_attention(work)  # as every pruning will see it
+    left = prunable_form(work)  # as every pruning will see it
     inputs = example_inputs(input_shape)
     graph = build_graph(work, inputs)
     names = {module: name for name, module in work.named_modules()}

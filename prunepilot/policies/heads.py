@@ -20,12 +20,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunepilot.policies.rewrites import prunable_copy
+
 #: Attribute names of the query, key and value projections.
 QUERY_NAMES = ("q_proj", "query", "q_lin", "q")
 KEY_NAMES = ("k_proj", "key", "k_lin", "k")
 VALUE_NAMES = ("v_proj", "value", "v_lin", "v")
 #: Attribute names of a fused query-key-value projection.
-FUSED_NAMES = ("qkv", "qkv_proj")
+FUSED_NAMES = ("qkv", "qkv_proj", "c_attn")
+#: Attribute names of the heads' width (head count x head size), updated when heads are removed.
+WIDTH_NAMES = ("all_head_size", "split_size")
 #: Attribute names of the head count, updated when heads are removed.
 HEAD_COUNT_NAMES = ("num_attention_heads", "n_heads", "num_heads", "num_attention_heads_per_partition")
 
@@ -95,8 +99,9 @@ def find_attention(model: nn.Module) -> list[Attention]:
 
 
 def head_counts(model: nn.Module) -> dict[str, int]:
-    """Attention module name -> its head count (empty for a model without attention)."""
-    return {a.name: a.heads for a in find_attention(model)}
+    """Attention module name -> its head count (empty for a model without attention), read from
+    the model in the form pruning sees (``nn.MultiheadAttention`` and GPT-2's layers included)."""
+    return {a.name: a.heads for a in find_attention(prunable_copy(model))}
 
 
 def head_tables(attention: list[Attention]) -> list[nn.Parameter]:
@@ -117,8 +122,9 @@ def heads_removed(attention: Attention, channels: list[int]) -> int:
     for name in HEAD_COUNT_NAMES:
         if isinstance(getattr(module, name, None), int):
             setattr(module, name, left)
-    if isinstance(getattr(module, "all_head_size", None), int):
-        module.all_head_size = left * attention.head_dim
+    for name in WIDTH_NAMES:
+        if isinstance(getattr(module, name, None), int):
+            setattr(module, name, left * attention.head_dim)
     keep = [h for h in range(attention.heads) if h not in set(removed)]
     for owner, attr in attention.tables:
         table = getattr(owner, attr)

@@ -9,7 +9,7 @@ from torch import nn
 
 from prunepilot.policies.criteria import get_criterion
 from prunepilot.policies.groups import build_graph, example_inputs, named_groups
-from prunepilot.policies.split_attention import prunable_copy
+from prunepilot.policies.rewrites import prunable_copy
 
 
 def group_scores(

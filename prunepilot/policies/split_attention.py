@@ -17,8 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunepilot.inputs import eval_copy
-
 
 class SplitAttention(nn.Module):
     """Multi-head attention with separate query, key and value projections, called and answering
@@ -159,10 +157,3 @@ def _additive_mask(
         merged = mask if merged is None else merged + mask
     return merged
 
-
-def prunable_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with its ``nn.MultiheadAttention`` split (what discovery
-    traces and every pruning prunes, so group names agree)."""
-    work = eval_copy(model)
-    split_attention(work)
-    return work
