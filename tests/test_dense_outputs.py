@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import prunepilot
+from prunepilot.adapters import LogitsModel
 from prunepilot.evaluators import count_flops
 from prunepilot.export import load_plan
 from tests import zoo
@@ -72,3 +73,26 @@ def test_class_scores_keep_their_checks_with_a_loss_and_metric_of_the_users(trai
     with pytest.raises(prunepilot.UsageError, match="labels"):
         prunepilot.search(trained_tiny, train=train, val=val, test=test, budget="2x", out=str(tmp_path),
                           loss=_cross_entropy, metric=zoo.accuracy_share, **FAST)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_detector_answering_with_a_dict_is_searched_and_its_metric_gets_the_dict(tmp_path):
+    train, val, test = zoo.cell_data((128, 48, 48))
+    model = zoo.dict_detector().eval()
+    flops = count_flops(LogitsModel(model), torch.zeros(1, 1, 16, 16))
+    result = prunepilot.search(
+        model, train=train, val=val, test=test, budget=f"{0.8 * flops:.0f}FLOPs", trials=2,
+        loss=zoo.dict_cell_loss, metric=zoo.dict_cell_accuracy, out=str(tmp_path), **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.report and result.report.get("final")
+    final = result.report["final"]
+    assert final["export"]["onnx_max_abs_diff"] <= 1e-4 and final["export"]["plan_max_abs_diff"] <= 1e-5
+    assert [key for key, _ in final["export"]["outputs"]["structure"][1]] == ["fine", "coarse"]
+    rebuilt = load_plan(result.run_dir, base_model=model)  # packs the dict as the search did
+    images, cells = test[:]
+    with torch.no_grad():
+        unpacked = rebuilt.outputs.unpack(rebuilt(images))
+        accuracy = zoo.dict_cell_accuracy(unpacked, cells)
+        assert set(unpacked) == {"fine", "coarse"} and unpacked["fine"].shape == (48, 64, 2)
+        assert torch.equal(unpacked["coarse"], rebuilt.model(images)["coarse"])
+    assert abs(accuracy - final["test_accuracy"]) <= 1e-6

@@ -657,6 +657,37 @@ def csp_detector() -> nn.Module:
     return CSPDetector()
 
 
+class DictDetector(CSPDetector):
+    """:class:`CSPDetector` answering as detectors do: a dict of its heads' per-cell scores,
+    ``{"fine": (batch, 64, 2), "coarse": (batch, 16, 2)}``."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fine = self.stage1(self.stem(x))
+        coarse = self.stage2(self.down(fine))
+        return {"fine": self.head_fine(fine).flatten(2).transpose(1, 2),
+                "coarse": self.head_coarse(coarse).flatten(2).transpose(1, 2)}  # fmt: skip
+
+
+def dict_detector() -> nn.Module:
+    torch.manual_seed(0)
+    return DictDetector()
+
+
+def dict_cell_loss(model: nn.Module, batch) -> torch.Tensor:
+    """Cross-entropy of every cell's scores, read from the dict."""
+    images, cells = batch
+    scores = model(images)
+    return nn.functional.cross_entropy(torch.cat([scores["fine"], scores["coarse"]], 1).flatten(0, 1),
+                                       cells.flatten())  # fmt: skip
+
+
+def dict_cell_accuracy(outputs: dict, labels: torch.Tensor) -> float:
+    """The share of cells classified right; refuses anything but the detector's dict."""
+    if not isinstance(outputs, dict) or set(outputs) != {"fine", "coarse"}:
+        raise TypeError(f"expected the detector's dict, got {type(outputs).__name__}")
+    return cell_accuracy(torch.cat([outputs["fine"], outputs["coarse"]], 1), labels)
+
+
 def cell_data(sizes: tuple[int, int, int] = (256, 96, 96)):
     """:func:`squares_data`'s images; labels: whether each cell of the detector's 8x8 and 4x4 grids
     lies mostly in the square (64 + 16 cells)."""

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from prunepilot.adapters.several import ModelInputs, cache_off
+from prunepilot.adapters.structured import OutputLayout
 from prunepilot.errors import UsageError
 
 #: The key (or attribute) read from dict-like outputs when no ``output_key`` is set.
@@ -51,43 +52,72 @@ def logits_of(output: object, key: str | None = None) -> torch.Tensor:
 
 
 class LogitsModel(nn.Module):
-    """A user's model as prunepilot runs it: one tensor in, the class scores its output holds out.
+    """A user's model as prunepilot runs it: one tensor in, the class scores its output holds out
+    (or, for a structured output, every tensor of it packed into one).
 
     Attributes:
         model: The user's model (its modules are this one's, under ``model.``).
         output_key: See :func:`logits_of`.
         inputs: The model's several inputs, unpacked from the one tensor it is given (see
             :mod:`prunepilot.adapters.several`); None for a model of one input.
+        outputs: How a structured output is packed (see :mod:`prunepilot.adapters.structured`);
+            None for class scores.
     """
 
     def __init__(
-        self, model: nn.Module, output_key: str | None = None, inputs: ModelInputs | None = None
+        self,
+        model: nn.Module,
+        output_key: str | None = None,
+        inputs: ModelInputs | None = None,
+        outputs: OutputLayout | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.output_key = output_key
         self.inputs = inputs
+        self.outputs = outputs
+
+    def raw(self, inputs: torch.Tensor) -> object:
+        """The user's model's own output."""
+        if self.inputs is None:
+            return self.model(inputs, **cache_off(self.model))
+        return self.inputs.call(self.model, self.inputs.unpack(inputs))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.inputs is None:
-            return logits_of(self.model(inputs, **cache_off(self.model)), self.output_key)
-        return logits_of(self.inputs.call(self.model, self.inputs.unpack(inputs)), self.output_key)
+        output = self.raw(inputs)
+        return self.outputs.pack(output) if self.outputs is not None else logits_of(output, self.output_key)
 
 
 def as_logits_model(
-    model: nn.Module, output: object, output_key: str | None = None, inputs: ModelInputs | None = None
+    model: nn.Module,
+    output: object,
+    output_key: str | None = None,
+    inputs: ModelInputs | None = None,
+    structured: bool = False,
 ) -> nn.Module:
     """``model`` itself when it takes one input, its ``output`` (on a batch) is a tensor and no
-    ``output_key`` is set, else ``model`` in a :class:`LogitsModel`.
+    ``output_key`` is set, else ``model`` in a :class:`LogitsModel`; with ``structured`` (a loss and a
+    metric of the user's read the outputs), an output of several tensors is packed whole (see
+    :func:`is_structured`).
 
     Raises:
-        UsageError: when ``output`` holds no class scores.
+        UsageError: when ``output`` holds no class scores, or cannot be packed.
     """
-    plain = output_key is None and inputs is None and isinstance(output, torch.Tensor)
-    if isinstance(model, LogitsModel) or plain:
+    tensor = isinstance(output, torch.Tensor)
+    if isinstance(model, LogitsModel) or (output_key is None and inputs is None and tensor):
         return model
+    if structured and output_key is None and not tensor and is_structured(output):
+        return LogitsModel(model, None, inputs, OutputLayout.of(output))
     logits_of(output, output_key)
     return LogitsModel(model, output_key, inputs)
+
+
+def is_structured(output: object) -> bool:
+    """Whether ``output`` holds several tensors and no ``logits``: what a user's loss and metric get
+    whole (a Hugging Face output with ``logits`` gives them its logits, as without them)."""
+    if isinstance(output, torch.Tensor) or (isinstance(output, Mapping) and DEFAULT_OUTPUT_KEY in output):
+        return False
+    return len([t for t in _flatten(output) if isinstance(t, torch.Tensor)]) > 1
 
 
 class NamedInputs(nn.Module):
@@ -99,16 +129,25 @@ class NamedInputs(nn.Module):
         inputs: Its inputs.
         output_key: Where its output holds the class scores (see
             :func:`~prunepilot.adapters.logits_of`).
+        outputs: How a structured output is packed; None for class scores.
     """
 
-    def __init__(self, model: nn.Module, inputs: ModelInputs, output_key: str | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: ModelInputs,
+        output_key: str | None = None,
+        outputs: OutputLayout | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.inputs = inputs
         self.output_key = output_key
+        self.outputs = outputs
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return logits_of(self.inputs.call(self.model, tensors), self.output_key)
+        output = self.inputs.call(self.model, tensors)
+        return self.outputs.pack(output) if self.outputs is not None else logits_of(output, self.output_key)
 
 
 def user_model(model: nn.Module) -> nn.Module:
@@ -135,7 +174,7 @@ def output_layers(model: nn.Module, inputs: torch.Tensor) -> list[nn.Module]:
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
         with torch.no_grad():
-            outputs = model(inputs)
+            outputs = model.raw(inputs) if isinstance(model, LogitsModel) else model(inputs)
     finally:
         for handle in handles:
             handle.remove()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from prunepilot.adapters import Split, batches
+from prunepilot.adapters.structured import OutputLayout
 from prunepilot.errors import UsageError, invalid_parameter
 from prunepilot.evaluators.accuracy import top1_accuracy
 from prunepilot.gate import NullGate
@@ -33,10 +34,13 @@ class Metric:
         function: ``package.module:callable`` of the metric, or the callable itself (from Python);
             None for top-1 accuracy.
         direction: ``maximize`` (accuracy, F1) or ``minimize`` (a loss, an error rate).
+        outputs: How the model's structured output is packed (set from the task, not by the user):
+            the function gets the structure back (see :mod:`prunepilot.adapters.structured`).
     """
 
     function: str | Callable | None = None
     direction: str = "maximize"
+    outputs: OutputLayout | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -99,7 +103,8 @@ def evaluate_metric(
             labels.append(torch.as_tensor(targets))
     if not outputs:
         raise ValueError("Cannot score a model on an empty dataset.")
-    value = function(torch.cat(outputs), torch.cat(labels))
+    joined = torch.cat(outputs)
+    value = function(joined if metric.outputs is None else metric.outputs.unpack(joined), torch.cat(labels))
     try:
         value = float(value)
     except (TypeError, ValueError):

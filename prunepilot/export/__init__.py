@@ -79,7 +79,8 @@ def export_all(
     A model cut to some input features is exported without its wrapper: the files take the kept
     features only (``export["input_features"]``, in that order; ``plan.json`` lists them too). A
     model of several inputs ships taking them by name (``export["inputs"]``; the ONNX file's inputs
-    bear those names, with free batch and sequence dimensions), and is timed on test inputs.
+    bear those names, with free batch and sequence dimensions), and is timed on test inputs. A
+    structured output ships packed (``export["outputs"]`` says where each tensor lies).
     """
     inputs = samples(task.test, 64)
     export: dict[str, Any] = {"policy": "policy.json"}
@@ -92,10 +93,12 @@ def export_all(
     if isinstance(model, LogitsModel) and model.inputs is not None:  # what ships takes them by name
         several = model.inputs
         export["inputs"] = several.to_dict()
-        shipped = NamedInputs(model.model, several, model.output_key)
+        shipped = NamedInputs(model.model, several, model.output_key, model.outputs)
         shipped_inputs, axes = tuple(several.unpack(inputs)), free_axes(several)
     else:
         export["input_shape"] = list(shape)
+    if isinstance(model, LogitsModel) and model.outputs is not None:  # what the packed output holds
+        export["outputs"] = model.outputs.to_dict()
     timed = rows(shipped_inputs, settings.latency.batch_size) if axes else None
     if "torchscript" in formats:
         with _or_its_error(export, "torchscript", folder / "model.ts.pt"):

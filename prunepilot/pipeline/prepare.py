@@ -3,6 +3,7 @@ measure the baseline, and refuse what cannot work, all before a run directory ex
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import statistics
 from dataclasses import dataclass, field, replace
@@ -85,6 +86,8 @@ class PreparedJob:
             source.update(logits_model=True, output_key=self.task.model.output_key)
             if self.task.model.inputs is not None:
                 source["inputs"] = self.task.model.inputs.to_dict()
+            if self.task.model.outputs is not None:
+                source["outputs"] = self.task.model.outputs.to_dict()
         return source
 
     def with_reference(self, baseline: dict[str, Any]) -> TrialSettings:
@@ -139,6 +142,15 @@ def prepare(
     _check_several_inputs(task, spec.quantize, spec.input_features)
     builtin = spec.model is None and not spec.python_model
     settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
+    packed = getattr(task.model, "outputs", None)
+    if packed is not None and spec.distill:
+        raise UsageError(
+            "distill reads class scores, and the model's output holds several tensors with no 'logits' "
+            "among them; leave distill off, or return the scores to distil under 'logits'.",
+            "distill",
+        )
+    if packed is not None:  # the metric gets the structured output back
+        settings = dataclasses.replace(settings, metric=dataclasses.replace(settings.metric, outputs=packed))
     _check_metric(task, settings.metric)
     if check_data:
         check_task_data(task, settings.batch_size, settings.metric)

@@ -28,6 +28,7 @@ from prunepilot.adapters import (
     user_model,
 )
 from prunepilot.adapters.several import ModelInputs, forward_inputs
+from prunepilot.adapters.structured import OutputLayout
 from prunepilot.errors import UsageError
 from prunepilot.evaluators.metric import Metric
 from prunepilot.imports import import_object
@@ -174,9 +175,10 @@ def checked_task(
         )
     with _blame("model"):
         outputs = _forward(model.eval(), first[0], several)  # one pass: the wrapping and the checks
-        model = as_logits_model(model, outputs, output_key, several)
-        scores = logits_of(outputs, output_key)
-    class_scores = not own or _holds_classes(scores, first[1])
+        model = as_logits_model(model, outputs, output_key, several, structured=own)
+        layout = getattr(model, "outputs", None)  # a structured output, packed
+        scores = logits_of(outputs, output_key) if layout is None else layout.pack(outputs)
+    class_scores = not own or (layout is None and _holds_classes(scores, first[1]))
     loaded = Task(name, model, train, val, test, InputShape(shape, dtype, several), class_scores=class_scores)
     with _blame("model"):
         _check_forward(loaded, first, scores, loss or Loss())
@@ -222,7 +224,8 @@ def build_base_model(source: dict, base_model: nn.Module | None = None) -> nn.Mo
         raise UsageError(f"The factory {source['factory']!r} must return a torch.nn.Module.")
     if source.get("logits_model"):
         several = ModelInputs.from_dict(source["inputs"]) if source.get("inputs") else None
-        network = LogitsModel(network, source.get("output_key"), several)
+        packed = OutputLayout.from_dict(source["outputs"]) if source.get("outputs") else None
+        network = LogitsModel(network, source.get("output_key"), several, packed)
     return network.eval()
 
 
