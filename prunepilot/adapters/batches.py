@@ -173,9 +173,12 @@ def first_batch(data: Dataset | DataLoader | Split, batch_size: int = 64) -> Bat
 
 
 def samples(data: Dataset | DataLoader | Split, count: int) -> torch.Tensor:
-    """The inputs of the first ``count`` samples (fewer when ``data`` has fewer), as one batch."""
+    """The inputs of the first ``count`` samples (fewer when ``data`` has fewer, or when a later batch
+    is padded to another length than the first), as one batch."""
     taken, seen = [], 0
     for inputs, _ in batches(data, count):
+        if taken and inputs.shape[1:] != taken[0].shape[1:]:
+            break
         taken.append(inputs[: count - seen])
         seen += len(taken[-1])
         if seen >= count:

@@ -51,6 +51,12 @@ class ModelInputs:
         return len(set(self.shapes)) == 1
 
     @property
+    def free_sequence(self) -> bool:
+        """Whether the inputs are sequences stacked from one shape of one dimension (token ids and
+        their mask), whose length may change from batch to batch (a tokenizer's dynamic padding)."""
+        return self.stacked and len(self.shapes[0]) == 1
+
+    @property
     def dtype(self) -> str:
         """The packed tensor's dtype name: the inputs', or ``float64`` when they differ (or are bool)."""
         same = len(set(self.dtypes)) == 1 and self.dtypes[0] in INPUT_DTYPES
@@ -196,5 +202,4 @@ def rows(inputs: Inputs, count: int) -> Inputs:
 def free_axes(inputs: ModelInputs) -> dict[str, dict[int, str]]:
     """The dimensions an export leaves free for each input: the batch, and the sequence of inputs
     stacked from one shape of one dimension (token ids, masks)."""
-    sequence = inputs.stacked and len(inputs.shapes[0]) == 1
-    return {name: {0: "batch", **({1: "sequence"} if sequence else {})} for name in inputs.names}
+    return {name: {0: "batch", **({1: "sequence"} if inputs.free_sequence else {})} for name in inputs.names}

@@ -291,7 +291,8 @@ def _check_splits(
                 f"or come with a loss and a metric of yours, which make any labels and outputs searchable. "
                 f"Got {labels.dtype} labels of shape {tuple(labels.shape[1:])} per sample instead."
             )
-        shapes.add(tuple(inputs.shape[1:]))
+        free = batch_format.inputs is not None and batch_format.inputs.free_sequence
+        shapes.add(tuple(inputs.shape[1:-1] if free else inputs.shape[1:]))  # lengths may differ
         checked.append(split)
     if len(shapes) != 1:
         raise UsageError(f"The splits of {source} have samples of different shapes: {sorted(shapes)}.")

@@ -195,3 +195,33 @@ def test_input_keys_choose_the_inputs_one_key_feeding_one_input(tmp_path):
     one = prunepilot.search(_Optional(), out=str(tmp_path / "one"), input_keys=["x"], **common, **FAST)
     export = one.report["final"]["export"]
     assert "inputs" not in export and export["input_shape"] == [4]
+
+
+def _trimmed(samples: list[dict]) -> dict:
+    """A batch padded to its longest text only (a tokenizer's dynamic padding)."""
+    batch = torch.utils.data.default_collate(samples)
+    length = int(batch["attention_mask"].sum(1).max())
+    return {**batch, "input_ids": batch["input_ids"][:, :length],
+            "attention_mask": batch["attention_mask"][:, :length]}  # fmt: skip
+
+
+def test_batches_padded_to_their_own_length_are_searched_and_scored_with_their_masks(tmp_path):
+    hf = pytest.importorskip("tests.hf_models")
+    bert = hf.model("bert").eval()
+    loaders = (DataLoader(split, batch_size=32, collate_fn=_trimmed) for split in hf.padded_text_data())
+    train, val, test = loaders
+    lengths = {batch["input_ids"].shape[1] for batch in val}
+    assert len(lengths) > 1  # the splits' batches differ in length
+    right = total = 0
+    with torch.no_grad():
+        for batch in val:
+            logits = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            right += int((logits.argmax(1) == batch["labels"]).sum())
+            total += len(batch["labels"])
+    result = prunepilot.search(
+        bert, train=train, val=val, test=test, budget="1GFLOPs", trials=1, out=str(tmp_path),
+        log=lambda _: None, **FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert abs(result.report["baseline"]["accuracy"] - right / total) <= 1e-6
+    assert result.report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
