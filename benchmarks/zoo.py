@@ -100,7 +100,7 @@ ARCHITECTURES = {**TEXT, **hf_models.VISION, **EXTRA_VISION}
 #: Models built from torch (the layouts of timm and torchvision, which cannot be imported here) and
 #: jobs beyond class scores of one input: name -> (factory, data, kind, the search's own settings).
 OWN: dict[str, tuple[Callable, Callable, str, dict]] = {
-    "timm_vit": (zoo.fused_qkv_vit, zoo.digits16_data, "vision (fused qkv, heads tied to the width)", {}),
+    "timm_vit": (zoo.fused_qkv_vit, zoo.digits16_data, "vision (timm Attention, reshape(B, N, C))", {}),
     "vit_free_heads": (zoo.free_heads_vit, zoo.digits16_data, "vision (fused qkv, heads pruned)", {}),
     "torchvision_vit": (zoo.torchvision_vit, zoo.digits16_data, "vision (nn.MultiheadAttention)", {}),
     "shufflenet_v2": (zoo.shufflenet_v2, zoo.digits16_data, "vision (channel shuffle)", {}),

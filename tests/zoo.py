@@ -438,13 +438,18 @@ def mean_iou(outputs: torch.Tensor, labels: torch.Tensor) -> float:
 class _FusedAttention(nn.Module):
     """timm's ``Attention``: one ``qkv`` Linear, reshaped into heads; ``layout`` ``"timm"`` reshapes
     them back to the input's width, ``"free"`` to whatever they hold (heads can go), ``"per_head"``
-    reads each head's query, key and value side by side (GPT-NeoX's layout)."""
+    reads each head's query, key and value side by side (GPT-NeoX's layout), ``"scaled"`` is timm's
+    with a learned scale of each output channel (a forward prunepilot cannot rewrite)."""
 
     def __init__(self, dim: int, num_heads: int, layout: str = "timm") -> None:
         super().__init__()
         self.num_heads, self.head_dim, self.layout = num_heads, dim // num_heads, layout
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.q_norm, self.k_norm = nn.Identity(), nn.Identity()
+        self.attn_drop, self.proj, self.proj_drop = nn.Dropout(0.0), nn.Linear(dim, dim), nn.Dropout(0.0)
+        if layout == "scaled":
+            self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
@@ -454,8 +459,11 @@ class _FusedAttention(nn.Module):
         else:
             qkv = qkv.reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
         x = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2)
-        return self.proj(x.reshape(batch, tokens, channels if self.layout == "timm" else -1))
+        width = channels if self.layout in ("timm", "scaled") else -1
+        x = self.proj_drop(self.proj(x.reshape(batch, tokens, width)))
+        return x * self.gamma if self.layout == "scaled" else x
 
 
 class _ViTBlock(nn.Module):
@@ -501,6 +509,12 @@ def free_heads_vit() -> nn.Module:
     """The fused-qkv ViT reshaping its heads back with -1: its heads can be pruned."""
     torch.manual_seed(0)
     return FusedQkvViT(layout="free")
+
+
+def scaled_qkv_vit() -> nn.Module:
+    """The timm-style ViT whose attention scales its output channels: its heads stay tied."""
+    torch.manual_seed(0)
+    return FusedQkvViT(layout="scaled")
 
 
 def per_head_qkv_vit() -> nn.Module:

@@ -9,6 +9,7 @@ import torch
 from prunepilot.policies import Policy, apply_plan, apply_policy, discover
 from prunepilot.policies.heads import find_attention
 from prunepilot.policies.policy import GroupSetting
+from prunepilot.policies.rewrites import HeadFreeAttention
 from tests import zoo
 
 SHAPE = (1, 16, 16)
@@ -42,5 +43,20 @@ def test_heads_of_a_fused_projection_are_pruned_whole_and_the_plan_replays_them(
 def test_a_layout_read_wrong_and_a_forward_tied_to_the_width_leave_the_heads_whole():
     misread = discover(zoo.per_head_qkv_vit(), SHAPE).left_whole["blocks.0.attn.qkv"]
     assert misread.startswith("its heads are not laid out as its projections read them")
-    tied = discover(zoo.fused_qkv_vit(), SHAPE).left_whole["blocks.0.attn.qkv"]
+    tied = discover(zoo.scaled_qkv_vit(), SHAPE).left_whole["blocks.0.attn.qkv"]
     assert "reshape(B, N, -1) lets heads go" in tied
+
+
+def test_timm_attention_tied_to_the_input_width_is_rewritten_and_loses_heads_computing_the_same():
+    model, inputs = zoo.fused_qkv_vit().eval(), torch.randn(3, *SHAPE)
+    found = discover(model, SHAPE)
+    heads = {g.name: g.heads for g in found.groups if g.heads}
+    assert heads == {"blocks.0.attn.qkv": 4, "blocks.1.attn.qkv": 4}
+    unpruned = apply_policy(model, Policy({}), SHAPE).model
+    assert isinstance(unpruned.blocks[0].attn, HeadFreeAttention)
+    with torch.no_grad():
+        assert torch.allclose(unpruned(inputs), model(inputs), atol=1e-5)
+    pruned = apply_policy(model, Policy({"blocks.1.attn.qkv": GroupSetting(0.75, "l1")}), SHAPE)
+    assert pruned.model.blocks[1].attn.num_heads == 1 and pruned.model.blocks[1].attn.proj.in_features == 8
+    with torch.no_grad():
+        assert pruned.model(inputs).shape == (3, 10)
