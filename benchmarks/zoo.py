@@ -1,10 +1,11 @@
-"""Architecture zoo: 30 small models, each dry-run and searched end to end with exports checked.
+"""Architecture zoo: 32 small models, each dry-run and searched end to end with exports checked.
 
 Every architecture is built from a ``transformers`` config at a small size (nothing downloaded): the
 models of ``tests/hf_models.py`` and the others below, CNNs, ViT-style and windowed (Swin-style)
 attention models and text encoders, reading 1x32x32 digits or 32 token ids; or from torch, in the
 layouts of timm and torchvision (which cannot be imported here) and for jobs beyond one input and
-class scores (``OWN``: a U-Net and a detector with their own loss and metric, a padded-text BERT
+class scores (``OWN``: a U-Net and detectors (one tensor, or a dict of per-scale scores) with their
+own loss and metric, a padded-text BERT
 with its attention mask, an image-and-table model). Each runs in its own
 process, under a wall-clock limit and a memory bound (the process is killed when its resident memory
 passes it): a ``dry_run=True`` search (groups, removable blocks, groups left whole), then a 2-trial
@@ -102,6 +103,7 @@ ARCHITECTURES = {**TEXT, **hf_models.VISION, **EXTRA_VISION}
 OWN: dict[str, tuple[Callable, Callable, str, dict]] = {
     "timm_vit": (zoo.fused_qkv_vit, zoo.digits16_data, "vision (timm Attention, reshape(B, N, C))", {}),
     "vit_free_heads": (zoo.free_heads_vit, zoo.digits16_data, "vision (fused qkv, heads pruned)", {}),
+    "timm_swin": (zoo.timm_swin, zoo.digits16_data, "vision (timm Swin: windows, bias table)", {}),
     "torchvision_vit": (zoo.torchvision_vit, zoo.digits16_data, "vision (nn.MultiheadAttention)", {}),
     "shufflenet_v2": (zoo.shufflenet_v2, zoo.digits16_data, "vision (channel shuffle)", {}),
     "shufflenet_v2_cs": (zoo.shufflenet_v2_module_shuffle, zoo.digits16_data, "vision (nn.ChannelShuffle)",
@@ -110,6 +112,8 @@ OWN: dict[str, tuple[Callable, Callable, str, dict]] = {
              {"loss": zoo.pixel_loss, "metric": zoo.mean_iou}),
     "csp_detector": (zoo.csp_detector, zoo.cell_data, "detection cells (concat, own loss and metric)",
                      {"loss": zoo.cell_loss, "metric": zoo.cell_accuracy}),
+    "dict_detector": (zoo.dict_detector, zoo.cell_data, "detection (a dict of outputs, own loss and metric)",
+                      {"loss": zoo.dict_cell_loss, "metric": zoo.dict_cell_accuracy}),
     "bert_padded": (lambda: hf_models.model("bert"), hf_models.padded_text_data, "text (attention mask)", {}),
     "two_input": (zoo.two_input_net, zoo.two_input_data, "image + table (two inputs)", {}),
 }  # fmt: skip

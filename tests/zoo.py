@@ -528,6 +528,77 @@ def fixed_batch_vit() -> nn.Module:
     return FusedQkvViT(batch_as_number=True)
 
 
+class _WindowAttention(nn.Module):
+    """timm's Swin ``WindowAttention``: fused ``qkv`` and a relative-position bias table with one
+    column a head, its heads reshaped back with -1."""
+
+    def __init__(self, dim: int, heads: int, window: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.scale = heads, dim // heads, (dim // heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(0.02 * torch.randn((2 * window - 1) ** 2, heads))
+        grid = torch.arange(window)
+        coords = torch.stack(torch.meshgrid(grid, grid, indexing="ij")).flatten(1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+        index = relative[..., 0] * (2 * window - 1) + relative[..., 1]
+        self.register_buffer("relative_position_index", index)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        windows, tokens, _ = x.shape
+        q, k, v = self.qkv(x).reshape(windows, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.relative_position_bias_table[self.relative_position_index.flatten()]
+        attn = (q * self.scale) @ k.transpose(-2, -1) + bias.view(tokens, tokens, -1).permute(2, 0, 1)
+        x = (attn.softmax(-1) @ v).transpose(1, 2).reshape(windows, tokens, -1)
+        return self.proj(x)
+
+
+class _SwinBlock(nn.Module):
+    """A Swin block on a (batch, height, width, channels) map: windowed attention (shifted by half
+    a window when ``shift``), then an MLP, each with a residual."""
+
+    def __init__(self, dim: int, heads: int, window: int, shift: bool) -> None:
+        super().__init__()
+        self.window, self.shift = window, window // 2 if shift else 0
+        self.norm1, self.attn = nn.LayerNorm(dim), _WindowAttention(dim, heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, channels = x.shape
+        w = self.window
+        shifted = torch.roll(self.norm1(x), (-self.shift, -self.shift), (1, 2))
+        windows = shifted.view(batch, height // w, w, width // w, w, channels).permute(0, 1, 3, 2, 4, 5)
+        out = self.attn(windows.reshape(-1, w * w, channels))
+        out = out.view(batch, height // w, width // w, w, w, -1).permute(0, 1, 3, 2, 4, 5)
+        out = torch.roll(out.reshape(batch, height, width, -1), (self.shift, self.shift), (1, 2))
+        x = x + out
+        return x + self.mlp(self.norm2(x))
+
+
+class TimmSwin(nn.Module):
+    """A timm-style Swin on 1x16x16 images: 2x2 patches, two stages of a plain and a shifted block
+    with 2x2 windows, patch merging (four neighbours concatenated, then a Linear) between them."""
+
+    def __init__(self, dim: int = 16, heads: int = 2, window: int = 2) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(1, dim, 2, 2)
+        self.stage1 = nn.Sequential(*(_SwinBlock(dim, heads, window, s) for s in (False, True)))
+        self.merge_norm, self.reduction = nn.LayerNorm(4 * dim), nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.stage2 = nn.Sequential(*(_SwinBlock(2 * dim, 2 * heads, window, s) for s in (False, True)))
+        self.norm, self.head = nn.LayerNorm(2 * dim), nn.Linear(2 * dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage1(self.patch_embed(x).permute(0, 2, 3, 1))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        x = self.stage2(self.reduction(self.merge_norm(x)))
+        return self.head(self.norm(x).mean((1, 2)))
+
+
+def timm_swin() -> nn.Module:
+    torch.manual_seed(0)
+    return TimmSwin()
+
+
 def digits16_data():
     """The built-in digits at 16x16 (300 samples a split)."""
     splits = []

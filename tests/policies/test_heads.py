@@ -60,3 +60,16 @@ def test_timm_attention_tied_to_the_input_width_is_rewritten_and_loses_heads_com
     assert pruned.model.blocks[1].attn.num_heads == 1 and pruned.model.blocks[1].attn.proj.in_features == 8
     with torch.no_grad():
         assert pruned.model(inputs).shape == (3, 10)
+
+
+def test_a_timm_swin_loses_heads_with_their_relative_position_bias_columns_and_the_plan_replays_them():
+    model, inputs = zoo.timm_swin().eval(), torch.randn(3, *SHAPE)
+    found = discover(model, SHAPE)
+    assert {g.name: g.heads for g in found.groups if g.heads}["stage2.0.attn.qkv"] == 4
+    pruned = apply_policy(model, Policy({"stage2.0.attn.qkv": GroupSetting(0.5, "l1")}), SHAPE)
+    attention = pruned.model.stage2[0].attn
+    assert attention.num_heads == 2 and attention.relative_position_bias_table.shape == (9, 2)
+    replayed = apply_plan(model, pruned.plan, SHAPE)
+    replayed.load_state_dict(pruned.model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(replayed(inputs), pruned.model(inputs))
