@@ -16,7 +16,7 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 
-from prunepilot.adapters.outputs import output_layers
+from prunepilot.adapters.outputs import LogitsModel, output_layers
 from prunepilot.errors import UsageError, first_line
 from prunepilot.evaluators.cost import flops_by_module
 from prunepilot.inputs import TRACE_BATCH, eval_copy, example_batch
@@ -61,11 +61,15 @@ def build_graph(model: nn.Module, inputs: torch.Tensor) -> tp.DependencyGraph:
         UsageError: when the model cannot be traced.
     """
     tables = head_tables(find_attention(model))  # per-head parameters are sliced by heads_removed
+    # A structured output is traced as the model gives it: packing its tensors side by side would
+    # send the graph's index mapping through every output position of them.
+    raw = isinstance(model, LogitsModel) and model.outputs is not None
     try:
         with torch.enable_grad(), _linear_output_splits():
             return tp.DependencyGraph().build_dependency(
-                model, example_inputs=inputs, ignored_layers=[], ignored_params=tables, verbose=False
-            )
+                model, example_inputs=inputs, forward_fn=(lambda m, x: m.raw(x)) if raw else None,
+                ignored_layers=[], ignored_params=tables, verbose=False,
+            )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any tracing failure is reported as one line
         failure = exc
     try:  # whose failure: the model's own forward pass, or the graph's (run only once tracing failed)
