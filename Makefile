@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pruning_families.py --part tabular
 	$(BIN)/python benchmarks/zoo.py
 	$(BIN)/python benchmarks/discovery_scale.py
+	$(BIN)/python benchmarks/own_outputs.py
 	$(BIN)/python benchmarks/transformer_heads.py
 	$(BIN)/python benchmarks/quantization.py
 	$(BIN)/python benchmarks/quantization.py --budget 40% --seeds 0 1 --results benchmarks/results/quantization-40.json
