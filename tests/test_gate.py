@@ -1,8 +1,8 @@
 """The dry run is the search's gate: for every model of the test zoo that stretches discovery
 (channel shuffle, fused, windowed and torch's own attention, grouped convolutions, a text encoder;
-the small ResNet's runs are everywhere else), a budget the dry run accepts is never refused by the search that follows (it
-ends with a model or with exit 3, not with bad input), and a budget the dry run refuses is refused
-by the search the same way."""
+the small ResNet's runs are everywhere else), a budget the dry run accepts is never refused by the
+search that follows (it ends with a model or with exit 3, not with bad input), and a budget the dry
+run refuses is refused by the search the same way."""
 
 from __future__ import annotations
 
