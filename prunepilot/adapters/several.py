@@ -89,7 +89,7 @@ class ModelInputs:
         found, start = [], 0
         for shape, dtype in zip(self.shapes, dtypes):
             size = math.prod(shape)
-            found.append(packed[:, start : start + size].reshape(len(packed), *shape).to(dtype))
+            found.append(packed[:, start : start + size].reshape(-1, *shape).to(dtype))  # batch left free
             start += size
         return found
 

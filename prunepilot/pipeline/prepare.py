@@ -139,7 +139,7 @@ def prepare(
             spec.model, spec.weights, spec.data, spec.input_shape, progress, spec.task, spec.input_dtype,
             **spec.reading(),
         )  # fmt: skip
-    _check_several_inputs(task, spec.quantize, spec.input_features)
+    _check_several_inputs(task, spec.input_features)
     builtin = spec.model is None and not spec.python_model
     settings = spec.trial_settings(BUILTIN_LATENCY_BATCH if builtin else DEFAULT_LATENCY_BATCH)
     packed = getattr(task.model, "outputs", None)
@@ -217,16 +217,14 @@ def measure_baseline(prepared: PreparedJob) -> dict[str, Any]:
     return metrics
 
 
-def _check_several_inputs(task: Task, quantize: str, input_features: bool) -> None:
-    """Refuses what a model of several inputs cannot have yet: int8 (its export would take the
-    inputs packed) and input features (there is no one input of flat features)."""
+def _check_several_inputs(task: Task, input_features: bool) -> None:
+    """Refuses what a model of several inputs cannot have: input features (there is no one input of
+    flat features)."""
     several = task.model.inputs if isinstance(task.model, LogitsModel) else None
     if several is None:
         return
     names = list(several.names)
     one = f"; {named('input_key')} {names[0]} feeds it one input" if not several.positional else ""
-    if quantize != "none":
-        raise invalid_field("quantize", f"'none' for a model of several inputs ({names}{one})", quantize)
     if input_features:
         accepted = f"false for a model of several inputs ({names}{one})"
         raise invalid_field("input_features", accepted, input_features)

@@ -31,9 +31,12 @@ def uses_dynamic_quantization(model: nn.Module) -> bool:
     return linear > conv
 
 
-def quantize_onnx(data: bytes, calibration: torch.Tensor, dynamic: bool = False) -> bytes:
+def quantize_onnx(
+    data: bytes, calibration: torch.Tensor | tuple[torch.Tensor, ...], dynamic: bool = False
+) -> bytes:
     """``data`` (an ONNX model) quantized to int8; ``calibration`` holds the input samples of a
-    static quantization (one batch, split here).
+    static quantization (one batch, split here; a tuple, in the model's inputs' order, for a model
+    of several inputs).
 
     Raises:
         DeployError: naming what the quantizer could not handle.
@@ -57,7 +60,7 @@ def quantize_onnx(data: bytes, calibration: torch.Tensor, dynamic: bool = False)
                 quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, **only)
             else:
                 quantize_static(
-                    str(prepared), str(target), _Reader(_input_name(data), calibration),
+                    str(prepared), str(target), _Reader(_input_names(data), calibration),
                     quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **only,
                 )  # fmt: skip
@@ -92,22 +95,23 @@ def _failing_operators(data: bytes, quantize: Callable[..., None]) -> list[str]:
     return failing
 
 
-def _input_name(data: bytes) -> str:
+def _input_names(data: bytes) -> list[str]:
     import onnx
 
-    return onnx.load_from_string(data).graph.input[0].name
+    return [given.name for given in onnx.load_from_string(data).graph.input]
 
 
 class _Reader:
     """Feeds calibration batches to ``quantize_static`` (its ``CalibrationDataReader`` protocol)."""
 
-    def __init__(self, name: str, samples: torch.Tensor) -> None:
-        self._batches: Iterator[torch.Tensor] = iter(samples.split(CALIBRATION_BATCH))
-        self._name = name
+    def __init__(self, names: list[str], samples: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
+        inputs = samples if isinstance(samples, tuple) else (samples,)
+        self._batches: Iterator[tuple[torch.Tensor, ...]] = zip(*(t.split(CALIBRATION_BATCH) for t in inputs))
+        self._names = names
 
     def get_next(self) -> dict | None:
         batch = next(self._batches, None)
-        return None if batch is None else {self._name: batch.numpy()}
+        return None if batch is None else {name: t.numpy() for name, t in zip(self._names, batch)}
 
     def rewind(self) -> None:  # read once: the MinMax calibration makes one pass
         raise NotImplementedError

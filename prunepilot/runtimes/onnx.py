@@ -93,10 +93,11 @@ class OnnxModule(nn.Module):
             self._session = open_session(self.data, self.threads)
         return self._session
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The model's output on ``inputs``, given in the order of the ONNX model's inputs."""
         session = self.session()
-        output = session.run(None, {session.get_inputs()[0].name: inputs.detach().cpu().numpy()})[0]
-        return torch.from_numpy(output).to(inputs.device)
+        feeds = {given.name: t.detach().cpu().numpy() for given, t in zip(session.get_inputs(), inputs)}
+        return torch.from_numpy(session.run(None, feeds)[0]).to(inputs[0].device)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -61,22 +61,24 @@ def test_the_model_inputs_are_found_from_its_forward_and_the_batch():
 
 
 @pytest.mark.slow
-def test_a_model_of_two_inputs_from_tuple_batches_is_searched_and_ships_both(tmp_path):
+def test_a_model_of_two_inputs_from_tuple_batches_is_searched_in_int8_and_ships_both(tmp_path):
     model = zoo.two_input_net()
     train, val, test = zoo.two_input_data()
     result = prunepilot.search(
         model, train=train, val=val, test=test, budget="1GFLOPs", trials=2, out=str(tmp_path),
-        log=lambda _: None, **FAST,
+        quantize="int8", log=lambda _: None, **FAST,
     )  # fmt: skip
     assert result.exit_code == 0
-    assert result.report["final"]["export"]["inputs"]["names"] == ["image", "table"]
-    session = onnxruntime.InferenceSession(str(result.run_dir / "model.onnx"))
-    assert [i.name for i in session.get_inputs()] == ["image", "table"]
-    image, table, _ = test[:8]
-    shipped = user_model(result.model)
-    expected = shipped(image, table).detach().numpy()
-    got = session.run(None, {"image": image.numpy(), "table": table.numpy()})[0]
-    assert abs(got - expected).max() < 1e-4
+    export = result.report["final"]["export"]
+    assert export["inputs"]["names"] == ["image", "table"]
+    image, table, _ = test[:64]
+    expected = user_model(result.model)(image, table).detach().numpy()
+    for name in ("model.onnx", "model.int8.onnx"):  # both take the inputs by name, any batch size
+        session = onnxruntime.InferenceSession(str(result.run_dir / name))
+        assert [i.name for i in session.get_inputs()] == ["image", "table"]
+        got = session.run(None, {"image": image.numpy(), "table": table.numpy()})[0]
+        bound = 1e-4 if name == "model.onnx" else export["int8_max_abs_diff"] + 1e-6
+        assert abs(got - expected).max() <= bound
 
 
 def _masked_accuracy(bert: nn.Module, data) -> float:
