@@ -129,6 +129,7 @@ def run_job(
     # A resumed run's study already holds its warm starts; the policy file is not read again.
     start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
     if spec.dry_run:  # everything the search will trace, prune or measure before its first trial
+        check_shared_study(spec)
         prepared = prepare(job, start_policy, progress, task=task, slimming=False)
         baseline = measure_baseline(prepared)
         for line in dry_run_lines(prepared, baseline):
@@ -150,13 +151,13 @@ def run_job(
                     run.write_json("baseline.json", baseline)
                 return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
     RunDir.check(spec.out, str(spec.name), resume=False)  # before anything slow runs
+    check_shared_study(spec)
     with clock.phase("prepare"):
         prepared = prepare(job, start_policy, progress, task=task)
     _log_slimming(prepared, log)
     with clock.phase("baseline"):
         baseline = measure_baseline(prepared)
         check_reachable(prepared, baseline, job.budget_limit(baseline))
-    check_shared_study(spec)
     run = RunDir.open(spec.out, str(spec.name), resume=False)
     with run, _written_whole(run, spec):
         run.write_json("config.json", spec.to_dict())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -36,6 +37,7 @@ from prunepilot.search import (
 )
 from prunepilot.search.calibration import calibrate_latency, calibration_policies
 from prunepilot.search.calibration_store import calibration_key, load_calibration, save_calibration
+from prunepilot.search.journal import check_journal
 from prunepilot.search.promotion import promote_front
 from prunepilot.search.study import STUDY_NAME, check_study_metric, previous_front, storage_location, unique
 from prunepilot.spec import JobSpec
@@ -212,6 +214,8 @@ def check_shared_study(spec: JobSpec) -> None:
     (``--study``) kept for another metric."""
     if spec.storage and "://" in spec.storage:
         open_storage(spec.storage)
+    elif spec.storage:  # a journal's path: checked, nothing written
+        check_journal(Path(spec.storage))
     if not spec.study:
         return
     location = str(storage_location(spec.storage, spec.out, spec.study))

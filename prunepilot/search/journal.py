@@ -37,7 +37,10 @@ from optuna.trial import FrozenTrial, TrialState
 from prunepilot.errors import UsageError
 from prunepilot.rundir import write_atomically
 
-__all__ = ["JournalDamaged", "RepairSummary", "WholeRecordBackend", "open_journal", "repair_journal"]
+__all__ = [
+    "JournalDamaged", "RepairSummary", "WholeRecordBackend",
+    "check_journal", "open_journal", "repair_journal",
+]  # fmt: skip
 
 TORN_SUFFIX = ".torn"
 BACKUP_SUFFIX = ".bak"
@@ -88,6 +91,7 @@ def open_journal(path: str | Path, warn: Callable[[str], None] | None = None) ->
     """
     warn = warn or (lambda text: print(f"prunepilot: warning: {text}", file=sys.stderr))
     path = Path(path)
+    check_journal(path)
     lock = JournalFileSymlinkLock(str(path))
     backend = WholeRecordBackend(str(path), lock_obj=lock)
     with get_lock_file(lock):
@@ -110,6 +114,37 @@ def open_journal(path: str | Path, warn: Callable[[str], None] | None = None) ->
             if lost:
                 raise _damage(path, None, f"holds trial {trial.number}, complete without its {lost} record")
     return storage
+
+
+def check_journal(path: Path) -> None:
+    """Refuses what must not be taken for a study journal: a symbolic link (prunepilot writes no file
+    through a link), anything but a regular file, and a file that is not a journal (its first line
+    not a record: a file given by mistake, which reading would rewrite). A missing file is fine (a
+    new journal). Nothing is written.
+
+    Raises:
+        UsageError: one line naming the path and what is accepted.
+    """
+    if path.is_symlink():
+        raise UsageError(
+            f"The study journal {path} is a symbolic link; prunepilot writes no file through a link: "
+            "put the journal itself there, or give another path.",
+            "storage",
+        )
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UsageError(
+            f"The study journal {path} is not a file; move what stands in its place aside.", "storage"
+        )
+    with open(path, "rb") as handle:
+        start = handle.read(len(_RECORD_START))
+    if start and start != _RECORD_START:
+        raise UsageError(
+            f"{path} is not a study journal (it does not start with a record); give a journal's path, "
+            "a new file's, or a storage URL such as sqlite:///studies.db.",
+            "storage",
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +186,7 @@ def repair_journal(path: str | Path) -> RepairSummary:
     after copying it to ``<path>.bak`` (``.bak.1``, ... when taken); a whole journal is left as it
     is. The caller holds the run."""
     path = Path(path)
+    check_journal(path)
     lock = JournalFileSymlinkLock(str(path))
     with get_lock_file(lock):
         lines = _read_lines(path)
@@ -191,10 +227,17 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 def _drop_torn_end(path: Path, torn: list[_Line]) -> None:
     """Moves the torn lines to ``<path>.torn`` and cuts them off ``path``."""
     tail = b"".join(line.raw for line in torn)
-    with open(path.with_name(path.name + TORN_SUFFIX), "ab") as kept:
-        kept.write(tail if tail.endswith(b"\n") else tail + b"\n")
-    with open(path, "r+b") as journal:
-        journal.truncate(path.stat().st_size - len(tail))
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW  # never through a link
+    kept = os.open(path.with_name(path.name + TORN_SUFFIX), flags, 0o666)
+    try:
+        os.write(kept, tail if tail.endswith(b"\n") else tail + b"\n")
+    finally:
+        os.close(kept)
+    journal = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        os.ftruncate(journal, os.fstat(journal).st_size - len(tail))
+    finally:
+        os.close(journal)
 
 
 def _damage(path: Path, line: int | None, what: str) -> JournalDamaged:
@@ -208,35 +251,39 @@ def _damage(path: Path, line: int | None, what: str) -> JournalDamaged:
 
 def _readable_records(lines: list[_Line]) -> tuple[list[dict], int, int, int]:
     """The readable records in order, a record salvaged from the end of an unreadable line, and a
-    placeholder where a lost line created a trial (so that later trials keep their ids)."""
+    placeholder where a lost line created a trial (so that later trials keep their ids). One pass,
+    linear in the journal's size."""
     records: list[dict] = []
-    dropped = salvaged = placeholders = 0
+    dropped = salvaged = placeholders = created = 0  # created: trials the kept records create
     for index, line in enumerate(lines):
         if line.record is not None:
             records.append(line.record)
+            created += line.record["op_code"] == JournalOperation.CREATE_TRIAL
             continue
         dropped += 1
-        if _lost_a_creation(line, lines[index + 1 :], records):
+        if _lost_a_creation(line, lines, index + 1, created):
             records.append(_placeholder(records))
             placeholders += 1
+            created += 1
         start = line.raw.rfind(_RECORD_START)
         embedded = _parse(line.raw[start:].rstrip(b"\n") + b"\n") if start > 0 else None
         if embedded is not None:
             records.append(embedded)
             salvaged += 1
+            created += embedded["op_code"] == JournalOperation.CREATE_TRIAL
     return records, dropped, salvaged, placeholders
 
 
-def _lost_a_creation(line: _Line, after: list[_Line], before: list[dict]) -> bool:
+def _lost_a_creation(line: _Line, lines: list[_Line], after: int, created: int) -> bool:
     """Whether the unreadable ``line`` created a trial: its visible op code says so, or a record
-    after it (before the next creation) names a trial id that no creation before it made."""
+    after it (``lines[after:]``, up to the next creation or unreadable line) names a trial id that
+    none of the ``created`` trials before it has."""
     if line.raw.startswith(_RECORD_START):
         code = line.raw[len(_RECORD_START) :].split(b",", 1)[0]
         if code.isdigit():
             return int(code) == JournalOperation.CREATE_TRIAL
-    created = sum(r["op_code"] == JournalOperation.CREATE_TRIAL for r in before)
-    for later in after:
-        record = later.record
+    for index in range(after, len(lines)):
+        record = lines[index].record
         if record is None or record["op_code"] == JournalOperation.CREATE_TRIAL:
             return False
         if record.get("trial_id", -1) >= created:

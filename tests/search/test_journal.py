@@ -203,3 +203,30 @@ def test_an_append_that_fails_for_space_leaves_no_half_record(tmp_path, monkeypa
     with pytest.raises(OSError, match="No space left"):
         backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": "v" * 100}}])
     assert path.read_bytes() == whole
+
+
+def test_a_journal_that_is_a_link_is_neither_read_nor_repaired_and_its_target_is_untouched(
+    capsys, run, tmp_path
+):
+    target = tmp_path / "elsewhere.journal"
+    shutil.move(run / "study.journal", target)
+    whole = target.read_bytes()
+    (run / "study.journal").symlink_to(target)
+    for command in (["report", run], ["repair", run]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2
+        assert_one_line_error(err, "is a symbolic link", "writes no file through a link")
+    assert target.read_bytes() == whole and (run / "study.journal").is_symlink()
+    assert not (run / "study.journal.bak").exists() and not (run / "study.journal.torn").exists()
+
+
+def test_a_storage_path_holding_something_else_is_refused_before_anything_is_written(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("meeting notes, not a journal\n")
+    flags = ["--storage", notes, "--out", tmp_path / "runs", "--budget", "2x", "--trials", "1", *FAST_FLAGS]
+    for command in (["--dry-run"], []):
+        code, _, err = run_cli(capsys, "search", *command, *flags)
+        assert code == 2
+        assert_one_line_error(err, f"{notes} is not a study journal", "sqlite:///studies.db")
+    assert notes.read_text() == "meeting notes, not a journal\n"
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "notes.txt.torn").exists()
