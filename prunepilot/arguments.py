@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from prunepilot._version import __version__
-from prunepilot.errors import EXIT_USAGE, PrunepilotError
+from prunepilot.errors import ECHO_LIMIT, EXIT_USAGE, PrunepilotError, cut
 from prunepilot.settings import settings_of
 from prunepilot.settings.flags import add_flags
 from prunepilot.spec import SECTIONS, JobSpec
@@ -19,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         command = " ".join(self.prog.split()[1:2])  # "" for prunepilot itself
-        raise _ArgumentError(f"{message} (see '{' '.join(['prunepilot', command]).strip()} --help')")
+        help_command = " ".join(["prunepilot", command]).strip()
+        raise _ArgumentError(f"{cut(message, 2 * ECHO_LIMIT)} (see '{help_command} --help')")
 
 
 class _ArgumentError(PrunepilotError):

@@ -21,10 +21,14 @@ from prunepilot.errors import (
     EXIT_USAGE,
     Interrupted,
     PrunepilotError,
+    cut,
 )
 from prunepilot.settings import command_line, settings_of
 from prunepilot.settings.flags import given_settings
 from prunepilot.spec import RESUMABLE, JobSpec
+
+#: Characters of one error line printed (its values are cut shorter where they are echoed).
+LINE_LIMIT = 2000
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -161,7 +165,7 @@ def _main(argv: list[str]) -> int:
         if debug:
             traceback.print_exc()
         for line in getattr(exc, "lines", [str(exc)]):
-            print(f"prunepilot: error: {line}", file=sys.stderr)
+            print(f"prunepilot: error: {cut(line, LINE_LIMIT)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("prunepilot: interrupted before the search started; nothing was saved.", file=sys.stderr)
@@ -170,7 +174,8 @@ def _main(argv: list[str]) -> int:
         if debug:
             traceback.print_exc()
         print(
-            f"prunepilot: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"prunepilot: internal error: {type(exc).__name__}: {cut(str(exc), LINE_LIMIT)} "
+            "(rerun with --debug for the traceback)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -7,6 +7,10 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_BUDGET_NOT_MET = 3
 EXIT_INTERRUPTED = 130
+#: Characters of a value a message echoes (the rest is counted, not shown).
+ECHO_LIMIT = 200
+#: Lines a message of several problems shows.
+LINES_SHOWN = 20
 
 
 class PrunepilotError(Exception):
@@ -30,11 +34,15 @@ class UsageError(PrunepilotError, ValueError):
 
 
 class UsageErrors(UsageError):
-    """Several pieces of bad input at once (``prunepilot validate`` reports each, one line each)."""
+    """Several pieces of bad input at once (``prunepilot validate`` reports each, one line each, up
+    to :data:`LINES_SHOWN`, then how many more)."""
 
     def __init__(self, errors: list[UsageError]) -> None:
-        super().__init__("; ".join(str(e) for e in errors))
-        self.lines = [str(e) for e in errors]
+        lines = [str(e) for e in errors[:LINES_SHOWN]]
+        if len(errors) > LINES_SHOWN:
+            lines.append(f"... and {len(errors) - LINES_SHOWN:,} more problems of the same input.")
+        super().__init__("; ".join(lines))
+        self.lines = lines
 
 
 class BudgetNotMetError(PrunepilotError):
@@ -52,6 +60,17 @@ class Interrupted(PrunepilotError):
     """The run was stopped by the user; what finished is saved and ``--resume`` continues it."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def cut(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` as a message echoes it: whole up to ``limit`` characters, else its start and its length
+    (a value read from a file may be megabytes long)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)``, cut as :func:`cut` cuts text."""
+    return cut(repr(value), limit)
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
@@ -77,4 +96,5 @@ def invalid_parameter(name: str, owner: str, accepted: str, got: object) -> Usag
 
     Example: ``The 'ratio' parameter of Policy must be in [0, 0.95]. Got 1.2 instead.``
     """
-    return UsageError(f"The {name!r} parameter of {owner} must be {accepted}. Got {got!r} instead.", name)
+    message = f"The {name!r} parameter of {owner} must be {accepted}. Got {shown(got)} instead."
+    return UsageError(message, name)

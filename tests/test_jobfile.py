@@ -191,3 +191,23 @@ def test_validate_refuses_a_budget_that_cannot_be_reached(capsys, tmp_path):
     code, _, err = run_cli(capsys, "validate", path)
     assert code == 2 and "cannot be met" in err
     assert "raise --ratio-max" in err  # the flag, on the command line
+
+
+def test_every_unknown_key_is_named_up_to_twenty_lines_then_counted(capsys, tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("[space]\n" + "".join(f"k{i} = {i}\n" for i in range(10_000)))
+    code, _, err = run_cli(capsys, "validate", job)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 21
+    assert "space.k0: unknown key" in lines[0] and "space.k19: unknown key" in lines[19]
+    assert lines[-1] == "prunepilot: error: ... and 9,980 more problems of the same input."
+
+
+def test_a_huge_value_is_echoed_cut_with_its_length(capsys, tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text(f'trials = "{"x" * 1_000_000}"\n')
+    code, _, err = run_cli(capsys, "validate", job)
+    assert code == 2 and len(err) < 600
+    assert "trials: must be an integer" in err and "(1,000,002 characters)" in err
+    code, _, err = run_cli(capsys, "search", "--budget", "2x", "--exclude", "y" * 100_000, "--dry-run")
+    assert code == 2 and len(err) < 2200, err[:300]

@@ -13,7 +13,8 @@ from typing import Any
 
 import tomllib
 
-from prunepilot.errors import UsageError
+from prunepilot.errors import UsageError, UsageErrors, cut
+from prunepilot.errors import shown as show
 from prunepilot.settings.declare import KIND_TEXT, Setting, kind_allows
 
 __all__ = ["JobFile", "load_job_file"]
@@ -51,7 +52,7 @@ def load_job_file(path: str | Path, settings: Sequence[Setting]) -> JobFile:
     Raises:
         UsageError: naming the file, the key path and what is accepted.
     """
-    shown = str(path)
+    shown = cut(str(path))
     try:
         text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is allowed
     except OSError as exc:
@@ -66,7 +67,7 @@ def load_job_file(path: str | Path, settings: Sequence[Setting]) -> JobFile:
         raise UsageError(f"{shown}: not a TOML job file (nested too deeply to read).") from None
     by_key = {s.key: s for s in settings if s.key}
     sections = list(dict.fromkeys(s.section for s in by_key.values() if s.section))
-    values, origin = {}, {}
+    values, origin, problems = {}, {}, []
     for dotted, value in _flatten(data, shown, sections):
         declared = by_key.get(dotted)
         if declared is None:
@@ -75,9 +76,18 @@ def load_job_file(path: str | Path, settings: Sequence[Setting]) -> JobFile:
                 accepted = [k for k in by_key if k.startswith(section + ".")]
             else:
                 accepted = [k for k in by_key if "." not in k] + [f"[{s}]" for s in sections]
-            raise UsageError(f"{shown}: {dotted}: unknown key; accepted: {', '.join(accepted)}.")
-        values[declared.name] = _checked(declared, value, shown)
+            accepted_keys = ", ".join(accepted)
+            problems.append(UsageError(f"{shown}: {cut(dotted)}: unknown key; accepted: {accepted_keys}."))
+            continue
+        try:
+            values[declared.name] = _checked(declared, value, shown)
+        except UsageError as problem:
+            problems.append(problem)
         origin[declared.name] = dotted
+    if len(problems) > 1:  # every wrong key at once, one line each
+        raise UsageErrors(problems)
+    if problems:
+        raise problems[0]
     return JobFile(shown, values, origin, {s.name: key for key, s in by_key.items()})
 
 
@@ -88,11 +98,10 @@ def _flatten(
         dotted = f"{prefix}{name}"
         if isinstance(value, dict):
             if prefix:
-                raise UsageError(f"{shown}: {dotted}: tables nest one level only ([section] then keys).")
+                raise UsageError(f"{shown}: {cut(dotted)}: tables nest one level only ([section] then keys).")
             if name not in sections:
-                raise UsageError(
-                    f"{shown}: [{name}]: unknown section; accepted: {', '.join(f'[{s}]' for s in sections)}."
-                )
+                accepted = ", ".join(f"[{s}]" for s in sections)
+                raise UsageError(f"{shown}: [{cut(name)}]: unknown section; accepted: {accepted}.")
             yield from _flatten(value, shown, sections, dotted + ".")
         else:
             yield dotted, value
@@ -101,7 +110,7 @@ def _flatten(
 def _checked(declared: Setting, value: Any, shown: str) -> Any:
     if not kind_allows(declared.kind, value):
         kind = KIND_TEXT[declared.kind]
-        raise UsageError(f"{shown}: {declared.key}: must be {kind}. Got {value!r} instead.")
+        raise UsageError(f"{shown}: {declared.key}: must be {kind}. Got {show(value)} instead.")
     if declared.kind == "float":
         return float(value)
     return declared.container(value) if declared.kind.endswith("_list") else value
