@@ -23,6 +23,7 @@ from prunepilot.errors import UsageError
 from prunepilot.imports import callable_name
 from prunepilot.inputs import dtype_name
 from prunepilot.pipeline import SearchResult, resume_spec, run_job
+from prunepilot.rundir import resume_command_line
 from prunepilot.settings import settings_of
 from prunepilot.spec import RESUMABLE, JobSpec
 from prunepilot.tasks.loading import checked_task
@@ -120,8 +121,8 @@ def _resumed(model_class: str, budget: str | None, settings: dict) -> JobSpec:
     saved = resume_spec(settings.get("out", JobSpec.out), name, {})
     if saved.python_model is None:
         raise UsageError(
-            f"The run {name!r} was started from the command line; continue it with "
-            f"'prunepilot search --resume --name {name} --out {saved.out}'."
+            f"The run {name!r} was started from the command line; continue it with: "
+            f"{resume_command_line(str(name), saved.out)}"
         )
     if saved.python_model != model_class:
         raise UsageError(f"The run {name!r} searched a {saved.python_model}; got a {model_class}.")

@@ -22,10 +22,12 @@ class PhaseClock:
     Attributes:
         seconds: Seconds per phase name (a phase entered twice adds up).
         started: When the clock started (``time.perf_counter``).
+        last: The phase entered last (the one an interruption stopped).
     """
 
     seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    last: str | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -34,7 +36,7 @@ class PhaseClock:
             raise ValueError(
                 f"The 'name' parameter of PhaseClock.phase must be in {PHASES}. Got {name!r} instead."
             )
-        start = time.perf_counter()
+        start, self.last = time.perf_counter(), name
         try:
             yield
         finally:

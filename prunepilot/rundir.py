@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,12 @@ def default_run_name(root: str | Path) -> str:
         suffix += 1
         name = f"{base}-{suffix}"
     return name
+
+
+def resume_command_line(name: str, out: str | Path) -> str:
+    """The command that continues run ``name`` under ``out``, quoted for a POSIX shell (a name with
+    spaces or ``;`` pastes as one argument)."""
+    return shlex.join(["prunepilot", "search", "--resume", "--name", name, "--out", str(out)])
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:

@@ -93,7 +93,7 @@ def test_a_command_line_run_is_not_resumed_from_python(trained_tiny, tmp_path, t
     assert code == 0
     train, val, test = zoo.small_digits_data()
     with pytest.raises(
-        UsageError, match="started from the command line; continue it with 'prunepilot search --resume"
+        UsageError, match="started from the command line; continue it with: prunepilot search --resume"
     ):
         prunepilot.search(
             trained_tiny, train=train, val=val, test=test, out=str(tmp_path), name="cli", resume=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -174,3 +175,30 @@ def test_kill_9_during_the_export_then_resume_leaves_every_artefact_whole(tmp_pa
     onnx_out = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
     assert abs(onnx_out - expected.detach().numpy()).max() <= 1e-4
     assert report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
+
+
+def test_ctrl_c_in_the_final_fine_tune_says_what_is_saved_and_the_quoted_command_resumes(
+    tmp_path, tiny_weights, capsys, monkeypatch
+):
+    from prunepilot.pipeline import jobs
+
+    def interrupted(*args, **kwargs):
+        with args[-1].phase("final"):  # the clock: Ctrl-C during the final fine-tune
+            raise KeyboardInterrupt
+
+    out, name = tmp_path / "runs dir", "nightly run"
+    flags = ["--model", "tests.zoo:tiny_resnet", "--weights", str(tiny_weights), "--data",
+             "tests.zoo:small_digits_data", *FAST_FLAGS, "--calibration-samples", "0"]  # fmt: skip
+    with monkeypatch.context() as patched:
+        patched.setattr(jobs, "finish_stage", interrupted)
+        code = main(["search", "--budget", "1000ms", "--trials", "2", "--out", str(out), "--name", name,
+                     *flags])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and len(err.splitlines()) == 1, err
+    assert "interrupted in the final phase; 2 complete trials are saved in" in err
+    command = err.split("continue with: ", 1)[1]
+    assert command == f"prunepilot search --resume --name 'nightly run' --out '{out}'"
+    argv = shlex.split(command)[1:]
+    assert main(argv) == 0  # the pasted command finishes the run
+    report = json.loads((out / name / "report.json").read_text())
+    assert sum(t["state"] == "COMPLETE" for t in report["trials"]) == 2

@@ -55,7 +55,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
     assert code == 1
     assert_one_line_error(
         err, f"Cannot write in '{tmp_path / 'f'}': No space left on device (study.journal)",
-        f"continue with 'prunepilot search --resume --name f --out {tmp_path}'",
+        f"continue with: prunepilot search --resume --name f --out {tmp_path}",
     )  # fmt: skip
     journal = (tmp_path / "f" / "study.journal").read_bytes()
     assert journal.endswith(b"\n") and all(json.loads(line) for line in journal.splitlines())

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import optuna
 from torch import nn
 
 from prunepilot.budget import format_cost
-from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, StorageError, UsageError
+from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, Interrupted, StorageError, UsageError
 from prunepilot.export import EXPORT_FORMATS
 from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.finish import finish_stage
@@ -23,6 +24,7 @@ from prunepilot.pipeline.revisit import export_trial
 from prunepilot.pipeline.search import check_shared_study, resume_command, search_stage
 from prunepilot.policies import Policy
 from prunepilot.rundir import RunDir, default_run_name
+from prunepilot.search.study import STUDY_FILE, STUDY_NAME, RunStudy, open_storage, storage_location
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task
 
@@ -144,7 +146,7 @@ def run_job(
                 prepared = prepare(job, start_policy, progress, task=task)
             _log_slimming(prepared, log)
             baseline = run.read_json("baseline.json") if run.file("baseline.json").is_file() else None
-            with _written_whole(run, spec):
+            with _written_whole(run, spec), _interruption_told(run, spec, clock):
                 if baseline is None:
                     with clock.phase("baseline"):
                         baseline = measure_baseline(prepared)
@@ -159,7 +161,7 @@ def run_job(
         baseline = measure_baseline(prepared)
         check_reachable(prepared, baseline, job.budget_limit(baseline))
     run = RunDir.open(spec.out, str(spec.name), resume=False)
-    with run, _written_whole(run, spec):
+    with run, _written_whole(run, spec), _interruption_told(run, spec, clock):
         run.write_json("config.json", spec.to_dict())
         run.write_json("baseline.json", baseline)
         return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
@@ -235,11 +237,39 @@ def _written_whole(run: RunDir, spec: JobSpec) -> Iterator[None]:
                 "start a new run."
             ) from None
         saved = run.file("config.json").is_file()
-        then = f"continue with {resume_command(spec)}" if saved else "run it again"
+        then = f"continue with: {resume_command(spec)}" if saved else "run it again."
         raise StorageError(
             f"Cannot write in {str(run.path)!r}: {what}; what finished is saved - make room (or make it "
-            f"writable), then {then}."
+            f"writable), then {then}"
         ) from None
+
+
+@contextlib.contextmanager
+def _interruption_told(run: RunDir, spec: JobSpec, clock: PhaseClock) -> Iterator[None]:
+    """A Ctrl-C once the run's folder exists (in the calibration, the final fine-tune, the export)
+    says which phase it stopped, what is saved, and the command that continues the run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted in the {clock.last or 'prepare'} phase; {_saved_trials(run, spec)} saved in "
+            f"{run.path} - continue with: {resume_command(spec)}"
+        ) from None
+
+
+def _saved_trials(run: RunDir, spec: JobSpec) -> str:
+    """How many of the run's trials are complete in its study, as a message says it."""
+    location = storage_location(spec.storage, spec.out, spec.study) or str(run.file(STUDY_FILE))
+    if "://" not in location and not Path(location).is_file():
+        return "no trial is"
+    try:
+        study = optuna.load_study(study_name=spec.study or STUDY_NAME, storage=open_storage(location))
+        complete = RunStudy(study, run.path.name, shared=spec.storage is not None).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+        )
+    except Exception:  # noqa: BLE001 - a study that cannot be read now: say what is sure
+        return "the trials completed so far are"
+    return "1 complete trial is" if len(complete) == 1 else f"{len(complete)} complete trials are"
 
 
 def _search_and_finish(

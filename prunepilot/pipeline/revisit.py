@@ -4,6 +4,7 @@ another front point (``prunepilot export --trial N``), mend a damaged journal (`
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,7 +19,7 @@ from prunepilot.pipeline.prepare import prepare
 from prunepilot.pipeline.search import open_run_study
 from prunepilot.policies import Policy
 from prunepilot.report import write_report
-from prunepilot.rundir import RunDir, write_atomically
+from prunepilot.rundir import RunDir, resume_command_line, write_atomically
 from prunepilot.search.journal import repair_journal
 from prunepilot.search.study import STUDY_FILE, storage_location
 from prunepilot.spec import JobSpec, ResolvedJob
@@ -153,9 +154,10 @@ def repair_run(run_path: str | Path, log: Callable[[str], None] | None = None) -
         )
     with run:
         summary = repair_journal(location)
+    report = shlex.join(["prunepilot", "report", str(run.path)])
     log(
-        f"{location}: {summary.describe()}. Continue with 'prunepilot search --resume --name "
-        f"{spec.name} --out {spec.out}', or 'prunepilot report {run.path}'."
+        f"{location}: {summary.describe()}. Read it with {report}; "
+        f"continue it with: {resume_command_line(str(spec.name), spec.out)}"
     )
     return EXIT_OK
 

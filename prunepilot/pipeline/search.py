@@ -19,7 +19,7 @@ from prunepilot.evaluators.metric import Metric
 from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.prepare import PreparedJob
 from prunepilot.policies import Policy
-from prunepilot.rundir import RunDir
+from prunepilot.rundir import RunDir, resume_command_line
 from prunepilot.runtimes import get_runtime
 from prunepilot.search import (
     BudgetScreen,
@@ -143,16 +143,17 @@ def search_stage(
                     promote_front(study, executor, settings, spec.final_steps, spec.promotion_share, log)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"interrupted; finished trials are saved in {run.path} - continue with {resume_command(spec)}."
+            f"interrupted; finished trials are saved in {run.path} - continue with: {resume_command(spec)}"
         ) from None
     return SearchOutcome(study, screen, settings, ran, time.perf_counter() - started)
 
 
 def resume_command(spec: JobSpec) -> str:
-    """How the user continues the run of ``spec`` (the command line, or the Python call)."""
+    """How the user continues the run of ``spec``: the command line (shell-quoted, to paste; a message
+    ends with it, no full stop after), or the Python call."""
     if spec.python_model:
         return f"prunepilot.search(model, ..., name={spec.name!r}, out={spec.out!r}, resume=True)"
-    return f"'prunepilot search --resume --name {spec.name} --out {spec.out}'"
+    return resume_command_line(str(spec.name), spec.out)
 
 
 def warm_starts(
