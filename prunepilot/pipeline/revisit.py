@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from optuna.trial import TrialState
 
 from prunepilot._version import __version__
 from prunepilot.errors import EXIT_BUDGET_NOT_MET, EXIT_OK, PrunepilotError, UsageError
@@ -18,10 +21,10 @@ from prunepilot.pipeline.finish import job_header
 from prunepilot.pipeline.prepare import prepare
 from prunepilot.pipeline.search import open_run_study
 from prunepilot.policies import Policy
-from prunepilot.report import write_report
+from prunepilot.report import REPORT_FILES, write_report
 from prunepilot.rundir import RunDir, resume_command_line, write_atomically
 from prunepilot.search.journal import repair_journal
-from prunepilot.search.study import STUDY_FILE, storage_location
+from prunepilot.search.study import STUDY_FILE, RunStudy, storage_location
 from prunepilot.spec import JobSpec, ResolvedJob
 from prunepilot.tasks import Task
 
@@ -43,7 +46,7 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
         baseline = run.read_json("baseline.json")
         budget = job.budget_limit(baseline)
         previous = run.read_json("report.json") if run.file("report.json").is_file() else {}
-        study = open_run_study(spec, run)
+        study = open_run_study(spec, run, reading=True)
         header = {
             "run": {**previous.get("run", {}), "name": spec.name, "path": str(run.path),
                     "prunepilot": __version__, "report_rebuilt": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
@@ -61,9 +64,27 @@ def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> i
             (t for t in study.trials if t.number == kept["trial"] and "result" in t.user_attrs
              and t.state.name == "COMPLETE"), None,
         )  # fmt: skip
+        _keep_a_fuller_report(run, previous, study)
         report = write_report(run, study, header, chosen, kept["final"] if chosen else None)
         log(f"Report re-created from the study: {run.file('report.html')}")
     return EXIT_OK if report["budget_met"] else EXIT_BUDGET_NOT_MET
+
+
+def _keep_a_fuller_report(run: RunDir, previous: dict, study: RunStudy) -> None:
+    """Keeps the run's report files as ``<name>.prev`` when its study now holds fewer complete trials
+    than that report showed (a journal cut or emptied since), and says so."""
+    before = sum(t.get("state") == "COMPLETE" for t in previous.get("trials", []))
+    now = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if now >= before:
+        return
+    for name in REPORT_FILES:
+        if run.file(name).is_file() and not run.file(name).is_symlink():
+            write_atomically(run.file(name + ".prev"), run.file(name).read_bytes())
+    print(
+        f"prunepilot: warning: the study holds {now} complete trial(s) where the last report showed "
+        f"{before}; that report is kept as report.json.prev (and .md.prev, .html.prev).",
+        file=sys.stderr,
+    )
 
 
 def export_trial(
@@ -91,7 +112,7 @@ def export_trial(
     run, job = _open_finished(run_path)
     spec = job.spec
     with run:
-        study = open_run_study(spec, run)
+        study = open_run_study(spec, run, reading=True)
         completed = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
         if number not in completed:
             raise UsageError(

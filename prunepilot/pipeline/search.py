@@ -14,7 +14,7 @@ import optuna
 from tqdm import tqdm
 
 from prunepilot.budget import BudgetLimit, format_cost
-from prunepilot.errors import Interrupted
+from prunepilot.errors import Interrupted, UsageError
 from prunepilot.evaluators.metric import Metric
 from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.prepare import PreparedJob
@@ -39,7 +39,14 @@ from prunepilot.search.calibration import calibrate_latency, calibration_policie
 from prunepilot.search.calibration_store import calibration_key, load_calibration, save_calibration
 from prunepilot.search.journal import check_journal
 from prunepilot.search.promotion import promote_front
-from prunepilot.search.study import STUDY_NAME, check_study_metric, previous_front, storage_location, unique
+from prunepilot.search.study import (
+    STUDY_FILE,
+    STUDY_NAME,
+    check_study_metric,
+    previous_front,
+    storage_location,
+    unique,
+)
 from prunepilot.spec import JobSpec
 from prunepilot.trial import TrialSettings
 
@@ -196,16 +203,29 @@ def sparse_warm_starts(space: SearchSpace) -> list[float]:
     return sorted({half, space.max_sparsity})
 
 
-def open_run_study(spec: JobSpec, run: RunDir) -> RunStudy:
+def open_run_study(spec: JobSpec, run: RunDir, reading: bool = False) -> RunStudy:
     """The run's share of its study; a study shared by runs keeps one metric (values of two metrics
-    cannot share a front)."""
-    study = open_study(
-        run.path, spec.seed, storage=storage_location(spec.storage, spec.out, spec.study),
-        name=spec.study or STUDY_NAME, direction=spec.metric_direction,
-    )  # fmt: skip
+    cannot share a front). ``reading`` (a report, an export): the study must exist, and nothing is
+    written to its storage.
+
+    Raises:
+        UsageError: reading a run whose storage holds no study (a journal emptied or cut).
+    """
+    location = storage_location(spec.storage, spec.out, spec.study)
+    name = spec.study or STUDY_NAME
+    if reading:
+        try:
+            optuna.load_study(study_name=name, storage=open_storage(location or str(run.file(STUDY_FILE))))
+        except KeyError:
+            raise UsageError(
+                f"The study of run {spec.name!r} ({location or run.file(STUDY_FILE)}) holds no study "
+                f"{name!r}: its journal was emptied or cut before its first record; nothing is read, "
+                "and the run's last report stays as it is."
+            ) from None
+    study = open_study(run.path, spec.seed, storage=location, name=name, direction=spec.metric_direction)
     metric = Metric(spec.metric).name
     check_study_metric(study.study, metric, spec.metric_direction)
-    if "metric" not in study.user_attrs:
+    if "metric" not in study.user_attrs and not reading:
         study.set_user_attr("metric", metric)
     return study
 

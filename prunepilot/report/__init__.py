@@ -13,8 +13,14 @@ from prunepilot.report.markdown import markdown
 from prunepilot.report.plot import pareto_plot
 from prunepilot.rundir import RunDir, write_atomically
 
-__all__ = ["SCHEMA", "build_report", "html_report", "markdown", "metric_label", "pareto_plot", "write_report"]
+__all__ = [
+    "REPORT_FILES", "SCHEMA", "build_report", "html_report", "markdown", "metric_label", "pareto_plot",
+    "write_report",
+]  # fmt: skip
 
+
+#: The report files a run holds (re-created by ``prunepilot report``).
+REPORT_FILES = ("report.json", "report.md", "report.html")
 
 def write_report(
     run: RunDir, study, header: dict[str, Any], chosen: FrozenTrial | None, final: dict[str, Any] | None

@@ -230,3 +230,24 @@ def test_a_storage_path_holding_something_else_is_refused_before_anything_is_wri
         assert_one_line_error(err, f"{notes} is not a study journal", "sqlite:///studies.db")
     assert notes.read_text() == "meeting notes, not a journal\n"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "notes.txt.torn").exists()
+
+
+def test_reading_a_run_whose_journal_was_emptied_writes_nothing_and_keeps_the_report(capsys, run):
+    report = (run / "report.json").read_bytes()
+    (run / "study.journal").write_bytes(b"")
+    for command in (["report", run], ["export", run, "--trial", "0"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2
+        assert_one_line_error(err, "holds no study 'prunepilot'", "the run's last report stays")
+    assert (run / "study.journal").read_bytes() == b"" and (run / "report.json").read_bytes() == report
+
+
+def test_a_report_from_a_journal_that_lost_trials_keeps_the_fuller_one_beside_it(capsys, run):
+    report = (run / "report.json").read_bytes()
+    whole = (run / "study.journal").read_bytes()
+    (run / "study.journal").write_bytes(whole[: len(whole) // 3])
+    code, _, err = run_cli(capsys, "report", run)
+    assert code in (0, 3)
+    assert "warning: the study holds" in err and "kept as report.json.prev" in err
+    assert (run / "report.json.prev").read_bytes() == report
+    assert len(_completed(run)) < len(json.loads(report)["trials"])
