@@ -2,7 +2,8 @@
 damage elsewhere named with the way out (``prunepilot repair``), and the repair itself.
 
 Optuna's :class:`~optuna.storages.journal.JournalFileBackend` appends one JSON record a line under
-its file lock. Reading, it skips a last line without its newline (a record still being written) but
+a file lock (here :class:`~prunepilot.search.journal_lock.HolderLock`, which no killed process
+leaves behind). Reading, it skips a last line without its newline (a record still being written) but
 raises on an unreadable line followed by a readable one, so a record cut by a crash or a full disk
 breaks every later read once anything is appended after it. Here, under the same lock:
 
@@ -29,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
 from optuna.trial import FrozenTrial, TrialState
 
 from prunepilot.errors import UsageError
 from prunepilot.rundir import write_atomically
+from prunepilot.search.journal_lock import HolderLock
 
 __all__ = [
     "JournalDamaged", "RepairSummary", "WholeRecordBackend",
@@ -92,7 +94,7 @@ def open_journal(path: str | Path, warn: Callable[[str], None] | None = None) ->
     warn = warn or (lambda text: print(f"prunepilot: warning: {text}", file=sys.stderr))
     path = Path(path)
     check_journal(path)
-    lock = JournalFileSymlinkLock(str(path))
+    lock = HolderLock(path)
     backend = WholeRecordBackend(str(path), lock_obj=lock)
     with get_lock_file(lock):
         lines = _read_lines(path)
@@ -187,7 +189,7 @@ def repair_journal(path: str | Path) -> RepairSummary:
     is. The caller holds the run."""
     path = Path(path)
     check_journal(path)
-    lock = JournalFileSymlinkLock(str(path))
+    lock = HolderLock(path)
     with get_lock_file(lock):
         lines = _read_lines(path)
         records, dropped, salvaged, placeholders = _readable_records(lines)

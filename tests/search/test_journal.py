@@ -8,6 +8,10 @@ import itertools
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +19,7 @@ import pytest
 
 from prunepilot.cli import main
 from prunepilot.search import journal as journal_module
+from prunepilot.search import journal_lock
 from prunepilot.search.journal import WholeRecordBackend
 from tests.helpers import FAST_FLAGS, assert_one_line_error, run_cli
 
@@ -251,3 +256,38 @@ def test_a_report_from_a_journal_that_lost_trials_keeps_the_fuller_one_beside_it
     assert "warning: the study holds" in err and "kept as report.json.prev" in err
     assert (run / "report.json.prev").read_bytes() == report
     assert len(_completed(run)) < len(json.loads(report)["trials"])
+
+
+def _hold_lock(journal: Path, then: str) -> subprocess.Popen:
+    """A process that takes the journal's lock, says so, then sleeps (to be killed or left)."""
+    code = (
+        "import sys, time; from prunepilot.search.journal_lock import HolderLock; "
+        f"HolderLock({str(journal)!r}).acquire(); print('held', flush=True); {then}"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over_at_once_with_one_warning(capsys, run, monkeypatch):
+    monkeypatch.chdir(run.parent)  # a relative path to the run, as a relative --out gives
+    (run / "study.journal.lock").symlink_to("study.journal")  # the old lock a kill left behind
+    holder = _hold_lock(run / "study.journal", "time.sleep(600)")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    start = time.monotonic()
+    code, _, err = run_cli(capsys, "report", run.name)
+    assert code in (0, 3) and time.monotonic() - start < 60
+    assert err.count("warning") == 1 and f"the lock left by pid {holder.pid}" in err and "(gone)" in err
+
+
+def test_a_lock_held_by_a_live_process_ends_the_command_naming_it(capsys, run, monkeypatch):
+    monkeypatch.setattr(journal_lock, "WAIT_SECONDS", 1.0)
+    holder = _hold_lock(run / "study.journal", "time.sleep(600)")
+    try:
+        code, _, err = run_cli(capsys, "report", run)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2
+    assert_one_line_error(err, "has been locked for over 1 s", f"pid {holder.pid} on", "stop it")
