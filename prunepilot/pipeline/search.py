@@ -316,7 +316,7 @@ def _calibrate(
     key = calibration_key(
         task.model, task.input_shape, policies, settings.latency, settings.runtime, spec.device
     )
-    kept = load_calibration(key)
+    kept = load_calibration(key, len(policies))
     if kept is not None:
         calibration, path = kept
         log(f"Latency calibration reused: {len(calibration.ratios)} policies measured before ({path}).")

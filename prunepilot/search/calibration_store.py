@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,9 @@ from prunepilot.search.calibration import (
 from prunepilot.search.latency_model import layer_table
 
 __all__ = ["calibration_key", "load_calibration", "save_calibration"]
+
+#: The most bytes a cached calibration may hold (a few hundred kilobytes is usual).
+MAX_ENTRY_BYTES = 16 * 2**20
 
 
 def calibration_key(
@@ -59,14 +65,36 @@ def calibration_key(
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def load_calibration(key: str) -> tuple[Calibration, Path] | None:
-    """The calibration kept under ``key`` and its file, or None when there is none (or it cannot
-    be read: it is then measured again)."""
+def load_calibration(key: str, measured: int) -> tuple[Calibration, Path] | None:
+    """The calibration kept under ``key`` (of ``measured`` policies) and its file, or None when there
+    is none, or when the entry is not one to trust: the cache is untrusted input, read only from a
+    regular file (never through a link, never a FIFO), at most :data:`MAX_ENTRY_BYTES`, and every
+    value checked. A bad entry is measured again, with one warning; it never reaches a run.
+    """
     path = _path(key)
     try:
-        return Calibration.from_dict(json.loads(path.read_text())), path
-    except (OSError, ValueError, KeyError, TypeError):
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # none kept (or a link: not followed)
+    try:
+        kind = os.fstat(handle)
+        problem = None if stat.S_ISREG(kind.st_mode) else "not a regular file"
+        if problem is None and kind.st_size > MAX_ENTRY_BYTES:
+            problem = f"{kind.st_size:,} bytes, over the {MAX_ENTRY_BYTES:,} an entry may hold"
+        data = None if problem else os.read(handle, MAX_ENTRY_BYTES + 1)
+    finally:
+        os.close(handle)
+    if problem is None:
+        try:
+            calibration = Calibration.from_dict(json.loads(data))
+            problem = _invalid(calibration, measured)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            problem = f"unreadable ({type(exc).__name__})"
+    if problem is not None:
+        print(f"prunepilot: warning: the cached latency calibration {path} is {problem}; measured again.",
+              file=sys.stderr)  # fmt: skip
         return None
+    return calibration, path
 
 
 def save_calibration(key: str, calibration: Calibration) -> Path | None:
@@ -79,6 +107,30 @@ def save_calibration(key: str, calibration: Calibration) -> Path | None:
     except OSError:
         return None
     return path
+
+
+def _invalid(calibration: Calibration, measured: int) -> str | None:
+    """What is wrong with a cached calibration of ``measured`` policies, or None."""
+
+    def finite(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    def table(value: object) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(row, list) and all(finite(x) for x in row)
+            for k, row in value.items()
+        )
+
+    ratios, tables, int8 = calibration.ratios, calibration.tables, calibration.int8
+    if not (isinstance(ratios, list) and isinstance(tables, list) and len(ratios) == len(tables) == measured):
+        return f"not a calibration of the {measured} policies measured"
+    if not all(finite(r) and r > 0 for r in ratios):
+        return "holding latency ratios that are not finite positive numbers"
+    if not (table(calibration.base) and all(table(t) for t in tables)):
+        return "holding layer tables that are not tables of finite numbers"
+    if not (isinstance(int8, list) and len(int8) in (0, measured) and all(isinstance(q, bool) for q in int8)):
+        return "holding precisions that are not true or false"
+    return None
 
 
 def _path(key: str) -> Path:
