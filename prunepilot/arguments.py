@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with a first line '#:schema ./job.schema.json' (Taplo, VS Code's Even Better TOML).",
         epilog=EPILOG,
     )
+    trust = "import and run the code a run made elsewhere names (its --model, --data, --metric, --loss)"
+    for sub in (search, report, export):
+        sub.add_argument("--trust-run", action="store_true", default=False, help=trust)
     for sub in (search, validate, report, export, repair, schema):
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -12,6 +12,7 @@ import contextlib
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from prunepilot.arguments import build_parser
 from prunepilot.errors import (
@@ -70,6 +71,7 @@ def _search(args: argparse.Namespace) -> int:
     from prunepilot.api import run
     from prunepilot.errors import UsageError
     from prunepilot.pipeline import resume_spec
+    from prunepilot.trust import check_trusted, named_code
 
     job, given = _job(args)
     if given.get("resume"):
@@ -77,6 +79,7 @@ def _search(args: argparse.Namespace) -> int:
             raise UsageError("--resume continues a run with its saved job; give no job file.")
         overrides = {k: given[k] for k in RESUMABLE if k in given}
         spec = resume_spec(given.get("out", "runs"), given.get("name"), overrides)
+        check_trusted(Path(spec.out) / str(spec.name), named_code(spec.to_dict()), args.trust_run)
         ignored = sorted(k for k in given if k not in {"resume", "name", "out", *RESUMABLE})
         if ignored:  # said once the run is known to exist
             flag_of = {s.name: s.flag for s in settings_of(JobSpec)}
@@ -108,7 +111,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from prunepilot.pipeline import rebuild_report
 
-    return rebuild_report(args.run)
+    return rebuild_report(args.run, trust=args.trust_run)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -116,7 +119,7 @@ def _export(args: argparse.Namespace) -> int:
     from prunepilot.pipeline import export_trial
 
     formats = tuple(dict.fromkeys(args.format or EXPORT_FORMATS))
-    export_trial(args.run, args.trial, formats)
+    export_trial(args.run, args.trial, formats, trust=args.trust_run)
     return EXIT_OK
 
 

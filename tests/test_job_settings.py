@@ -203,7 +203,9 @@ def test_the_report_of_a_cuda_run_is_rebuilt_on_a_machine_without_cuda(capsys, t
     config = tmp_path / "r" / "config.json"
     saved = json.loads(config.read_text())
     config.write_text(json.dumps({**saved, "device": "cuda", "workers": 0}))
-    code, out, err = run_cli(capsys, "report", tmp_path / "r")
+    code, _, err = run_cli(capsys, "report", tmp_path / "r")  # an edited run is no longer the one made here
+    assert code == 2 and "add --trust-run" in err
+    code, out, err = run_cli(capsys, "report", tmp_path / "r", "--trust-run")
     assert code == 0, err
     assert "Report re-created" in out
 

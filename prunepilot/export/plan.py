@@ -18,6 +18,7 @@ from prunepilot.families.features import KeptFeatures
 from prunepilot.inputs import DEFAULT_DTYPE, InputShape, dtype_of
 from prunepilot.policies import Plan, apply_plan
 from prunepilot.rundir import TEMPORARY_PREFIX, write_atomically
+from prunepilot.trust import check_trusted, named_code
 
 PLAN_SCHEMA = "prunepilot.plan/1"
 PLAN_FILE = "plan.json"
@@ -74,20 +75,28 @@ def export_plan(
     return difference
 
 
-def load_plan(folder: Path, base_model: nn.Module | None = None) -> nn.Module:
+def load_plan(folder: Path, base_model: nn.Module | None = None, trust: bool = False) -> nn.Module:
     """Re-creates an exported model from ``folder/plan.json`` and ``folder/weights.pt``: the base
     class is built by its factory (or the built-in task), the plan's blocks and channels are removed,
     and the weights are loaded with ``weights_only=True`` (no pickled modules).
 
     Args:
-        folder: The folder holding the plan.
-        base_model: For a model searched from Python (``prunepilot.search``), an instance of its
-            class (its weights do not matter); not needed otherwise.
+        folder: The folder holding the plan (a run, or a trial's export in ``RUN/exports/trial-N``).
+        base_model: An instance of the base class (its weights do not matter): needed for a model
+            searched from Python; otherwise the plan's factory is imported, which only a run made on
+            this machine, or ``trust``, allows (see :mod:`prunepilot.trust`).
+        trust: Import the factory a plan made elsewhere names.
+
+    Raises:
+        UsageError: when the plan cannot be read, or names a factory it may not import.
     """
     try:
         plan = json.loads((Path(folder) / PLAN_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UsageError(f"Cannot read the plan {Path(folder) / PLAN_FILE}: {exc}.") from None
+    if base_model is None and isinstance(plan, dict):
+        run = Path(folder) if (Path(folder) / "config.json").is_file() else Path(folder).parent.parent
+        check_trusted(run, named_code(plan), trust, flag="base_model=... or trust=True")
     return build_from_plan(plan, Path(folder) / PLAN_WEIGHTS, base_model)
 
 

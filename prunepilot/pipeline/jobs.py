@@ -27,6 +27,7 @@ from prunepilot.rundir import RunDir, default_run_name
 from prunepilot.search.study import STUDY_FILE, STUDY_NAME, RunStudy, open_storage, storage_location
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task
+from prunepilot.trust import record_trusted
 
 __all__ = ["SearchResult", "check_job", "resume_spec", "run_job"]
 
@@ -163,6 +164,7 @@ def run_job(
     run = RunDir.open(spec.out, str(spec.name), resume=False)
     with run, _written_whole(run, spec), _interruption_told(run, spec, clock):
         run.write_json("config.json", spec.to_dict())
+        record_trusted(run.path)  # made here: reading it later imports what it names without a flag
         run.write_json("baseline.json", baseline)
         return _search_and_finish(prepared, run, baseline, start_policy, progress, log, clock)
 

@@ -27,19 +27,25 @@ from prunepilot.search.journal import repair_journal
 from prunepilot.search.study import STUDY_FILE, RunStudy, storage_location
 from prunepilot.spec import JobSpec, ResolvedJob
 from prunepilot.tasks import Task
+from prunepilot.trust import check_trusted, named_code
 
 __all__ = ["export_trial", "rebuild_report", "repair_run"]
 
 
-def rebuild_report(run_path: str, log: Callable[[str], None] | None = None) -> int:
+def rebuild_report(run_path: str, log: Callable[[str], None] | None = None, trust: bool = False) -> int:
     """Re-creates a run's report files from its study. The final model's measurements come from the
     run's last report when it has one; nothing is retrained.
+
+    Args:
+        run_path: The run directory.
+        log: Where progress lines go (stdout by default).
+        trust: Import the code a run not made on this machine names (see :mod:`prunepilot.trust`).
 
     Returns:
         0 when the budget was met, 3 when not.
     """
     log = log or (lambda text: print(text, flush=True))
-    run, job = _open_finished(run_path)
+    run, job = _open_finished(run_path, trust)
     spec = job.spec
     with run:
         prepared = prepare(job, on_device=False, progress=False, check_data=False, slimming=False)
@@ -93,6 +99,7 @@ def export_trial(
     formats: tuple[str, ...],
     log: Callable[[str], None] | None = None,
     task: Task | None = None,
+    trust: bool = False,
 ) -> Path:
     """Re-creates trial ``number``'s model (its policy on a fresh copy of the base model, the final
     fine-tune) and exports it into ``RUN/exports/trial-N/``, checked as the run's own exports are.
@@ -104,12 +111,13 @@ def export_trial(
         log: Where progress lines go (stdout by default).
         task: The model and data, for a run searched from Python (the command line re-creates the
             others from the job).
+        trust: Import the code a run not made on this machine names (see :mod:`prunepilot.trust`).
 
     Returns:
         The folder holding the exports.
     """
     log = log or (lambda text: print(text, flush=True))
-    run, job = _open_finished(run_path)
+    run, job = _open_finished(run_path, trust, task)
     spec = job.spec
     with run:
         study = open_run_study(spec, run, reading=True)
@@ -165,7 +173,7 @@ def repair_run(run_path: str | Path, log: Callable[[str], None] | None = None) -
             )
         log(f"{run_path}: {repair_journal(run_path).describe()}.")
         return EXIT_OK
-    run, job = _open_finished(run_path)
+    run, job = _open_finished(run_path, imports=False)
     spec = job.spec
     location = storage_location(spec.storage, spec.out, spec.study) or str(run.file(STUDY_FILE))
     if "://" in location:
@@ -183,10 +191,17 @@ def repair_run(run_path: str | Path, log: Callable[[str], None] | None = None) -
     return EXIT_OK
 
 
-def _open_finished(run_path: str | Path) -> tuple[RunDir, ResolvedJob]:
+def _open_finished(
+    run_path: str | Path, trust: bool = False, task: Task | None = None, imports: bool = True
+) -> tuple[RunDir, ResolvedJob]:
+    """The run and its saved job; when the caller ``imports`` what the job names, refused if the run
+    was not made on this machine, unless ``trust`` (or ``task`` gives the model and data from Python)."""
     path = Path(run_path)
     if not (path / "config.json").is_file():
         raise UsageError(f"{run_path!r} is not a run directory (it has no config.json).")
     run = RunDir.open(str(path.parent), path.name, resume=True)
-    spec = replace(JobSpec.from_dict(run.read_config()), name=path.name, out=str(path.parent))
+    config = run.read_config()
+    if imports and task is None:
+        check_trusted(path, named_code(config), trust)
+    spec = replace(JobSpec.from_dict(config), name=path.name, out=str(path.parent))
     return run, spec.resolve()

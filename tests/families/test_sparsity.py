@@ -173,7 +173,7 @@ def test_a_folded_model_exports_and_reloads(digits, tmp_path):
     state = torch.load(tmp_path / "weights.pt", map_location="cpu", weights_only=True)
     assert not any(key.endswith(("_orig", "_mask")) for key in state)
     assert int((state["layer2.conv2.weight"] == 0).sum()) == int((model.layer2.conv2.weight == 0).sum()) > 0
-    reloaded = load_plan(tmp_path)
+    reloaded = load_plan(tmp_path, trust=True)
     assert sparsity_record(reloaded, _targets(reloaded)) == sparsity_record(model, targets)
     again = torch.load(io.BytesIO(state_dict_bytes(model)), weights_only=True)
     assert all(torch.equal(again[key], value) for key, value in model.state_dict().items())
