@@ -14,7 +14,7 @@ import optuna
 from tqdm import tqdm
 
 from prunepilot.budget import BudgetLimit, format_cost
-from prunepilot.errors import Interrupted, UsageError
+from prunepilot.errors import Interrupted, UsageError, cut
 from prunepilot.evaluators.metric import Metric
 from prunepilot.phases import PhaseClock
 from prunepilot.pipeline.prepare import PreparedJob
@@ -214,8 +214,14 @@ def open_run_study(spec: JobSpec, run: RunDir, reading: bool = False) -> RunStud
     location = storage_location(spec.storage, spec.out, spec.study)
     name = spec.study or STUDY_NAME
     if reading:
+        where = location or str(run.file(STUDY_FILE))
+        if "://" not in where and not Path(where).is_file():  # reading creates nothing
+            raise UsageError(
+                f"The study journal of run {spec.name!r} ({cut(where)}) is missing; nothing is read, and "
+                "the run's last report stays as it is."
+            )
         try:
-            optuna.load_study(study_name=name, storage=open_storage(location or str(run.file(STUDY_FILE))))
+            optuna.load_study(study_name=name, storage=open_storage(where))
         except KeyError:
             raise UsageError(
                 f"The study of run {spec.name!r} ({location or run.file(STUDY_FILE)}) holds no study "

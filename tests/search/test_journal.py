@@ -291,3 +291,16 @@ def test_a_lock_held_by_a_live_process_ends_the_command_naming_it(capsys, run, m
         holder.wait()
     assert code == 2
     assert_one_line_error(err, "has been locked for over 1 s", f"pid {holder.pid} on", "stop it")
+
+
+def test_a_storage_named_by_the_run_is_never_created_or_written_by_reading_it(capsys, run, tmp_path):
+    decoy = tmp_path / "decoy.rc"
+    decoy.write_text("export PATH=/usr/bin\n")
+    config = json.loads((run / "config.json").read_text())
+    cases = ((tmp_path / "absent" / "x.journal", "is missing"), (decoy, "is not a study journal"))
+    for storage, said in cases:
+        (run / "config.json").write_text(json.dumps({**config, "storage": str(storage)}))
+        code, _, err = run_cli(capsys, "report", run, "--trust-run")
+        assert code == 2
+        assert_one_line_error(err, said)
+    assert not (tmp_path / "absent").exists() and decoy.read_text() == "export PATH=/usr/bin\n"
