@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prunepilot.errors import UsageError, invalid_parameter
+from prunepilot.errors import UsageError, cut, invalid_parameter
 
 LOCK_FILE = ".lock"
 #: Temporary files start with this; a writer killed mid-write leaves one, removed at the next open.
@@ -92,7 +92,9 @@ class RunDir:
         """
         if not is_folder_name(name):
             raise invalid_parameter("name", "JobSpec (--name)", FOLDER_NAME, name)
+        RunDir.check_root(root)
         path = Path(root) / name
+        check_length(path, "--out and --name")
         if resume and not (path / "config.json").is_file():
             raise UsageError(
                 f"Cannot resume {str(path)!r}: it holds no run (no config.json); "
@@ -101,6 +103,20 @@ class RunDir:
         if not resume and path.exists():
             raise _exists(path)
         return path
+
+    @staticmethod
+    def check_root(root: str | Path) -> None:
+        """Refuses a ``--out`` that cannot hold runs: a link to nothing, a path too long for the system.
+
+        Raises:
+            UsageError: one line naming it and what is accepted.
+        """
+        check_length(Path(root), "--out")
+        if os.path.islink(root) and not os.path.exists(root):
+            raise UsageError(
+                f"--out {cut(str(root))!r} is a symbolic link to nothing ({cut(os.readlink(root))}); give a "
+                "folder (it is created when missing)."
+            )
 
     @classmethod
     def open(cls, root: str | Path, name: str, resume: bool) -> RunDir:
@@ -177,6 +193,21 @@ class RunDir:
                 f"({config}); the run directory is damaged, so start a new run."
             )
         return config
+
+
+def check_length(path: Path, what: str) -> None:
+    """Refuses a path the system cannot hold: a name over 255 bytes, or over 4,095 bytes in all.
+
+    Raises:
+        UsageError: naming ``what`` gave it.
+    """
+    parts = [len(part.encode("utf-8", "replace")) for part in path.parts]
+    if max(parts, default=0) > 255 or len(str(path).encode("utf-8", "replace")) > 4095:
+        raise UsageError(
+            f"The path from {what} is too long for the system ({cut(str(path), 80)}): at most 255 bytes "
+            "a name and 4,095 in all."
+        )
+
 
 
 def _exists(path: Path) -> UsageError:

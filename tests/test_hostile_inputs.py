@@ -84,6 +84,8 @@ def hostile(tmp_path_factory, tiny_weights) -> dict[str, str]:
     for name, text in jobs.items():
         (files / name).write_text(text, encoding="utf-8")
     (files / "a_folder.toml").mkdir()
+    (files / "dangling").symlink_to(files / "nowhere")
+    (files / "notes.txt").write_text("meeting notes, not a journal\n")
     broken = out / "broken"
     broken.mkdir()
     (broken / "config.json").write_text('{"budget": ')
@@ -199,6 +201,11 @@ CASES = [
     ("policy unicode group", (*B, "--policy", "@files/unicode_group.json"), 2, ["stém"]),
     ("policy bad criterion", (*B, "--policy", "@files/bad_criterion.json"), 2, ["magic"]),
     ("policy string ratio", (*B, "--policy", "@files/string_ratio.json"), 2, ["ratio"]),
+    # where a run writes
+    ("storage a text file", (*B, "--storage", "@files/notes.txt"), 2, ["notes.txt is not a study journal"]),
+    ("storage too long", (*B, "--storage", "@files/" + "s" * 300), 2, ["--storage is too long"]),
+    ("out a link to nothing", (*B, "--out", "@files/dangling"), 2, ["symbolic link to nothing"]),
+    ("out too long", (*B, "--out", "@files/" + "o" * 300), 2, ["--out is too long"]),
     # job files
     ("job missing", ("search", "@files/none.toml", "--out", "@out"), 2, ["none.toml"]),
     ("job 50 MB", ("search", "@files/big.bin", "--out", "@out"), 2, ["big.bin"]),

@@ -132,6 +132,7 @@ def run_job(
     # A resumed run's study already holds its warm starts; the policy file is not read again.
     start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
     if spec.dry_run:  # everything the search will trace, prune or measure before its first trial
+        RunDir.check_root(spec.out)
         check_shared_study(spec)
         prepared = prepare(job, start_policy, progress, task=task, slimming=False)
         baseline = measure_baseline(prepared)

@@ -36,7 +36,7 @@ from optuna.storages.journal._storage import JournalOperation, JournalStorageRep
 from optuna.trial import FrozenTrial, TrialState
 
 from prunepilot.errors import UsageError
-from prunepilot.rundir import write_atomically
+from prunepilot.rundir import check_length, write_atomically
 from prunepilot.search.journal_lock import HolderLock
 
 __all__ = [
@@ -127,6 +127,7 @@ def check_journal(path: Path) -> None:
     Raises:
         UsageError: one line naming the path and what is accepted.
     """
+    check_length(path, "--storage")
     if path.is_symlink():
         raise UsageError(
             f"The study journal {path} is a symbolic link; prunepilot writes no file through a link: "
