@@ -126,13 +126,14 @@ def run_job(
     log = log or (lambda text: print(text, flush=True))
     clock = PhaseClock()
     job = spec.resolve()
+    if not spec.resume:
+        RunDir.check_root(spec.out)
     if not spec.resume and not spec.dry_run and not spec.name:  # named once the job is valid
         spec = replace(spec, name=default_run_name(spec.out))
         job = replace(job, spec=spec)
     # A resumed run's study already holds its warm starts; the policy file is not read again.
     start_policy = Policy.load(spec.policy) if spec.policy and not spec.resume else None
     if spec.dry_run:  # everything the search will trace, prune or measure before its first trial
-        RunDir.check_root(spec.out)
         check_shared_study(spec)
         prepared = prepare(job, start_policy, progress, task=task, slimming=False)
         baseline = measure_baseline(prepared)
