@@ -202,3 +202,23 @@ def test_ctrl_c_in_the_final_fine_tune_says_what_is_saved_and_the_quoted_command
     assert main(argv) == 0  # the pasted command finishes the run
     report = json.loads((out / name / "report.json").read_text())
     assert sum(t["state"] == "COMPLETE" for t in report["trials"]) == 2
+
+
+def test_sigterm_mid_search_says_what_is_saved_and_the_run_resumes(tmp_path, tiny_weights):
+    process = _start_search(tmp_path, "t", tiny_weights, 40, finetune_steps="150")
+    try:
+        for line in process.stdout:  # the trials have begun
+            if b"Trials run" in line:
+                break
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)  # a scheduler's stop
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = err.decode()
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "continue with: prunepilot search --resume --name t" in err
+    assert not list(tmp_path.glob("t/*.holder")) or not (tmp_path / "t" / "study.journal.holder").read_text()
+    code = main(["search", "--resume", "--name", "t", "--out", str(tmp_path), "--trials", "2", "--quiet"])
+    assert code == 0
