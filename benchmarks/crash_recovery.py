@@ -1,16 +1,20 @@
-"""Crash recovery: kill -9 at random points of a search, and a study journal cut at random bytes.
+"""Crash recovery: kill -9 and SIGTERM at random points of a search, and a study journal cut at
+random bytes.
 
 1. A reference search on the built-in digits task (a latency budget, so it calibrates) gives each
    phase's start and length (``report.json`` ``run.phases_s``).
-2. ``--kills`` searches are each killed with SIGKILL at a random time inside a phase, taken in turn
-   from calibration, a trial, the final fine-tune, the export, and right after a journal append,
-   then continued with ``--resume``: it must finish (exit 0, exports checked), and every trial
-   completed before the kill must still be there with the same values.
+2. ``--kills`` searches are each stopped at a random time inside a phase, taken in turn from
+   calibration, a trial, the final fine-tune, the export, and right after a journal append, by
+   SIGKILL and SIGTERM in turn, half of them run with a relative ``--out``; each is then continued
+   with ``--resume`` (under a 300 s limit: a resume waiting on a lock fails it): it must finish
+   (exit 0, exports checked), and every trial completed before the stop must still be there with
+   the same values.
 3. ``--cuts`` copies of the reference run have their journal cut at a random byte offset; then
    ``report``, ``export --trial N`` (a trial completed before the cut) and ``search --resume`` must
    each work or answer with one line, and no trial completed before the cut may be lost.
 
-Run: ``python benchmarks/crash_recovery.py`` (about 25 minutes on 2 cores).
+Run: ``python benchmarks/crash_recovery.py`` (about 70 minutes on 2 cores; ``--kills 10 --cuts 4`` for a
+quick look).
 """
 
 from __future__ import annotations
@@ -42,23 +46,35 @@ MARKERS = {"trials": "Trials run", "journal": "Trials run", "final": "Final fine
 SEARCH = ["--budget", "2x", "--finetune-steps", "60", "--final-steps", "200", "--workers", "0", "--quiet"]
 
 
-def prunepilot(*args: object, cache: Path | None = None) -> subprocess.CompletedProcess:
+#: Seconds a resume may take before it counts as hung (waiting on a lock).
+RESUME_LIMIT = 300
+
+
+def prunepilot(
+    *args: object, cache: Path | None = None, cwd: Path | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, **({"PRUNEPILOT_CACHE": str(cache)} if cache else {})}
     command = [sys.executable, "-m", "prunepilot", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=env)
+    try:
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(command, 124, "", f"hung: still running after {timeout} s")
 
 
-def start(out: Path, name: str, trials: int, seed: int) -> subprocess.Popen:
+def start(out: Path, name: str, trials: int, seed: int, relative: bool = False) -> subprocess.Popen:
     """Starts a search with a cache of its own holding the built-in model (so that its latency
-    calibration is measured, not reused); its output is read line by line."""
+    calibration is measured, not reused); its output is read line by line. ``relative``: run from
+    ``out``'s parent with a relative ``--out``."""
     cache = out / f"cache-{name}"
     cache.mkdir()
     for trained in cache_dir().glob("digits_*.pt"):
         shutil.copy2(trained, cache / trained.name)
+    where = out.name if relative else str(out)
     command = [sys.executable, "-m", "prunepilot", "search", *SEARCH, "--trials", str(trials),
-               "--seed", str(seed), "--out", str(out), "--name", name]  # fmt: skip
+               "--seed", str(seed), "--out", where, "--name", name]  # fmt: skip
     env = {**os.environ, "PRUNEPILOT_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=out.parent if relative else None)  # fmt: skip
 
 
 class Lines:
@@ -101,10 +117,12 @@ def one_line(result: subprocess.CompletedProcess) -> bool:
     return worked or (result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr)
 
 
-def kill_at(out: Path, name: str, phase: str, delay: float, trials: int, seed: int) -> dict:
-    """Starts a search, kills it ``delay`` s after its phase begins (for ``journal``, at the first
-    journal append after that), then resumes it."""
-    process = start(out, name, trials, seed)
+def kill_at(
+    out: Path, name: str, phase: str, delay: float, trials: int, seed: int, stop: int, relative: bool
+) -> dict:
+    """Starts a search, sends it ``stop`` (SIGKILL or SIGTERM) ``delay`` s after its phase begins
+    (for ``journal``, at the first journal append after that), then resumes it."""
+    process = start(out, name, trials, seed, relative)
     lines = Lines(process)
     journal = out / name / "study.journal"
     began = time.perf_counter()
@@ -118,16 +136,20 @@ def kill_at(out: Path, name: str, phase: str, delay: float, trials: int, seed: i
         while process.poll() is None and journal.stat().st_size == size:
             time.sleep(0.0005)
     finished_first = process.poll() is not None
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(stop)
     process.wait()
     killed_at = time.perf_counter() - began
     before = completed(journal)
+    started = time.perf_counter()
     resumed = prunepilot(
-        "search", "--resume", "--name", name, "--out", out, "--quiet", cache=out / f"cache-{name}"
-    )
+        "search", "--resume", "--name", name, "--out", out.name if relative else out, "--quiet",
+        cache=out / f"cache-{name}", cwd=out.parent if relative else None, timeout=RESUME_LIMIT,
+    )  # fmt: skip
     after = completed(journal)
     return {
-        "phase": phase, "killed_at_s": round(killed_at, 2), "finished_before_the_kill": finished_first,
+        "phase": phase, "signal": signal.Signals(stop).name, "out": "relative" if relative else "absolute",
+        "stop_exit": process.returncode, "resume_s": round(time.perf_counter() - started, 1),
+        "killed_at_s": round(killed_at, 2), "finished_before_the_kill": finished_first,
         "last_line_before_the_kill": lines.seen[-1].strip()[:100] if lines.seen else "",
         "completed_before": len(before), "completed_after": len(after),
         "kept_every_completed": all(after.get(number) == values for number, values in before.items()),
@@ -162,7 +184,7 @@ def cut_at(reference: Path, out: Path, name: str, offset: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--cuts", type=int, default=10)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -185,7 +207,8 @@ def main() -> None:
         delay = rng.uniform(0.1, 0.8) * length
         if phase == "calibration":
             delay += startup + phases["prepare"] + phases.get("baseline", 0.0)
-        kills.append(kill_at(out, f"kill-{k}", phase, delay, args.trials, args.seed + 1 + k))
+        stop, relative = (signal.SIGKILL, signal.SIGTERM)[k % 2], (k // 2) % 2 == 1
+        kills.append(kill_at(out, f"kill-{k}", phase, delay, args.trials, args.seed + 1 + k, stop, relative))
         print(json.dumps(kills[-1]), flush=True)
     size = (out / "reference" / "study.journal").stat().st_size
     cuts = []
@@ -194,6 +217,10 @@ def main() -> None:
         print(json.dumps(cuts[-1]), flush=True)
     summary = {
         "kills_resumed": sum(k["resume_exit"] == 0 for k in kills),
+        "kills_by_signal": {name: sum(k["signal"] == name for k in kills) for name in ("SIGKILL", "SIGTERM")},
+        "kills_with_a_relative_out": sum(k["out"] == "relative" for k in kills),
+        "resumes_hung": sum(k["resume_exit"] == 124 for k in kills),
+        "slowest_resume_s": max((k["resume_s"] for k in kills), default=0.0),
         "kills_keeping_every_trial": sum(k["kept_every_completed"] for k in kills),
         "trials_completed_before_kills": sum(k["completed_before"] for k in kills),
         "cuts_answered": sum(

@@ -3,16 +3,17 @@
 A run folder is data: its ``config.json`` and ``plan.json`` name factories (``--model``, ``--data``,
 ``--metric``, ``--loss``) that re-creating its model imports and calls. A folder someone sends could
 name anything (``os:abort``). A run that a search made on this machine is trusted: the search records
-it in the cache (a digest of the folder's real path and its ``config.json``, so a folder put in its
-place is not). Reading any other run that names code (``report``, ``export``, ``search --resume``,
-``load_plan``) is refused with one line listing that code, until the user says ``--trust-run``
-(``trust=True`` from Python), which records it as trusted.
+a digest of its ``config.json`` in the cache, so the run, moved or copied, is still trusted, while a
+folder whose job names other code is not (nor a plan naming code its job does not). Reading any other
+run that names code (``report``, ``export``, ``search --resume``, ``load_plan``) is refused with one
+line listing that code, until the user says ``--trust-run`` (``trust=True`` from Python), which
+records it as trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def check_trusted(run: Path, code: Iterable[str], trust: bool, flag: str = "--tr
         UsageError: one line listing the code, and ``flag``.
     """
     code = list(code)
-    if not code or trusted(run):
+    if not code or (trusted(run) and set(code) <= set(_job_code(run))):
         return
     if trust:
         record_trusted(run)
@@ -68,13 +69,19 @@ def check_trusted(run: Path, code: Iterable[str], trust: bool, flag: str = "--tr
 
 
 def _token(run: Path) -> str | None:
-    """A digest of the run folder's real path and its ``config.json`` (None without one)."""
+    """A digest of the run's ``config.json`` (None without one, or when it is a link)."""
     config = Path(run) / "config.json"
     try:
         if config.is_symlink():
             return None
-        data = config.read_bytes()
+        return hashlib.sha256(config.read_bytes()).hexdigest()[:32]
     except OSError:
         return None
-    digest = hashlib.sha256(os.path.realpath(run).encode() + b"\0" + data)
-    return digest.hexdigest()[:32]
+
+
+def _job_code(run: Path) -> list[str]:
+    """The code the run's saved job names (what trusting the run covers)."""
+    try:
+        return named_code(json.loads((Path(run) / "config.json").read_text()))
+    except (OSError, ValueError, AttributeError):
+        return []

@@ -1,5 +1,6 @@
 """A run folder is data: one made elsewhere that names code is not imported by report, export,
-resume or load_plan until the user says --trust-run; a run made here needs no flag."""
+resume or load_plan until the user says --trust-run; a run made here needs no flag, moved or not,
+but a plan in it naming other code than its job does."""
 
 from __future__ import annotations
 
@@ -61,8 +62,17 @@ def test_a_run_made_elsewhere_is_read_only_with_trust_run(capsys, received):
     assert code == 0, err
 
 
-def test_a_run_made_here_is_read_without_a_flag(capsys, received):
-    run, _ = received
+def test_a_run_made_here_is_read_without_a_flag_even_moved_but_not_a_plan_naming_other_code(
+    capsys, received
+):
+    run, marker = received
     made = run.parent.parent / "made" / "r"
     assert run_cli(capsys, "report", made)[0] == 0
     assert load_plan(made) is not None
+    moved = shutil.move(made, run.parent.parent / "moved")
+    assert run_cli(capsys, "report", moved)[0] == 0
+    plan = json.loads((moved / "plan.json").read_text())
+    (moved / "plan.json").write_text(json.dumps({**plan, "factory": "marker_factory:factory"}))
+    with pytest.raises(UsageError, match="marker_factory:factory"):
+        load_plan(moved)
+    assert not marker.exists()
