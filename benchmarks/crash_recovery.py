@@ -12,6 +12,8 @@ random bytes.
 3. ``--cuts`` copies of the reference run have their journal cut at a random byte offset; then
    ``report``, ``export --trial N`` (a trial completed before the cut) and ``search --resume`` must
    each work or answer with one line, and no trial completed before the cut may be lost.
+4. ``prunepilot repair`` of journals of ``--repair-mb`` MB built from the reference run's records
+   (its trials repeated under new numbers), every other line damaged: timed.
 
 Run: ``python benchmarks/crash_recovery.py`` (about 70 minutes on 2 cores; ``--kills 10 --cuts 4`` for a
 quick look).
@@ -182,12 +184,46 @@ def cut_at(reference: Path, out: Path, name: str, offset: int) -> dict:
     }  # fmt: skip
 
 
+def damaged_journal(reference: Path, target: Path, megabytes: float) -> int:
+    """Writes at ``target`` a journal of about ``megabytes`` MB: the reference journal's study
+    records, then its trial records repeated under new trial ids, every other line made unreadable
+    (its first half replaced by garbage). Returns its line count."""
+    records = [json.loads(line) for line in reference.read_bytes().splitlines()]
+    head = [r for r in records if "trial_id" not in r and r["op_code"] != 4]  # the study's own
+    trial_records = [r for r in records if r not in head]
+    trials = sum(r["op_code"] == 4 for r in records)
+    lines = [json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in head]
+    size, offset = sum(map(len, lines)), 0
+    while size < megabytes * 2**20:
+        for record in trial_records:
+            moved = {**record, **({"trial_id": record["trial_id"] + offset} if "trial_id" in record else {})}
+            lines.append(json.dumps(moved, separators=(",", ":")).encode() + b"\n")
+            size += len(lines[-1])
+        offset += trials
+    for index in range(len(head) + 1, len(lines), 2):
+        lines[index] = b"\x00garbage " + lines[index][len(lines[index]) // 2 :]
+    target.write_bytes(b"".join(lines))
+    return len(lines)
+
+
+def time_repair(reference: Path, out: Path, megabytes: float) -> dict:
+    """``prunepilot repair`` of a damaged journal of ``megabytes`` MB, timed in its own process."""
+    target = out / f"repair-{megabytes:g}MB.journal"
+    lines = damaged_journal(reference, target, megabytes)
+    started = time.perf_counter()
+    result = prunepilot("repair", target, timeout=RESUME_LIMIT)
+    seconds = round(time.perf_counter() - started, 2)
+    return {"megabytes": megabytes, "lines": lines, "exit": result.returncode, "seconds": seconds,
+            "said": result.stdout.strip()[-200:]}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--cuts", type=int, default=10)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repair-mb", type=float, nargs="*", default=[8, 32])
     parser.add_argument("--json", default="benchmarks/results/crash_recovery.json")
     args = parser.parse_args()
     began = time.perf_counter()
@@ -215,6 +251,9 @@ def main() -> None:
     for k, offset in enumerate(sorted(rng.randrange(1, size) for _ in range(args.cuts))):
         cuts.append(cut_at(out / "reference", out, f"cut-{k}", offset))
         print(json.dumps(cuts[-1]), flush=True)
+    repairs = [time_repair(out / "reference" / "study.journal", out, mb) for mb in args.repair_mb]
+    for repair in repairs:
+        print(json.dumps(repair), flush=True)
     summary = {
         "kills_resumed": sum(k["resume_exit"] == 0 for k in kills),
         "kills_by_signal": {name: sum(k["signal"] == name for k in kills) for name in ("SIGKILL", "SIGTERM")},
@@ -229,10 +268,12 @@ def main() -> None:
         "cuts_resumed": sum(c["resume_exit"] == 0 for c in cuts),
         "cuts_keeping_every_trial": sum(c["kept_every_completed"] for c in cuts),
         "trials_completed_before_cuts": sum(c["completed_before_the_cut"] for c in cuts),
+        "repair_s": {f"{r['megabytes']:g} MB": r["seconds"] for r in repairs},
     }
     print(json.dumps(summary, indent=1))
     shutil.rmtree(out, ignore_errors=True)
-    finish(args.json, {"phases_s": phases, "kills": kills, "cuts": cuts, "summary": summary}, began)
+    results = {"phases_s": phases, "kills": kills, "cuts": cuts, "repairs": repairs, "summary": summary}
+    finish(args.json, results, began)
 
 
 if __name__ == "__main__":
