@@ -106,6 +106,5 @@ def remove_blocks(model: nn.Module, names: Iterable[str]) -> nn.Module:
     for name in names:
         if not name or name not in modules:
             raise UsageError(f"Cannot remove block {name!r}: the model has no module of that name.")
-        parent_name, _, child = name.rpartition(".")
-        setattr(modules[parent_name], child, nn.Identity())
+        model.set_submodule(name, nn.Identity())
     return model

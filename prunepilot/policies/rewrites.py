@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunepilot.inputs import eval_copy
-from prunepilot.policies.split_attention import split_attention
+from prunepilot.policies.split_attention import linear_of, split_attention
 
 
 def prunable_form(model: nn.Module) -> dict[str, str]:
@@ -34,11 +34,11 @@ def prunable_form(model: nn.Module) -> dict[str, str]:
         if not name:
             continue
         if conv1d is not None and isinstance(module, conv1d):
-            _replace(model, name, _as_linear(module))
+            model.set_submodule(name, _as_linear(module))
         elif HeadFreeAttention.fits(module):
             free = HeadFreeAttention(module)
             if _same_on_a_test_input(module, free):
-                _replace(model, name, free)
+                model.set_submodule(name, free)
     return split_attention(model)
 
 
@@ -106,17 +106,6 @@ def _same_on_a_test_input(module: nn.Module, other: nn.Module) -> bool:
     return same_shape and torch.allclose(expected, found, atol=1e-5, rtol=1e-4)
 
 
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent), attr, module)
-
-
 def _as_linear(layer: nn.Module) -> nn.Linear:
     """The ``nn.Linear`` a ``Conv1D`` computes (its weight is stored input-major)."""
-    inputs, outputs = layer.weight.shape
-    linear = nn.Linear(inputs, outputs, bias=layer.bias is not None)
-    with torch.no_grad():
-        linear.weight.copy_(layer.weight.T)
-        if layer.bias is not None:
-            linear.bias.copy_(layer.bias)
-    return linear
+    return linear_of(layer.weight.T, layer.bias)

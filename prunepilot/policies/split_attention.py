@@ -36,12 +36,11 @@ class SplitAttention(nn.Module):
 
     def __init__(self, attention: nn.MultiheadAttention) -> None:
         super().__init__()
-        width, heads = attention.embed_dim, attention.num_heads
-        self.embed_dim, self.num_heads, self.head_dim = width, heads, attention.head_dim
+        self.embed_dim, self.num_heads = attention.embed_dim, attention.num_heads
+        self.head_dim = attention.head_dim
         self.batch_first, self.dropout = attention.batch_first, attention.dropout
         self.q_proj, self.k_proj, self.v_proj = _projections(attention)
-        self.out_proj = nn.Linear(width, width, bias=attention.out_proj.bias is not None)
-        self.out_proj.load_state_dict(attention.out_proj.state_dict())
+        self.out_proj = linear_of(attention.out_proj.weight, attention.out_proj.bias)
 
     def forward(
         self,
@@ -104,8 +103,7 @@ def split_attention(model: nn.Module) -> dict[str, str]:
         if module.bias_k is not None or module.add_zero_attn:
             left[name] = "nn.MultiheadAttention with add_bias_kv or add_zero_attn: heads not pruned"
             continue
-        parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent), attr, SplitAttention(module))
+        model.set_submodule(name, SplitAttention(module))
         replaced = True
     if replaced:
         for module in model.modules():
@@ -114,23 +112,25 @@ def split_attention(model: nn.Module) -> dict[str, str]:
     return left
 
 
+def linear_of(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A new ``nn.Linear`` holding copies of ``weight`` (output-major) and ``bias``."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
+
+
 def _projections(attention: nn.MultiheadAttention) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
     """Its query, key and value projections as three ``nn.Linear`` (weights copied)."""
-    width = attention.embed_dim
     if attention._qkv_same_embed_dim:
         weights = attention.in_proj_weight.detach().chunk(3)
     else:
         weights = (attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight)
     biases = (None,) * 3 if attention.in_proj_bias is None else attention.in_proj_bias.detach().chunk(3)
-    layers = []
-    for weight, bias in zip(weights, biases, strict=True):
-        layer = nn.Linear(weight.shape[1], width, bias=bias is not None)
-        with torch.no_grad():
-            layer.weight.copy_(weight)
-            if bias is not None:
-                layer.bias.copy_(bias)
-        layers.append(layer)
-    return layers[0], layers[1], layers[2]
+    query, key, value = (linear_of(w, b) for w, b in zip(weights, biases, strict=True))
+    return query, key, value
 
 
 def _additive_mask(
