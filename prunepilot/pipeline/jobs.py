@@ -21,10 +21,10 @@ from prunepilot.pipeline.finish import finish_stage
 from prunepilot.pipeline.prepare import PreparedJob, measure_baseline, prepare
 from prunepilot.pipeline.reach import check_reachable, dry_run_lines
 from prunepilot.pipeline.revisit import export_trial
-from prunepilot.pipeline.search import check_shared_study, resume_command, search_stage
+from prunepilot.pipeline.search import check_shared_study, open_run_study, resume_command, search_stage
 from prunepilot.policies import Policy
 from prunepilot.rundir import RunDir, default_run_name
-from prunepilot.search.study import STUDY_FILE, STUDY_NAME, RunStudy, open_storage, storage_location
+from prunepilot.search.journal import JournalDamaged
 from prunepilot.spec import JobSpec
 from prunepilot.tasks import Task
 from prunepilot.trust import record_trusted
@@ -263,16 +263,15 @@ def _interruption_told(run: RunDir, spec: JobSpec, clock: PhaseClock) -> Iterato
 
 def _saved_trials(run: RunDir, spec: JobSpec) -> str:
     """How many of the run's trials are complete in its study, as a message says it."""
-    location = storage_location(spec.storage, spec.out, spec.study) or str(run.file(STUDY_FILE))
-    if "://" not in location and not Path(location).is_file():
-        return "no trial is"
     try:
-        study = optuna.load_study(study_name=spec.study or STUDY_NAME, storage=open_storage(location))
-        complete = RunStudy(study, run.path.name, shared=spec.storage is not None).get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
-        )
+        study = open_run_study(spec, run, reading=True)
+    except JournalDamaged:
+        return "the trials completed so far are"
+    except UsageError:  # no study yet
+        return "no trial is"
     except Exception:  # noqa: BLE001 - a study that cannot be read now: say what is sure
         return "the trials completed so far are"
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     return "1 complete trial is" if len(complete) == 1 else f"{len(complete)} complete trials are"
 
 

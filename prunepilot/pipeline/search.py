@@ -212,23 +212,22 @@ def open_run_study(spec: JobSpec, run: RunDir, reading: bool = False) -> RunStud
         UsageError: reading a run whose storage holds no study (a journal emptied or cut).
     """
     location = storage_location(spec.storage, spec.out, spec.study)
-    name = spec.study or STUDY_NAME
-    if reading:
-        where = location or str(run.file(STUDY_FILE))
-        if "://" not in where and not Path(where).is_file():  # reading creates nothing
-            raise UsageError(
-                f"The study journal of run {spec.name!r} ({cut(where)}) is missing; nothing is read, and "
-                "the run's last report stays as it is."
-            )
-        try:
-            optuna.load_study(study_name=name, storage=open_storage(where))
-        except KeyError:
-            raise UsageError(
-                f"The study of run {spec.name!r} ({location or run.file(STUDY_FILE)}) holds no study "
-                f"{name!r}: its journal was emptied or cut before its first record; nothing is read, "
-                "and the run's last report stays as it is."
-            ) from None
-    study = open_study(run.path, spec.seed, storage=location, name=name, direction=spec.metric_direction)
+    name, where = spec.study or STUDY_NAME, location or str(run.file(STUDY_FILE))
+    if reading and "://" not in where and not Path(where).is_file():  # reading creates nothing
+        raise UsageError(
+            f"The study journal of run {spec.name!r} ({cut(where)}) is missing; nothing is read, and "
+            "the run's last report stays as it is."
+        )
+    try:
+        study = open_study(
+            run.path, spec.seed, storage=location, name=name, direction=spec.metric_direction,
+            create=not reading,
+        )  # fmt: skip
+    except KeyError:
+        raise UsageError(
+            f"The study of run {spec.name!r} ({where}) holds no study {name!r}: its journal was emptied or "
+            "cut before its first record; nothing is read, and the run's last report stays as it is."
+        ) from None
     metric = Metric(spec.metric).name
     check_study_metric(study.study, metric, spec.metric_direction)
     if "metric" not in study.user_attrs and not reading:

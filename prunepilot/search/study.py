@@ -92,6 +92,7 @@ def open_study(
     name: str = STUDY_NAME,
     run: str | None = None,
     direction: str = "maximize",
+    create: bool = True,
 ) -> RunStudy:
     """Creates or loads the study ``name`` and returns the run's share of it (see :class:`RunStudy`).
 
@@ -107,15 +108,19 @@ def open_study(
             ``maximize`` or ``minimize``; the second objective, the budget metric, is minimised. An
             existing study keeps its own (``pipeline.search.open_run_study`` refuses a job whose
             metric differs).
+        create: Create the study when the storage lacks it (else :class:`KeyError`).
 
     Raises:
         UsageError: when the storage cannot be opened.
+        KeyError: when the study is missing and ``create`` is False.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     backend = open_storage(storage or str(run_dir / STUDY_FILE))
     try:
         existing = len(optuna.load_study(study_name=name, storage=backend).trials)
     except KeyError:
+        if not create:
+            raise
         existing = None
     # A resumed study re-seeds its sampler so it does not replay the first run's proposals.
     if sampler is None:
