@@ -209,7 +209,6 @@ def check_length(path: Path, what: str) -> None:
         )
 
 
-
 def _exists(path: Path) -> UsageError:
     return UsageError(
         f"The run directory {str(path)!r} already exists; pass --resume to continue it "

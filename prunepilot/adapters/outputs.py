@@ -84,8 +84,7 @@ class LogitsModel(nn.Module):
         return self.inputs.call(self.model, self.inputs.unpack(inputs))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        output = self.raw(inputs)
-        return self.outputs.pack(output) if self.outputs is not None else logits_of(output, self.output_key)
+        return _read(self.raw(inputs), self.output_key, self.outputs)
 
 
 def as_logits_model(
@@ -146,8 +145,13 @@ class NamedInputs(nn.Module):
         self.outputs = outputs
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        output = self.inputs.call(self.model, tensors)
-        return self.outputs.pack(output) if self.outputs is not None else logits_of(output, self.output_key)
+        return _read(self.inputs.call(self.model, tensors), self.output_key, self.outputs)
+
+
+def _read(output: object, output_key: str | None, outputs: OutputLayout | None) -> torch.Tensor:
+    """What prunepilot reads of the user's model's ``output``: its class scores, or every tensor of a
+    structured output packed into one."""
+    return outputs.pack(output) if outputs is not None else logits_of(output, output_key)
 
 
 def user_model(model: nn.Module) -> nn.Module:

@@ -22,6 +22,7 @@ __all__ = [
 #: The report files a run holds (re-created by ``prunepilot report``).
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
+
 def write_report(
     run: RunDir, study, header: dict[str, Any], chosen: FrozenTrial | None, final: dict[str, Any] | None
 ) -> dict[str, Any]:
