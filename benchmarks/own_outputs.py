@@ -36,25 +36,6 @@ TEAM_EPOCHS = 5
 SETTINGS = dict(trials=4, finetune_steps=20, final_steps=100, workers=0, progress=False, log=lambda _: None)
 
 
-def _trimmed(samples: list[dict]) -> dict:
-    """A batch padded to its longest text only (dynamic padding)."""
-    batch = torch.utils.data.default_collate(samples)
-    length = int(batch["attention_mask"].sum(1).max())
-    return {**batch, "input_ids": batch["input_ids"][:, :length],
-            "attention_mask": batch["attention_mask"][:, :length]}  # fmt: skip
-
-
-def _masked_accuracy(bert: torch.nn.Module, loader: DataLoader) -> float:
-    """The team's own evaluation: the model called with its mask."""
-    right = total = 0
-    with torch.no_grad():
-        for batch in loader:
-            logits = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            right += int((logits.argmax(1) == batch["labels"]).sum())
-            total += len(batch["labels"])
-    return right / total
-
-
 def padded_bert(dynamic: bool, out: str) -> dict:
     torch.manual_seed(0)
     bert = hf_models.model("bert")
@@ -67,9 +48,9 @@ def padded_bert(dynamic: bool, out: str) -> dict:
             bert(**batch).loss.backward()
             optimizer.step()
     bert.eval()
-    collate = _trimmed if dynamic else None
+    collate = hf_models.trimmed if dynamic else None
     train, val, test = (DataLoader(s, batch_size=32, collate_fn=collate) for s in splits)
-    masked_val = _masked_accuracy(bert, val)
+    masked_val = hf_models.masked_accuracy(bert, val)
     batch = next(iter(val))
     with torch.no_grad():  # how much the mask changes the scores (an unmasked score is not the team's)
         gap = (bert(**batch).logits - bert(input_ids=batch["input_ids"]).logits).abs().max()
@@ -87,7 +68,7 @@ def padded_bert(dynamic: bool, out: str) -> dict:
         "mask_changes_logits_by": float(gap),
         "onnx_inputs": [i.name for i in session.get_inputs()],
         "report_test_accuracy": report["final"]["test_accuracy"],
-        "team_masked_test_accuracy_of_rebuilt_plan": _masked_accuracy(rebuilt, test),
+        "team_masked_test_accuracy_of_rebuilt_plan": hf_models.masked_accuracy(rebuilt, test),
         "flops": report["final"]["flops"],
     }  # fmt: skip
 

@@ -81,16 +81,6 @@ def test_a_model_of_two_inputs_from_tuple_batches_is_searched_in_int8_and_ships_
         assert abs(got - expected).max() <= bound
 
 
-def _masked_accuracy(bert: nn.Module, data) -> float:
-    right = total = 0
-    with torch.no_grad():
-        for batch in DataLoader(data, batch_size=64):
-            logits = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            right += int((logits.argmax(1) == batch["labels"]).sum())
-            total += len(batch["labels"])
-    return right / total
-
-
 @pytest.mark.slow
 def test_a_padded_text_bert_is_scored_trained_and_shipped_with_its_attention_mask(tmp_path):
     hf = pytest.importorskip("tests.hf_models")
@@ -105,7 +95,7 @@ def test_a_padded_text_bert_is_scored_trained_and_shipped_with_its_attention_mas
         if step == 40:
             break
     bert.eval()
-    masked = _masked_accuracy(bert, val)
+    masked = hf.masked_accuracy(bert, DataLoader(val, batch_size=64))
     batch = next(iter(DataLoader(val, batch_size=64)))
     with torch.no_grad():  # the mask matters: an unmasked score would not be the team's
         gap = bert(**batch).logits - bert(input_ids=batch["input_ids"]).logits
@@ -126,7 +116,8 @@ def test_a_padded_text_bert_is_scored_trained_and_shipped_with_its_attention_mas
     assert abs(session.run(None, shorter)[0] - expected.detach().numpy()).max() < 1e-4
     rebuilt = load_plan(result.run_dir, base_model=bert)
     assert isinstance(rebuilt, LogitsModel)
-    assert abs(_masked_accuracy(user_model(rebuilt), test) - report["final"]["test_accuracy"]) <= 1e-6
+    masked_test = hf.masked_accuracy(user_model(rebuilt), DataLoader(test, batch_size=64))
+    assert abs(masked_test - report["final"]["test_accuracy"]) <= 1e-6
 
 
 def test_a_bool_mask_and_inputs_of_other_dtypes_pack_and_synthetic_batches_keep_each_dtype():
@@ -199,31 +190,18 @@ def test_input_keys_choose_the_inputs_one_key_feeding_one_input(tmp_path):
     assert "inputs" not in export and export["input_shape"] == [4]
 
 
-def _trimmed(samples: list[dict]) -> dict:
-    """A batch padded to its longest text only (a tokenizer's dynamic padding)."""
-    batch = torch.utils.data.default_collate(samples)
-    length = int(batch["attention_mask"].sum(1).max())
-    return {**batch, "input_ids": batch["input_ids"][:, :length],
-            "attention_mask": batch["attention_mask"][:, :length]}  # fmt: skip
-
-
 def test_batches_padded_to_their_own_length_are_searched_and_scored_with_their_masks(tmp_path):
     hf = pytest.importorskip("tests.hf_models")
     bert = hf.model("bert").eval()
-    loaders = (DataLoader(split, batch_size=32, collate_fn=_trimmed) for split in hf.padded_text_data())
+    loaders = (DataLoader(split, batch_size=32, collate_fn=hf.trimmed) for split in hf.padded_text_data())
     train, val, test = loaders
     lengths = {batch["input_ids"].shape[1] for batch in val}
     assert len(lengths) > 1  # the splits' batches differ in length
-    right = total = 0
-    with torch.no_grad():
-        for batch in val:
-            logits = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            right += int((logits.argmax(1) == batch["labels"]).sum())
-            total += len(batch["labels"])
+    masked = hf.masked_accuracy(bert, val)
     result = prunepilot.search(
         bert, train=train, val=val, test=test, budget="1GFLOPs", trials=1, out=str(tmp_path),
         log=lambda _: None, **FAST,
     )  # fmt: skip
     assert result.exit_code == 0
-    assert abs(result.report["baseline"]["accuracy"] - right / total) <= 1e-6
+    assert abs(result.report["baseline"]["accuracy"] - masked) <= 1e-6
     assert result.report["final"]["export"]["onnx_max_abs_diff"] <= 1e-4
