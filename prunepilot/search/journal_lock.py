@@ -64,7 +64,7 @@ class HolderLock(BaseJournalFileLock):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = _holder(handle)
+                    holder = _holder(handle) or "an unknown process"
                     os.close(handle)
                     raise UsageError(
                         f"The study journal {self.journal} has been locked for over {self.wait:.0f} s by "
@@ -73,7 +73,7 @@ class HolderLock(BaseJournalFileLock):
                 time.sleep(pause)
                 pause = min(2 * pause, 0.1)
         left = _holder(handle)
-        if left != "an unknown process":  # a holder that died holding it: the system released it
+        if left:  # a holder that died holding it: the system released it
             print(f"prunepilot: warning: {self.journal}: the lock left by {left} (gone) is taken over.",
                   file=sys.stderr)  # fmt: skip
         record = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -94,7 +94,7 @@ class HolderLock(BaseJournalFileLock):
             os.close(handle)
 
 
-def _holder(handle: int) -> str:
-    """The holder record in the lock file (cut to a line's worth), or ``an unknown process``."""
+def _holder(handle: int) -> str | None:
+    """The holder record in the lock file (cut to a line's worth); None when it holds none."""
     record = os.pread(handle, 200, 0).decode("utf-8", "replace").strip()
-    return cut(record, 120) if record else "an unknown process"
+    return cut(record, 120) if record else None
